@@ -1,0 +1,33 @@
+"""Architectures: genotypes (architectures as data), blocks, the model builder and baselines."""
+
+from __future__ import annotations
+
+from edgenas.arch._baselines import BASELINES, baseline
+from edgenas.arch._blocks import BLOCKS, make_divisible
+from edgenas.arch._builder import Network, build_model, export_onnx
+from edgenas.arch._genotype import (
+    ACTIVATIONS,
+    BLOCK_TYPES,
+    KERNELS,
+    BlockGene,
+    BlockShape,
+    Genotype,
+    parse_kernel,
+)
+
+__all__ = [
+    "ACTIVATIONS",
+    "BASELINES",
+    "BLOCKS",
+    "BLOCK_TYPES",
+    "KERNELS",
+    "BlockGene",
+    "BlockShape",
+    "Genotype",
+    "Network",
+    "baseline",
+    "build_model",
+    "export_onnx",
+    "make_divisible",
+    "parse_kernel",
+]

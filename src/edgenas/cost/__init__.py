@@ -1,0 +1,25 @@
+"""Costs of candidates: analytic parameters, MACs, size and memory; measured latency."""
+
+from __future__ import annotations
+
+from edgenas.cost._analytic import AnalyticCosts, ConvOp, analytic_costs, block_ops
+from edgenas.cost._latency import LatencyMeasurement, measure_onnx_latency
+from edgenas.cost._model import COST_FIELDS, Constraints, CostModel, Costs
+from edgenas.cost._units import parse_count, parse_duration, parse_latency, parse_size
+
+__all__ = [
+    "COST_FIELDS",
+    "AnalyticCosts",
+    "Constraints",
+    "ConvOp",
+    "CostModel",
+    "Costs",
+    "LatencyMeasurement",
+    "analytic_costs",
+    "block_ops",
+    "measure_onnx_latency",
+    "parse_count",
+    "parse_duration",
+    "parse_latency",
+    "parse_size",
+]

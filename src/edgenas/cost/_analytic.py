@@ -1,0 +1,178 @@
+"""Analytic costs of a genotype: parameters, MACs, model size and peak activation memory.
+
+Every block is described once as a list of convolutions (:func:`block_ops`); parameters, MACs and
+the liveness walk for memory are all computed from that one list, so a new block type needs one
+entry here and nothing else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from edgenas.arch import BlockShape, Genotype, make_divisible
+from edgenas.arch._blocks import bottleneck_width
+
+__all__ = ["AnalyticCosts", "ConvOp", "analytic_costs", "block_ops"]
+
+_FLOAT_BYTES = 4
+MB = 1e6  # sizes and memory are reported in megabytes (10^6 bytes), as device sheets state them
+
+
+@dataclass(frozen=True)
+class ConvOp:
+    """One convolution (with its batch norm or bias) as the runtime executes it."""
+
+    in_channels: int
+    out_channels: int
+    kernel: tuple[int, int]
+    stride: int
+    groups: int
+    in_size: int
+    bias: bool = False  # a plain bias instead of batch norm (the SE convolutions)
+    elementwise_input: bool = False  # output multiplies/adds back into an earlier tensor
+
+    @property
+    def out_size(self) -> int:
+        return (self.in_size + self.stride - 1) // self.stride
+
+    @property
+    def weights(self) -> int:
+        kh, kw = self.kernel
+        w = self.out_channels * (self.in_channels // self.groups) * kh * kw
+        # batch norm: weight and bias (running statistics are buffers folded away on export)
+        return w + (self.out_channels if self.bias else 2 * self.out_channels)
+
+    @property
+    def macs(self) -> int:
+        kh, kw = self.kernel
+        return self.out_channels * self.out_size**2 * (self.in_channels // self.groups) * kh * kw
+
+    @property
+    def in_elems(self) -> int:
+        return self.in_channels * self.in_size**2
+
+    @property
+    def out_elems(self) -> int:
+        return self.out_channels * self.out_size**2
+
+
+def _se_ops(channels: int, size: int) -> list[ConvOp]:
+    hidden = make_divisible(channels * 0.25)
+    # SE works on a 1×1 pooled tensor; the full-size tensor stays alive while it runs.
+    return [
+        ConvOp(channels, hidden, (1, 1), 1, 1, 1, bias=True),
+        ConvOp(hidden, channels, (1, 1), 1, 1, 1, bias=True),
+    ]
+
+
+def block_ops(shape: BlockShape) -> list[ConvOp]:
+    """The convolutions of one block in execution order (shortcut projection last)."""
+    g, cin, s_in = shape.gene, shape.in_channels, shape.in_size
+    s_out, cout = shape.out_size, shape.out_channels
+    ops: list[ConvOp] = []
+    if g.type == "conv":
+        ops.append(ConvOp(cin, cout, g.kernel, g.stride, 1, s_in))
+        if g.se:
+            ops += _se_ops(cout, s_out)
+    elif g.type == "res":
+        ops.append(ConvOp(cin, cout, g.kernel, g.stride, 1, s_in))
+        ops.append(ConvOp(cout, cout, g.kernel, 1, 1, s_out))
+        if g.se:
+            ops += _se_ops(cout, s_out)
+    elif g.type == "bneck":
+        mid = bottleneck_width(cout)
+        ops.append(ConvOp(cin, mid, (1, 1), 1, 1, s_in))
+        ops.append(ConvOp(mid, mid, g.kernel, g.stride, 1, s_in))
+        if g.se:
+            ops += _se_ops(mid, s_out)
+        ops.append(ConvOp(mid, cout, (1, 1), 1, 1, s_out))
+    elif g.type == "ds":
+        ops.append(ConvOp(cin, cin, g.kernel, g.stride, cin, s_in))
+        if g.se:
+            ops += _se_ops(cin, s_out)
+        ops.append(ConvOp(cin, cout, (1, 1), 1, 1, s_out))
+    elif g.type == "ir":
+        hidden = cin * g.expansion
+        if g.expansion > 1:
+            ops.append(ConvOp(cin, hidden, (1, 1), 1, 1, s_in))
+        ops.append(ConvOp(hidden, hidden, g.kernel, g.stride, hidden, s_in))
+        if g.se:
+            ops += _se_ops(hidden, s_out)
+        ops.append(ConvOp(hidden, cout, (1, 1), 1, 1, s_out))
+    else:  # pragma: no cover - BlockGene validates the type
+        raise ValueError(g.type)
+    if g.always_residual and (cin != cout or g.stride != 1):
+        ops.append(ConvOp(cin, cout, (1, 1), g.stride, 1, s_in))
+    return ops
+
+
+@dataclass(frozen=True)
+class AnalyticCosts:
+    params: int
+    macs: int
+    size_mb: float  # fp32 weights
+    size_int8_mb: float  # int8 weights (per-channel scales are negligible)
+    peak_activation_mb: float
+
+    @property
+    def peak_memory_mb(self) -> float:
+        """Weights plus the largest set of activations alive at once (runtime overhead excluded)."""
+        return self.size_mb + self.peak_activation_mb
+
+
+def analytic_costs(genotype: Genotype, in_channels: int, num_classes: int) -> AnalyticCosts:
+    """Parameters, MACs, size and peak activation memory of a genotype's network at batch 1."""
+    g = genotype
+    stem = ConvOp(in_channels, g.stem, (3, 3), 2, 1, g.resolution)
+    params, macs = stem.weights, stem.macs
+    # Liveness walk: at every convolution its input and output are alive, plus every tensor
+    # that is held for later (a block's input for its residual, a block's output for a skip).
+    image = in_channels * g.resolution**2
+    peak = image + stem.out_elems
+    out_elems = [stem.out_elems] + [s.out_channels * s.out_size**2 for s in g.shapes()]
+    skip_sources = {s.index - s.gene.skip + 1: s.index for s in g.shapes() if s.gene.skip}
+    for shape in g.shapes():
+        # outputs of earlier blocks still waiting to be added by a later block's skip
+        held = sum(
+            out_elems[src] for src, user in skip_sources.items() if src <= shape.index < user
+        )
+        block_input = shape.in_channels * shape.in_size**2
+        keeps_input = shape.gene.residual
+        ops = block_ops(shape)
+        for op in ops:
+            params += op.weights
+            macs += op.macs
+            live = op.in_elems + op.out_elems + held
+            if keeps_input and op.in_elems != block_input:
+                live += block_input
+            peak = max(peak, live)
+        if shape.gene.skip:
+            src = shape.index - shape.gene.skip + 1
+            if out_elems[src] // shape.out_size**2 != shape.out_channels:  # projected skip
+                proj = ConvOp(
+                    out_elems[src] // shape.out_size**2,
+                    shape.out_channels,
+                    (1, 1),
+                    1,
+                    1,
+                    shape.out_size,
+                )
+                params += proj.weights
+                macs += proj.macs
+                peak = max(peak, held + proj.in_elems + 2 * proj.out_elems)
+    last = out_elems[-1]
+    if g.head:
+        c_last = g.blocks[-1].out_channels if g.blocks else g.stem
+        head = ConvOp(c_last, g.head, (1, 1), 1, 1, g.final_size)
+        params += head.weights
+        macs += head.macs
+        peak = max(peak, last + head.out_elems)
+    params += g.final_channels * num_classes + num_classes
+    macs += g.final_channels * num_classes
+    return AnalyticCosts(
+        params=params,
+        macs=macs,
+        size_mb=params * _FLOAT_BYTES / MB,
+        size_int8_mb=params / MB,
+        peak_activation_mb=peak * _FLOAT_BYTES / MB,
+    )

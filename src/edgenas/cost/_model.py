@@ -1,0 +1,166 @@
+"""The cost model: ``CostModel.estimate(genotype) -> Costs``, and constraints on costs."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from edgenas.arch import Genotype, build_model, export_onnx
+from edgenas.cost._analytic import analytic_costs
+from edgenas.cost._latency import measure_onnx_latency
+
+__all__ = ["COST_FIELDS", "Constraints", "CostModel", "Costs"]
+
+
+@dataclass(frozen=True)
+class Costs:
+    """What a candidate costs on the target, at batch 1."""
+
+    latency_ms: float
+    peak_memory_mb: float  # weights plus peak activations (fp32)
+    size_mb: float  # fp32 weights
+    params: int
+    macs: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Costs:
+        return cls(**{f.name: d[f.name] for f in fields(cls)})
+
+
+COST_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Costs))
+
+# Constraint name (as the CLI says it) -> (Costs field, unit for messages)
+_LIMITS = {
+    "max_latency_ms": ("latency_ms", "ms"),
+    "max_memory_mb": ("peak_memory_mb", "MB"),
+    "max_size_mb": ("size_mb", "MB"),
+    "max_macs": ("macs", "MACs"),
+    "max_params": ("params", "params"),
+}
+
+
+@dataclass(frozen=True)
+class Constraints:
+    """Upper limits on costs; ``None`` means no limit."""
+
+    max_latency_ms: float | None = None
+    max_memory_mb: float | None = None
+    max_size_mb: float | None = None
+    max_macs: float | None = None
+    max_params: float | None = None
+
+    def active(self) -> dict[str, float]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+    def violations(self, costs: Costs) -> dict[str, float]:
+        """Relative excess per active limit: ``cost / limit - 1``; ≤ 0 means it holds."""
+        return {
+            name: getattr(costs, _LIMITS[name][0]) / limit - 1.0
+            for name, limit in self.active().items()
+        }
+
+    def feasible(self, costs: Costs) -> bool:
+        return all(v <= 0 for v in self.violations(costs).values())
+
+    def latency_only(self) -> bool:
+        return set(self.active()) <= {"max_latency_ms"}
+
+    def describe(self) -> str:
+        parts = [f"{_LIMITS[k][0]} ≤ {v:g} {_LIMITS[k][1]}" for k, v in self.active().items()]
+        return ", ".join(parts) if parts else "none"
+
+    def to_dict(self) -> dict[str, float]:
+        return self.active()
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Constraints:
+        return cls(**{k: v for k, v in d.items() if k in _LIMITS})
+
+
+class CostModel:
+    """Estimates the costs of genotypes for one input shape and class count.
+
+    Parameters, MACs, size and peak memory are analytic (microseconds); latency is measured with
+    ONNX Runtime on this machine (batch 1, ``threads`` threads) and cached per genotype, in memory
+    and, when ``cache_file`` is given, on disk so a resumed search does not measure again.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        num_classes: int,
+        *,
+        threads: int = 1,
+        cache_file: Path | None = None,
+    ) -> None:
+        self.in_channels = in_channels
+        self.num_classes = num_classes
+        self.threads = threads
+        self.cache_file = Path(cache_file) if cache_file else None
+        self._lock = threading.Lock()
+        self._latency: dict[str, float] = {}
+        if self.cache_file and self.cache_file.exists():
+            try:
+                data = json.loads(self.cache_file.read_text())
+                if data.get("threads") == threads and data.get("runtime") == _runtime_version():
+                    self._latency = {k: float(v) for k, v in data.get("latency_ms", {}).items()}
+            except (OSError, ValueError, AttributeError):
+                self._latency = {}  # a damaged cache is only a cache: measure again
+
+    def analytic(self, genotype: Genotype) -> Costs:
+        """Costs without latency (``latency_ms`` is NaN): cheap enough for every candidate."""
+        a = analytic_costs(genotype, self.in_channels, self.num_classes)
+        return Costs(float("nan"), a.peak_memory_mb, a.size_mb, a.params, a.macs)
+
+    def estimate(self, genotype: Genotype, *, limit_ms: float | None = None) -> Costs:
+        a = self.analytic(genotype)
+        latency = self.latency_ms(genotype, limit_ms=limit_ms)
+        return Costs(latency, a.peak_memory_mb, a.size_mb, a.params, a.macs)
+
+    def latency_ms(
+        self, genotype: Genotype, *, fresh: bool = False, limit_ms: float | None = None
+    ) -> float:
+        """Measured latency in ms; ``fresh=True`` measures again instead of using the cache.
+
+        With ``limit_ms``, a model whose warm-up runs already take over three times the limit is
+        not timed further (its rough latency is enough to reject it).
+        """
+        key = str(genotype)
+        if not fresh and key in self._latency:
+            return self._latency[key]
+        model = build_model(genotype, self.in_channels, self.num_classes)
+        value = measure_onnx_latency(
+            export_onnx(model),
+            threads=self.threads,
+            give_up_above_ms=3 * limit_ms if limit_ms else None,
+        ).median_ms
+        if not fresh:
+            with self._lock:
+                self._latency[key] = value
+                self._save()
+        return value
+
+    def _save(self) -> None:
+        if not self.cache_file:
+            return
+        payload = {
+            "threads": self.threads,
+            "runtime": _runtime_version(),
+            "latency_ms": self._latency,
+        }
+        tmp = self.cache_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(payload))
+        os.replace(tmp, self.cache_file)
+
+
+def _runtime_version() -> str:
+    import onnxruntime
+
+    return f"onnxruntime {onnxruntime.__version__}"

@@ -1,0 +1,503 @@
+"""Where images come from: class folders, CSV manifests and the built-in datasets.
+
+Each source is turned into one `Source`: class names, labels, optional groups, and a pixel
+source that decodes any image at any resolution. Unreadable files are found here, at load
+time, so they never surface in the middle of a search.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from edgenas.data._synthetic import SYNTHETIC_CLASSES, SYNTHETIC_IDENTITY, generate_synthetic
+from edgenas.errors import DataError
+
+__all__ = [
+    "BUILTIN_NAMES",
+    "IMAGE_EXTENSIONS",
+    "ArrayImages",
+    "FileImages",
+    "FileRecord",
+    "PixelSource",
+    "Source",
+    "open_source",
+    "worker_count",
+]
+
+_log = logging.getLogger("edgenas.data")
+
+IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
+BUILTIN_NAMES = ("elpv", "elpv4", "synthetic")
+_ACCEPTED = (
+    "Give a folder with one subfolder of images per class, a CSV manifest (a .csv file with "
+    "columns path,label and optionally group), or a built-in dataset name: "
+    + ", ".join(BUILTIN_NAMES)
+)
+# How many file names a warning lists before it only counts the rest.
+_LIST_LIMIT = 10
+_GRAY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"})
+
+
+def worker_count() -> int:
+    """CPU cores this process may use (respecting affinity masks, e.g. in containers)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+class PixelSource(Protocol):
+    """Decodes image ``index`` to a square uint8 array of the given mode ("L" or "RGB")."""
+
+    def __len__(self) -> int: ...
+
+    def read(self, index: int, resolution: int, mode: str) -> np.ndarray:
+        """``(resolution, resolution)`` for "L", ``(resolution, resolution, 3)`` for "RGB"."""
+        ...
+
+    def describe(self, index: int) -> str:
+        """Where image ``index`` comes from, for error messages."""
+        ...
+
+    def content_items(self) -> Iterator[str]:
+        """What identifies the images wherever they are stored (for the dataset fingerprint)."""
+        ...
+
+    def cache_items(self) -> Iterator[str]:
+        """What changes whenever a decoded pixel could change (for the decode cache key)."""
+        ...
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    """One readable image file, as found at load time."""
+
+    path: Path  # absolute
+    key: str  # the path as the source names it (relative to the folder or CSV): relocatable
+    size: int
+    mtime_ns: int
+
+
+@dataclass(frozen=True)
+class FileImages:
+    """Images stored as files."""
+
+    records: tuple[FileRecord, ...]
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def read(self, index: int, resolution: int, mode: str) -> np.ndarray:
+        with Image.open(self.records[index].path) as image:
+            if image.format == "JPEG":
+                # Decode in the DCT domain at 1/2 to 1/8 scale, never below the target size:
+                # much faster for large photos, and the resize below still antialiases.
+                image.draft(mode, (resolution, resolution))
+            # Phone and camera JPEGs store their orientation in EXIF; honour it so images
+            # look as the user sees them.
+            ImageOps.exif_transpose(image, in_place=True)
+            return _resize(_to_mode(image, mode), resolution)
+
+    def describe(self, index: int) -> str:
+        return str(self.records[index].path)
+
+    def content_items(self) -> Iterator[str]:
+        return (f"{r.key}\t{r.size}" for r in self.records)
+
+    def cache_items(self) -> Iterator[str]:
+        return (f"{r.path}\t{r.size}\t{r.mtime_ns}" for r in self.records)
+
+
+@dataclass(frozen=True, eq=False)
+class ArrayImages:
+    """Images held in memory as uint8 arrays ``(N, H, W)`` or ``(N, H, W, 3)``."""
+
+    arrays: np.ndarray
+    identity: str  # names the arrays' content, e.g. the generator and its version
+
+    def __len__(self) -> int:
+        return len(self.arrays)
+
+    def read(self, index: int, resolution: int, mode: str) -> np.ndarray:
+        return _resize(_to_mode(Image.fromarray(self.arrays[index]), mode), resolution)
+
+    def describe(self, index: int) -> str:
+        return f"{self.identity}[{index}]"
+
+    def content_items(self) -> Iterator[str]:
+        return iter((self.identity,))
+
+    def cache_items(self) -> Iterator[str]:
+        return iter((self.identity,))
+
+
+@dataclass(frozen=True, eq=False)
+class Source:
+    """Everything known about a data source before it is split and decoded."""
+
+    name: str
+    origin: str  # "folder /data/cells", "CSV manifest ...": names the input in messages
+    class_names: list[str]
+    labels: np.ndarray
+    groups: np.ndarray | None
+    pixels: PixelSource
+    channels: int
+    allow_rot90: bool
+    allow_flips: bool
+
+
+def open_source(source: str | Path) -> Source:
+    """Find the images, labels and groups of ``source`` and check every image can be read.
+
+    A string equal to a built-in name (``elpv``, ``elpv4``, ``synthetic``) means the built-in
+    dataset even if a folder of that name exists; pass ``./elpv`` (or a `Path`) for the folder.
+    """
+    if isinstance(source, str) and source in BUILTIN_NAMES:
+        if Path(source).exists():
+            _log.warning(
+                "%r is a built-in dataset name and also a path here; using the built-in dataset "
+                "(write ./%s to use the path)",
+                source,
+                source,
+            )
+        if source == "synthetic":
+            return _synthetic()
+        return _elpv(four_levels=source == "elpv4")
+    path = Path(source).expanduser()
+    if not path.exists():
+        raise DataError(f"data source {str(source)!r} not found. {_ACCEPTED}.")
+    if path.is_dir():
+        return _from_folder(path)
+    if path.suffix.lower() == ".csv":
+        return _from_csv(path)
+    raise DataError(f"data source {str(source)!r} is a file but not a .csv manifest. {_ACCEPTED}.")
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    """An image file named by a source, not yet checked."""
+
+    path: Path
+    key: str
+    label: str
+    group: str | None
+    where: str  # for messages: the path, or "line 7: a/b.png" for a manifest row
+
+
+def _from_folder(root: Path) -> Source:
+    root = root.absolute()
+    entries = sorted(p for p in root.iterdir() if not p.name.startswith("."))
+    class_dirs = [p for p in entries if p.is_dir()]
+    loose = [p.name for p in entries if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS]
+    if not class_dirs:
+        raise DataError(
+            f"folder {root} has no class subfolders: put the images of each class in a "
+            f"subfolder named after the class (e.g. {root / 'good'}/*.png and "
+            f"{root / 'defect'}/*.png), or give a CSV manifest"
+        )
+    if loose:
+        _log.warning(
+            "ignored %d image(s) directly in %s, outside any class subfolder: %s",
+            len(loose),
+            root,
+            _listing(loose),
+        )
+    candidates: list[_Candidate] = []
+    other: Counter[str] = Counter()
+    for class_dir in class_dirs:
+        for path in sorted(class_dir.rglob("*")):
+            relative = path.relative_to(root)
+            if any(part.startswith(".") for part in relative.parts) or not path.is_file():
+                continue
+            if path.suffix.lower() in IMAGE_EXTENSIONS:
+                key = relative.as_posix()
+                candidates.append(_Candidate(path, key, class_dir.name, None, key))
+            else:
+                other[path.suffix.lower() or "(no extension)"] += 1
+    if other:
+        _log.warning(
+            "ignored %d file(s) in %s that are not images of a supported type (%s): %s",
+            sum(other.values()),
+            root,
+            ", ".join(sorted(IMAGE_EXTENSIONS)),
+            ", ".join(f"{count} {ext}" for ext, count in other.most_common()),
+        )
+    origin = f"folder {root}"
+    if not candidates:
+        raise DataError(
+            f"no images found in the class subfolders of {root} "
+            f"({', '.join(p.name for p in class_dirs[:_LIST_LIMIT])}); supported file types "
+            f"are {', '.join(sorted(IMAGE_EXTENSIONS))} (any case)"
+        )
+    class_names = [p.name for p in class_dirs]
+    _need_two_classes(class_names, origin)
+    return _from_files(root.name, origin, class_names, candidates, grouped=False)
+
+
+def _from_csv(manifest: Path) -> Source:
+    manifest = manifest.absolute()
+    origin = f"CSV manifest {manifest}"
+    try:
+        with manifest.open(newline="", encoding="utf-8-sig") as file:
+            rows = list(csv.reader(file))
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{origin} is not UTF-8 text ({exc}); save it as UTF-8 CSV") from exc
+    except csv.Error as exc:
+        raise DataError(f"{origin} is not a valid CSV file: {exc}") from exc
+    if not rows:
+        raise DataError(f"{origin} is empty; its first line must name the columns: path,label")
+    header = [cell.strip().lower() for cell in rows[0]]
+    missing = [column for column in ("path", "label") if column not in header]
+    if missing:
+        raise DataError(
+            f"{origin} has no {' or '.join(repr(c) for c in missing)} column; its first line "
+            f"names the columns {rows[0]}. The first line must be 'path,label' (or "
+            f"'path,label,group'), paths relative to the manifest's folder"
+        )
+    path_col, label_col = header.index("path"), header.index("label")
+    group_col = header.index("group") if "group" in header else None
+
+    candidates: list[_Candidate] = []
+    seen: dict[Path, tuple[int, str]] = {}
+    duplicates: list[str] = []
+    missing_files: list[str] = []
+    for line, row in enumerate(rows[1:], start=2):
+        if not any(cell.strip() for cell in row):
+            continue  # blank lines, common at the end of hand-edited files
+        if len(row) < len(header):
+            raise DataError(
+                f"line {line} of {origin} has {len(row)} field(s) but the header has "
+                f"{len(header)}: {row}; fill in every column"
+            )
+        name, label = row[path_col].strip(), row[label_col].strip()
+        group = row[group_col].strip() if group_col is not None else None
+        if not name or not label:
+            raise DataError(
+                f"line {line} of {origin} has an empty {'path' if not name else 'label'}: {row}; "
+                f"fill it in or delete the line"
+            )
+        path = Path(os.path.normpath(manifest.parent / Path(name).expanduser()))
+        if path in seen:
+            first_line, first_label = seen[path]
+            if first_label != label:
+                raise DataError(
+                    f"{origin} gives {name!r} two labels: {first_label!r} on line {first_line} "
+                    f"and {label!r} on line {line}; keep one of the lines"
+                )
+            duplicates.append(f"line {line}: {name}")
+            continue
+        seen[path] = (line, label)
+        where = f"line {line}: {name}"
+        if not path.is_file():
+            missing_files.append(where)
+            continue
+        candidates.append(_Candidate(path, Path(name).as_posix(), label, group, where))
+    if duplicates:
+        _log.warning(
+            "%s lists %d file(s) more than once; each is used once: %s",
+            origin,
+            len(duplicates),
+            _listing(duplicates),
+        )
+    if missing_files:
+        _log.warning(
+            "skipped %d row(s) of %s whose file does not exist: %s",
+            len(missing_files),
+            origin,
+            _listing(missing_files),
+        )
+    class_names = sorted({label for _, label in seen.values()})
+    if not class_names:
+        raise DataError(f"{origin} lists no images; add one 'path,label' line per image")
+    if not candidates:
+        raise DataError(
+            f"none of the files listed in {origin} exist; paths are relative to {manifest.parent}"
+        )
+    _need_two_classes(class_names, origin)
+    return _from_files(
+        manifest.stem, origin, class_names, candidates, grouped=group_col is not None
+    )
+
+
+def _elpv(*, four_levels: bool) -> Source:
+    try:
+        import elpv_dataset
+    except ImportError as exc:
+        raise DataError(
+            "the built-in dataset 'elpv' needs the elpv-dataset package: pip install elpv-dataset"
+        ) from exc
+    data_dir = Path(elpv_dataset.__file__).parent / "data"
+    labels_file = data_dir / "labels.csv"
+    name = "elpv4" if four_levels else "elpv"
+    candidates = []
+    # Whitespace-separated: "images/cell0001.png  1.0  mono" (path, defect probability, type).
+    for line, text in enumerate(labels_file.read_text().splitlines(), start=1):
+        fields = text.split()
+        if not fields:
+            continue
+        key, probability = fields[0], float(fields[1])
+        # The four annotated levels are 0, 1/3, 2/3 and 1.
+        label = (
+            f"p{probability:.2f}"
+            if four_levels
+            else ("defective" if probability >= 0.5 else "functional")
+        )
+        candidates.append(_Candidate(data_dir / key, key, label, None, f"line {line}: {key}"))
+    class_names = sorted({c.label for c in candidates})
+    # Square cells whose defects have no preferred orientation: all eight symmetries keep the class.
+    return _from_files(
+        name,
+        f"built-in dataset {name!r} ({labels_file})",
+        class_names,
+        candidates,
+        grouped=False,
+        allow_rot90=True,
+        allow_flips=True,
+    )
+
+
+def _synthetic() -> Source:
+    images, labels = generate_synthetic()
+    return Source(
+        name="synthetic",
+        origin="built-in dataset 'synthetic'",
+        class_names=list(SYNTHETIC_CLASSES),
+        labels=labels,
+        groups=None,
+        pixels=ArrayImages(images, SYNTHETIC_IDENTITY),
+        channels=1,
+        # The textures are drawn at random positions and angles, so every symmetry keeps the class.
+        allow_rot90=True,
+        allow_flips=True,
+    )
+
+
+def _from_files(
+    name: str,
+    origin: str,
+    class_names: list[str],
+    candidates: Sequence[_Candidate],
+    *,
+    grouped: bool,
+    allow_rot90: bool = False,
+    allow_flips: bool = False,
+) -> Source:
+    """Check every candidate file, drop (with one warning) the unreadable ones, build a Source."""
+    with ThreadPoolExecutor(max_workers=min(32, 4 * worker_count())) as pool:
+        probes = list(pool.map(_probe, [c.path for c in candidates]))
+    bad = [
+        f"{c.where} ({p})" for c, p in zip(candidates, probes, strict=True) if isinstance(p, str)
+    ]
+    if bad:
+        _log.warning(
+            "skipped %d unreadable image file(s) in %s: %s", len(bad), origin, _listing(bad)
+        )
+    kept = [(c, p) for c, p in zip(candidates, probes, strict=True) if not isinstance(p, str)]
+    if not kept:
+        raise DataError(f"none of the image files of {origin} could be read; see the warning above")
+    index = {n: i for i, n in enumerate(class_names)}
+    labels = np.array([index[c.label] for c, _ in kept], dtype=np.int64)
+    groups = np.array([c.group or "" for c, _ in kept], dtype=object) if grouped else None
+    records = tuple(FileRecord(c.path, c.key, p.size, p.mtime_ns) for c, p in kept)
+    return Source(
+        name=name,
+        origin=origin,
+        class_names=class_names,
+        labels=labels,
+        groups=groups,
+        pixels=FileImages(records),
+        # One colour image makes the whole dataset RGB: a network has one input layout.
+        channels=1 if all(p.gray for _, p in kept) else 3,
+        allow_rot90=allow_rot90,
+        allow_flips=allow_flips,
+    )
+
+
+@dataclass(frozen=True)
+class _Probe:
+    size: int
+    mtime_ns: int
+    gray: bool
+
+
+def _probe(path: Path) -> _Probe | str:
+    """Check that ``path`` is a readable image, cheaply; return why not as a string."""
+    try:
+        stat = path.stat()
+        with Image.open(path) as image:
+            gray = _is_gray(image)
+            if image.format == "PNG":
+                # Walks every chunk and checks its CRC without inflating the pixels: catches
+                # truncated and corrupted files at a fraction of the cost of decoding.
+                image.verify()
+            else:
+                if image.format == "JPEG":
+                    image.draft(image.mode, (1, 1))  # decode at 1/8 scale: cheap, still complete
+                image.load()
+    # PIL reports broken files through many exception types (OSError, SyntaxError, ValueError,
+    # struct.error, DecompressionBombError, ...); any of them means "skip this file".
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return _Probe(stat.st_size, stat.st_mtime_ns, gray)
+
+
+def _is_gray(image: Image.Image) -> bool:
+    if image.mode in _GRAY_MODES:
+        return True
+    palette = image.palette
+    if image.mode in ("P", "PA") and palette is not None and palette.mode in ("RGB", "RGBA"):
+        raw = np.frombuffer(bytes(palette.palette), dtype=np.uint8)
+        stride = len(palette.mode)
+        if raw.size and raw.size % stride == 0:
+            rgb = raw.reshape(-1, stride)[:, :3]
+            return bool((rgb == rgb[:, :1]).all())
+    return False
+
+
+def _to_mode(image: Image.Image, mode: str) -> Image.Image:
+    """Convert to "L" or "RGB", scaling 16-bit grayscale to 8 bits rather than clipping it."""
+    if image.mode == "I" or image.mode.startswith("I;16"):
+        # PIL's own conversion clips 16-bit values at 255, which turns most pixels white.
+        wide = np.asarray(image).astype(np.float32)
+        image = Image.fromarray(np.clip(np.rint(wide / 257.0), 0, 255).astype(np.uint8))
+    elif image.mode in ("P", "PA") and "transparency" in image.info:
+        image = image.convert("RGBA")  # PIL warns when converting such palettes straight to RGB
+    if image.mode != mode:
+        image = image.convert(mode)
+    return image
+
+
+def _resize(image: Image.Image, resolution: int) -> np.ndarray:
+    # Squash (no crop, no padding): every pixel of the original stays in view. Bilinear with
+    # PIL's antialiasing; reducing_gap first shrinks by an integer factor, which is much faster
+    # on large images and indistinguishable in quality at this gap.
+    size = (resolution, resolution)
+    if image.size != size:
+        image = image.resize(size, Image.Resampling.BILINEAR, reducing_gap=3.0)
+    else:
+        image.load()
+    return np.asarray(image)
+
+
+def _need_two_classes(class_names: Sequence[str], origin: str) -> None:
+    if len(class_names) < 2:
+        raise DataError(
+            f"{origin} has a single class ({', '.join(map(repr, class_names))}), and a "
+            f"classifier needs at least two classes: add a folder (or labels) for another class"
+        )
+
+
+def _listing(items: Sequence[str]) -> str:
+    shown = ", ".join(items[:_LIST_LIMIT])
+    more = len(items) - _LIST_LIMIT
+    return f"{shown} and {more} more" if more > 0 else shown

@@ -1,0 +1,189 @@
+"""Trial records read from the study, the Pareto front, and ``results.json``.
+
+The study storage is the source of truth: everything here is derived from it, so ``edgenas show``
+gives the same answer during a search, after it, and after a crash.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from edgenas.cost import Constraints, Costs
+
+__all__ = ["TrialRecord", "pareto_front", "records_from_study", "results_dict"]
+
+# Keys of the user attributes each trial carries (written by the runner).
+ATTR_GENOTYPE = "genotype"
+ATTR_STATUS = "status"  # "infeasible", "complete", "pruned", "failed", "interrupted", "duplicate"
+ATTR_TRAINED = "trained"
+ATTR_COSTS = "costs"
+ATTR_ACCURACY = "accuracy"
+ATTR_HISTORY = "history"
+ATTR_EPOCHS = "epochs"
+ATTR_SECONDS = "train_seconds"
+ATTR_REASON = "reason"
+ATTR_VIOLATIONS = "violations"
+ATTR_BASELINE = "baseline"
+ATTR_RETRY_OF = "retry_of"
+
+STUDY_BEST = "best"  # study user attribute: the chosen best with its final checks
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """One candidate as ``results.json`` reports it."""
+
+    number: int
+    genotype: str | None
+    state: str  # complete, infeasible, pruned, failed, running
+    trained: bool
+    accuracy: float | None
+    costs: Costs | None
+    epochs: int
+    train_seconds: float
+    history: tuple[float, ...] = ()
+    reason: str | None = None
+    violations: dict[str, float] = field(default_factory=dict)
+    baseline: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def feasible(self) -> bool:
+        return self.state != "infeasible" and all(v <= 0 for v in self.violations.values())
+
+    def to_json(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "number": self.number,
+            "genotype": self.genotype,
+            "state": self.state,
+            "trained": self.trained,
+            "accuracy": self.accuracy,
+            "costs": self.costs.to_dict() if self.costs else None,
+            "epochs": self.epochs,
+            "train_seconds": round(self.train_seconds, 3),
+        }
+        if self.reason:
+            d["reason"] = self.reason
+        if self.violations:
+            d["violations"] = {k: round(v, 4) for k, v in self.violations.items()}
+        if self.baseline:
+            d["baseline"] = self.baseline
+        return d
+
+
+def _record(t: FrozenTrial) -> TrialRecord | None:
+    a = t.user_attrs
+    if t.state == TrialState.WAITING:
+        return None
+    status = a.get(ATTR_STATUS)
+    if t.state == TrialState.RUNNING:
+        state = "running"
+    elif t.state == TrialState.PRUNED:
+        state = "pruned"
+    elif t.state == TrialState.FAIL:
+        state = "failed"
+    elif status == "infeasible":
+        state = "infeasible"
+    else:
+        state = "complete"
+    costs = Costs.from_dict(a[ATTR_COSTS]) if a.get(ATTR_COSTS) else None
+    return TrialRecord(
+        number=t.number,
+        genotype=a.get(ATTR_GENOTYPE),
+        state=state,
+        trained=bool(a.get(ATTR_TRAINED, False)),
+        accuracy=a.get(ATTR_ACCURACY),
+        costs=costs,
+        epochs=int(a.get(ATTR_EPOCHS, 0)),
+        train_seconds=float(a.get(ATTR_SECONDS, 0.0)),
+        history=tuple(a.get(ATTR_HISTORY, ())),
+        reason=a.get(ATTR_REASON),
+        violations=dict(a.get(ATTR_VIOLATIONS, {})),
+        baseline=a.get(ATTR_BASELINE),
+        params=dict(t.params),
+    )
+
+
+def records_from_study(study: optuna.Study) -> list[TrialRecord]:
+    """Every proposed candidate, in trial order (queued, not yet started trials are left out)."""
+    out = []
+    for t in study.get_trials(deepcopy=False):
+        r = _record(t)
+        if r is not None:
+            out.append(r)
+    return out
+
+
+def pareto_front(records: Sequence[TrialRecord]) -> list[TrialRecord]:
+    """Trained, complete, feasible candidates no other beats on both accuracy and latency,
+    sorted by latency."""
+    pool = [
+        r
+        for r in records
+        if r.state == "complete" and r.trained and r.feasible and r.accuracy is not None and r.costs
+    ]
+    front = []
+    for r in pool:
+        assert r.costs is not None and r.accuracy is not None
+        dominated = False
+        for o in pool:
+            assert o.costs is not None and o.accuracy is not None
+            if o is r:
+                continue
+            no_worse = o.accuracy >= r.accuracy and o.costs.latency_ms <= r.costs.latency_ms
+            better = o.accuracy > r.accuracy or o.costs.latency_ms < r.costs.latency_ms
+            if no_worse and better:
+                dominated = True
+                break
+        if not dominated:
+            front.append(r)
+    # equal points: keep the earliest only
+    seen: set[tuple[float, float]] = set()
+    unique = []
+    for r in sorted(front, key=lambda r: (r.costs.latency_ms, r.number)):  # type: ignore[union-attr]
+        key = (r.accuracy, r.costs.latency_ms)  # type: ignore[union-attr]
+        if key not in seen:
+            seen.add(key)
+            unique.append(r)
+    return unique
+
+
+def results_dict(
+    records: Sequence[TrialRecord],
+    constraints: Constraints,
+    best: dict[str, Any] | None,
+    run: dict[str, Any],
+) -> dict[str, Any]:
+    """The content of ``results.json``."""
+    front = pareto_front(records)
+    trials = []
+    for r in records:
+        d = r.to_json()
+        if best and r.number == best.get("trial"):
+            d["holdout_accuracy"] = best.get("holdout_accuracy")
+            d["latency_ms_measured"] = best.get("latency_ms_measured")
+        trials.append(d)
+    counts: dict[str, int] = {}
+    for r in records:
+        counts[r.state] = counts.get(r.state, 0) + 1
+    return {
+        "version": 1,
+        "run": run,
+        "constraints": constraints.to_dict(),
+        "summary": {
+            "trials": len(records),
+            "trained": sum(r.trained for r in records),
+            **counts,
+        },
+        "trials": trials,
+        "pareto": [r.number for r in front],
+        "best": best.get("trial") if best else None,
+        "best_holdout_accuracy": best.get("holdout_accuracy") if best else None,
+        "best_latency_ms_measured": best.get("latency_ms_measured") if best else None,
+        "best_details": best,
+    }

@@ -1,0 +1,634 @@
+"""The search loop: ask → decode → estimate → (train) → tell, with budgets and resumption.
+
+The runner is the single writer of the study. Everything it learns goes into the study (trial
+user attributes) before anything else is written, so a crash at any moment loses at most the
+candidate being trained, which the next run trains again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import optuna
+import torch
+from optuna.trial import TrialState
+
+from edgenas.arch import Genotype, baseline, build_model, export_onnx
+from edgenas.cost import Constraints, CostModel, Costs
+from edgenas.errors import ConfigError, EdgenasError
+from edgenas.search import _records as R
+from edgenas.search._early_stop import EarlyStopping, EpochCurve
+from edgenas.search._objectives import Objective
+from edgenas.search._strategies import make_sampler
+from edgenas.space import SearchSpace, edge_space
+from edgenas.train import Fidelity, TrainConfig, evaluate, fit
+
+__all__ = ["SearchConfig", "SearchProgress", "SearchResult", "open_study", "run_search"]
+
+log = logging.getLogger("edgenas.search")
+
+STUDY_NAME = "edgenas"
+SPEC_FILE = "spec.json"
+RESULTS_FILE = "results.json"
+BEST_ONNX = "best.onnx"
+# Settings that change what a trial's numbers mean: a resumed run must keep them.
+_SPEC_KEYS = ("data", "data_fingerprint", "space", "constraints", "objective", "epochs",
+              "data_fraction", "resolution_note")  # fmt: skip
+
+
+@dataclass
+class SearchConfig:
+    """Everything one search needs; the CLI fills it from its options."""
+
+    data: str  # a folder, a CSV manifest, or a built-in: elpv, elpv4, synthetic
+    out: Path | None = None  # run directory; default runs/<data name>
+    space: SearchSpace = field(default_factory=edge_space)
+    constraints: Constraints = field(default_factory=Constraints)
+    objective: str = "accuracy"  # accuracy, pareto or weighted
+    weights: dict[str, float] | None = None  # for the weighted objective
+    strategy: str = "tpe"
+    trials: int = 20  # candidates to train (rejected candidates cost no training, not counted)
+    time_budget_s: float | None = None  # no new candidate is started after this
+    epochs: int = 3  # training epochs per candidate
+    data_fraction: float = 1.0  # share of the training split each candidate trains on
+    seed: int = 0
+    threads: int | None = None  # CPU threads for training; None: all cores
+    latency_threads: int = 1  # ONNX Runtime threads when measuring latency
+    batch_size: int = 64
+    device: str = "auto"  # training device: auto (CUDA when present), cpu, cuda
+    baselines: tuple[str, ...] = ()  # baseline genotypes evaluated first (such as mobilenetv2:0.5)
+    early_stopping: bool = True
+    max_rejected: int | None = None  # proposals rejected by the constraints before giving up
+    val_fraction: float = 0.15
+    holdout_fraction: float = 0.15
+
+    def run_dir(self, data_name: str) -> Path:
+        return Path(self.out) if self.out else Path("runs") / data_name
+
+
+class SearchProgress(Protocol):
+    """Receives what happens, for a live view or a log; every method is optional to act on."""
+
+    def on_start(self, info: dict[str, Any]) -> None: ...
+    def on_phase(self, text: str) -> None: ...
+    def on_trial_start(self, number: int, genotype: str, costs: Costs) -> None: ...
+    def on_epoch(self, number: int, epoch: int, epochs: int, accuracy: float) -> None: ...
+    def on_trial_end(self, record: R.TrialRecord, records: list[R.TrialRecord]) -> None: ...
+
+
+class _Silent:
+    def on_start(self, info: dict[str, Any]) -> None:
+        pass
+
+    def on_phase(self, text: str) -> None:
+        pass
+
+    def on_trial_start(self, number: int, genotype: str, costs: Costs) -> None:
+        pass
+
+    def on_epoch(self, number: int, epoch: int, epochs: int, accuracy: float) -> None:
+        pass
+
+    def on_trial_end(self, record: R.TrialRecord, records: list[R.TrialRecord]) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """What a search found: every trial, the Pareto front and the best, read from the study."""
+
+    run_dir: Path
+    trials: list[R.TrialRecord]
+    pareto: list[R.TrialRecord]
+    best: R.TrialRecord | None
+    best_details: dict[str, Any] | None
+    results: dict[str, Any]
+    stopped_because: str
+
+    @property
+    def best_onnx(self) -> Path | None:
+        path = self.run_dir / BEST_ONNX
+        return path if self.best and path.exists() else None
+
+
+def _storage_url(run_dir: Path) -> str:
+    return f"sqlite:///{(run_dir / 'study.db').resolve()}"
+
+
+def open_study(
+    run_dir: Path,
+    directions: list[Any] | None = None,
+    sampler: optuna.samplers.BaseSampler | None = None,
+) -> optuna.Study:
+    """Open (or create, when ``directions`` are given) the study of a run directory."""
+    storage = optuna.storages.RDBStorage(
+        _storage_url(run_dir), engine_kwargs={"connect_args": {"timeout": 60}}
+    )
+    if directions is None:
+        return optuna.load_study(study_name=STUDY_NAME, storage=storage, sampler=sampler)
+    return optuna.create_study(
+        study_name=STUDY_NAME,
+        storage=storage,
+        directions=directions,
+        sampler=sampler,
+        load_if_exists=True,
+    )
+
+
+def _check_spec(run_dir: Path, spec: dict[str, Any]) -> None:
+    path = run_dir / SPEC_FILE
+    if path.exists():
+        try:
+            old = json.loads(path.read_text())
+        except ValueError:
+            old = None
+        if old is not None:
+            changed = [k for k in _SPEC_KEYS if old.get(k) != spec.get(k)]
+            if changed:
+                raise ConfigError(
+                    f"{run_dir} holds a search with other settings ({', '.join(changed)} "
+                    "differ), so its trials cannot be compared with new ones. Re-run with the "
+                    "same settings to resume it, or choose another run directory with --out."
+                )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(spec, indent=2))
+    os.replace(tmp, path)
+
+
+def _trial_seed(seed: int, number: int) -> int:
+    digest = hashlib.sha256(f"{seed}:{number}".encode()).digest()
+    return int.from_bytes(digest[:4], "little")
+
+
+def _model_path(run_dir: Path, number: int) -> Path:
+    return run_dir / "trials" / f"{number:05d}" / "model.pt"
+
+
+class _Search:
+    def __init__(self, config: SearchConfig, progress: SearchProgress) -> None:
+        from edgenas.data import load_dataset
+
+        self.config = config
+        self.progress = progress
+        self.objective = Objective(config.objective, config.weights or {}, config.constraints)
+        if config.trials < 1:
+            raise ConfigError(f"--trials must be at least 1, got {config.trials}")
+        self.fidelity = Fidelity(epochs=config.epochs, data_fraction=config.data_fraction)
+        self.baselines = [baseline(b) for b in config.baselines]  # check names before any work
+        progress.on_phase(f"loading data {config.data}")
+        name_hint = Path(str(config.data)).stem if config.data else "run"
+        provisional = config.run_dir(name_hint)
+        self.data = load_dataset(
+            config.data,
+            cache_dir=provisional / "cache",
+            seed=config.seed,
+            val_fraction=config.val_fraction,
+            holdout_fraction=config.holdout_fraction,
+        )
+        self.run_dir = provisional
+        self.space = config.space
+        self.cost = CostModel(
+            self.data.channels,
+            self.data.num_classes,
+            threads=config.latency_threads,
+            cache_file=self.run_dir / "latency_cache.json",
+        )
+        self.train_config = TrainConfig(
+            batch_size=config.batch_size, threads=config.threads, device=config.device
+        )
+        self.stopping = EarlyStopping(
+            enabled=config.early_stopping and config.epochs > 1,
+            cost_aware=self.objective.multi or self.objective.kind == "weighted",
+        )
+        self.spec = {
+            "data": str(config.data),
+            "data_fingerprint": self.data.fingerprint(),
+            "classes": list(self.data.class_names),
+            "space": self.space.describe(),
+            "constraints": config.constraints.to_dict(),
+            "objective": {"kind": self.objective.kind, "weights": self.objective.weights},
+            "epochs": config.epochs,
+            "data_fraction": config.data_fraction,
+            "resolution_note": "the genotype's own input resolution",
+            "strategy": config.strategy,
+            "seed": config.seed,
+            "latency": {"runtime": "onnxruntime", "threads": config.latency_threads, "batch": 1},
+        }
+        _check_spec(self.run_dir, self.spec)
+        study = open_study(self.run_dir, self.objective.directions)
+        previous = len(study.get_trials(deepcopy=False))
+        # A sampler restarted with the seed it had would propose the same first candidates
+        # again; offsetting by the trials already told keeps a resumed search moving forward.
+        sampler = make_sampler(
+            config.strategy, self.space, config.seed + 7919 * previous, self.objective.multi
+        )
+        self.study = open_study(self.run_dir, self.objective.directions, sampler)
+        self.distributions = self.space.distributions()
+
+    # -- bookkeeping ----------------------------------------------------------------------
+    def _records(self) -> list[R.TrialRecord]:
+        return R.records_from_study(self.study)
+
+    def _recover_interrupted(self) -> int:
+        """Trials left RUNNING by a killed process: mark failed and queue them again."""
+        trials = self.study.get_trials(deepcopy=False)
+        queued = {
+            t.user_attrs.get(R.ATTR_RETRY_OF) for t in trials if t.state == TrialState.WAITING
+        }
+        n = 0
+        for t in trials:
+            if t.state != TrialState.RUNNING:
+                continue
+            if t.number not in queued and t.params:
+                attrs = {R.ATTR_RETRY_OF: t.number}
+                if R.ATTR_BASELINE in t.user_attrs:
+                    attrs[R.ATTR_BASELINE] = t.user_attrs[R.ATTR_BASELINE]
+                self.study.enqueue_trial(t.params, user_attrs=attrs)
+            self.study._storage.set_trial_user_attr(
+                t._trial_id, R.ATTR_REASON, "interrupted; queued to run again"
+            )
+            self.study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
+            n += 1
+        return n
+
+    def _enqueue_baselines(self) -> None:
+        trials = self.study.get_trials(deepcopy=False)
+        done = {t.user_attrs.get(R.ATTR_BASELINE) for t in trials if t.state != TrialState.FAIL}
+        for spec, g in zip(self.config.baselines, self.baselines):
+            for resolution in self._baseline_resolutions():
+                g_r = g.replace(resolution=resolution)
+                label = f"{spec}@r{resolution}"
+                if label in done:
+                    continue
+                try:
+                    params = self.space.encode(g_r)
+                except EdgenasError as exc:
+                    raise ConfigError(
+                        f"baseline {spec} cannot be expressed in this search space ({exc}); "
+                        "widen the space or leave the baseline out"
+                    ) from None
+                self.study.enqueue_trial(params, user_attrs={R.ATTR_BASELINE: label})
+                break
+
+    def _baseline_resolutions(self) -> list[int]:
+        res = self.distributions.get("res")
+        choices = list(getattr(res, "choices", [96]))
+        return sorted(choices, key=lambda r: abs(int(r) - 96))
+
+    # -- the loop -------------------------------------------------------------------------
+    def run(self) -> SearchResult:
+        config = self.config
+        recovered = self._recover_interrupted()
+        if recovered:
+            log.warning("%d interrupted trial(s) will run again", recovered)
+        self._enqueue_baselines()
+        records = self._records()
+        trained = sum(r.trained for r in records)
+        known: dict[str, R.TrialRecord] = {
+            r.genotype: r
+            for r in records
+            if r.genotype
+            and r.state in ("complete", "infeasible", "pruned")
+            and (r.trained or r.state == "infeasible")
+        }
+        curves = [
+            EpochCurve(r.history, r.costs)
+            for r in records
+            if r.state == "complete" and r.trained and r.costs and r.history
+        ]
+        started = time.monotonic()
+        deadline = started + config.time_budget_s if config.time_budget_s else None
+        max_rejected = config.max_rejected or 50 * config.trials + 200
+        rejected_in_a_row = 0
+        failures_in_a_row = 0
+        self.progress.on_start(
+            {
+                "run_dir": str(self.run_dir),
+                "data": self.data.name,
+                "images": len(self.data),
+                "classes": self.data.class_names,
+                "trials": config.trials,
+                "trained_before": trained,
+                "deadline": deadline,
+                "constraints": config.constraints.describe(),
+                "objective": self.objective.kind,
+                "strategy": config.strategy,
+                "space_size": len(self.distributions),
+            }
+        )
+        stopped_because = "the trial budget is spent"
+        while True:
+            if trained >= config.trials:
+                break
+            if deadline is not None and time.monotonic() >= deadline:
+                stopped_because = "the time budget is spent"
+                break
+            if rejected_in_a_row >= max_rejected:
+                stopped_because = (
+                    f"{rejected_in_a_row} candidates in a row broke the constraints; "
+                    "the constraints may be too tight for this space"
+                )
+                log.warning(stopped_because)
+                break
+            trial = self.study.ask(self.distributions)
+            try:
+                outcome = self._evaluate(trial, known, curves)
+            except KeyboardInterrupt:
+                self._interrupt(trial)
+                raise
+            except EdgenasError:
+                self.study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+                raise
+            except Exception as exc:  # a candidate that breaks the trainer must not end the search
+                log.exception("trial %d failed", trial.number)
+                trial.set_user_attr(R.ATTR_REASON, f"{type(exc).__name__}: {exc}")
+                trial.set_user_attr(R.ATTR_STATUS, "failed")
+                self.study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+                outcome = "failed"
+                failures_in_a_row += 1
+                if failures_in_a_row >= 3:
+                    raise
+            else:
+                if outcome != "failed":
+                    failures_in_a_row = 0
+            if outcome in ("infeasible",):
+                rejected_in_a_row += 1
+            elif outcome != "duplicate":
+                rejected_in_a_row = 0
+            if outcome in ("complete", "pruned", "failed"):
+                trained += 1
+            records = self._records()
+            record = next(r for r in reversed(records) if r.number == trial.number)
+            self.progress.on_trial_end(record, records)
+            self._write_results(records, best=None)
+        return self._finish(stopped_because)
+
+    def _interrupt(self, trial: optuna.Trial) -> None:
+        """Ctrl-C during a candidate: record it as interrupted and queue it for the next run."""
+        with contextlib.suppress(Exception):
+            attrs: dict[str, Any] = {R.ATTR_RETRY_OF: trial.number}
+            if R.ATTR_BASELINE in trial.user_attrs:
+                attrs[R.ATTR_BASELINE] = trial.user_attrs[R.ATTR_BASELINE]
+            self.study.enqueue_trial(trial.params, user_attrs=attrs)
+            trial.set_user_attr(R.ATTR_REASON, "interrupted; queued to run again")
+            self.study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+            self._write_results(self._records(), best=None)
+
+    def _evaluate(
+        self, trial: optuna.Trial, known: dict[str, R.TrialRecord], curves: list[EpochCurve]
+    ) -> str:
+        genotype = self.space.decode(trial.params)
+        key = str(genotype)
+        trial.set_user_attr(R.ATTR_GENOTYPE, key)
+        limits = self.config.constraints
+        prior = known.get(key)
+        if prior is not None and prior.costs is not None:
+            # The same architecture again (many assignments decode to one genotype): tell the
+            # sampler what it already cost and scored, without measuring or training again.
+            costs = prior.costs
+            violations = limits.violations(costs)
+            self._set_costs(trial, costs, violations)
+            trial.set_user_attr(R.ATTR_REASON, f"same architecture as trial {prior.number}")
+            if prior.state == "infeasible":
+                trial.set_user_attr(R.ATTR_STATUS, "infeasible")
+                self.study.tell(trial, self.objective.values(0.0, costs))
+                return "infeasible"
+            trial.set_user_attr(R.ATTR_STATUS, "duplicate")
+            if prior.state == "pruned" or prior.accuracy is None:
+                self.study.tell(trial, state=TrialState.PRUNED)
+            else:
+                trial.set_user_attr(R.ATTR_ACCURACY, prior.accuracy)
+                self.study.tell(trial, self.objective.values(prior.accuracy, costs))
+            return "duplicate"
+
+        costs = self.cost.estimate(genotype, limit_ms=limits.max_latency_ms)
+        violations = limits.violations(costs)
+        self._set_costs(trial, costs, violations)
+        if any(v > 0 for v in violations.values()):
+            trial.set_user_attr(R.ATTR_STATUS, "infeasible")
+            trial.set_user_attr(R.ATTR_TRAINED, False)
+            self.study.tell(trial, self.objective.values(0.0, costs))
+            known[key] = R.TrialRecord(trial.number, key, "infeasible", False, None, costs, 0, 0.0)
+            return "infeasible"
+
+        self.progress.on_trial_start(trial.number, key, costs)
+        trial.set_user_attr(R.ATTR_TRAINED, True)
+        seed = _trial_seed(self.config.seed, trial.number)
+        torch.manual_seed(seed)
+        model = build_model(
+            genotype, self.data.channels, self.data.num_classes, self.data.mean, self.data.std
+        )
+        history: list[float] = []
+
+        def report(epoch: int, accuracy: float) -> bool:
+            history.append(accuracy)
+            trial.set_user_attr(R.ATTR_HISTORY, list(history))
+            if not self.objective.multi:
+                trial.report(self.objective.score(accuracy, costs), epoch)
+            self.progress.on_epoch(trial.number, epoch, self.fidelity.epochs, accuracy)
+            if epoch >= self.fidelity.epochs:
+                return True
+            reason = self.stopping.should_stop(epoch, accuracy, costs, curves)
+            if reason:
+                trial.set_user_attr(R.ATTR_REASON, f"stopped early: {reason}")
+                return False
+            return True
+
+        result = fit(
+            model,
+            self.data,
+            self.fidelity,
+            resolution=genotype.resolution,
+            seed=seed,
+            config=self.train_config,
+            report=report,
+        )
+        trial.set_user_attr(R.ATTR_EPOCHS, result.epochs)
+        trial.set_user_attr(R.ATTR_SECONDS, result.seconds)
+        trial.set_user_attr(R.ATTR_HISTORY, list(result.history))
+        if result.accuracy is not None:
+            trial.set_user_attr(R.ATTR_ACCURACY, result.accuracy)
+        if result.status == "diverged":
+            trial.set_user_attr(R.ATTR_STATUS, "failed")
+            trial.set_user_attr(R.ATTR_REASON, result.reason or "training diverged")
+            self.study.tell(trial, state=TrialState.FAIL)
+            return "failed"
+        if result.status == "stopped" or result.accuracy is None:
+            trial.set_user_attr(R.ATTR_STATUS, "pruned")
+            self.study.tell(trial, state=TrialState.PRUNED)
+            known[key] = R.TrialRecord(
+                trial.number, key, "pruned", True, result.accuracy, costs, result.epochs, 0.0
+            )
+            return "pruned"
+        # Weights first, then the verdict: a crash in between only means training again.
+        path = _model_path(self.run_dir, trial.number)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(model.cpu().state_dict(), path)
+        trial.set_user_attr(R.ATTR_STATUS, "complete")
+        self.study.tell(trial, self.objective.values(result.accuracy, costs))
+        known[key] = R.TrialRecord(
+            trial.number,
+            key,
+            "complete",
+            True,
+            result.accuracy,
+            costs,
+            result.epochs,
+            0.0,
+            history=result.history,
+        )
+        curves.append(EpochCurve(tuple(result.history), costs))
+        return "complete"
+
+    def _set_costs(self, trial: optuna.Trial, costs: Costs, violations: dict[str, float]) -> None:
+        trial.set_user_attr(R.ATTR_COSTS, costs.to_dict())
+        trial.set_user_attr(R.ATTR_VIOLATIONS, violations)
+        for name, value in violations.items():
+            trial.set_constraint(name, value)
+
+    # -- the end --------------------------------------------------------------------------
+    def _ranked_candidates(self, records: list[R.TrialRecord]) -> list[R.TrialRecord]:
+        pool = [
+            r for r in records
+            if r.state == "complete" and r.trained and r.feasible and r.accuracy is not None
+            and r.costs is not None and _model_path(self.run_dir, r.number).exists()
+        ]  # fmt: skip
+
+        def key(r: R.TrialRecord) -> tuple[float, float]:
+            assert r.costs is not None and r.accuracy is not None
+            return (-self.objective.score(r.accuracy, r.costs), r.costs.latency_ms)
+
+        return sorted(pool, key=key)
+
+    def _finish(self, stopped_because: str) -> SearchResult:
+        records = self._records()
+        best_details: dict[str, Any] | None = None
+        best: R.TrialRecord | None = None
+        limit = self.config.constraints.max_latency_ms
+        tried: list[dict[str, Any]] = []
+        for candidate in self._ranked_candidates(records)[:5]:
+            self.progress.on_phase(f"checking trial {candidate.number}: latency measured again")
+            genotype = Genotype.parse(candidate.genotype or "")
+            measured = self.cost.latency_ms(genotype, fresh=True)
+            tried.append({"trial": candidate.number, "latency_ms_measured": measured})
+            if limit is not None and measured > limit:
+                log.warning(
+                    "trial %d measured %.3f ms again, over the %.3g ms limit: next candidate",
+                    candidate.number,
+                    measured,
+                    limit,
+                )
+                continue
+            best = candidate
+            best_details = self._check_best(candidate, genotype, measured)
+            break
+        if best_details is not None:
+            best_details["candidates_checked"] = tried
+            self.study.set_user_attr(R.STUDY_BEST, best_details)
+        results = self._write_results(records, best_details)
+        front = R.pareto_front(records)
+        return SearchResult(
+            self.run_dir, records, front, best, best_details, results, stopped_because
+        )
+
+    def _check_best(
+        self, record: R.TrialRecord, genotype: Genotype, measured: float
+    ) -> dict[str, Any]:
+        self.progress.on_phase(f"trial {record.number}: holdout accuracy and ONNX export")
+        model = build_model(
+            genotype, self.data.channels, self.data.num_classes, self.data.mean, self.data.std
+        )
+        model.load_state_dict(torch.load(_model_path(self.run_dir, record.number)))
+        model.eval()
+        images = self.data.images(genotype.resolution)
+        holdout = torch.as_tensor(self.data.splits.holdout)
+        labels = torch.as_tensor(self.data.labels)[holdout]
+        holdout_accuracy = evaluate(model, images[holdout], labels)
+        onnx_bytes = export_onnx(model, self.run_dir / BEST_ONNX)
+        max_diff = _onnx_matches(model, onnx_bytes, images[holdout[:16]])
+        return {
+            "trial": record.number,
+            "genotype": record.genotype,
+            "accuracy": record.accuracy,
+            "holdout_accuracy": holdout_accuracy,
+            "holdout_images": len(holdout),
+            "latency_ms": record.costs.latency_ms if record.costs else None,
+            "latency_ms_measured": measured,
+            "onnx": BEST_ONNX,
+            "onnx_max_abs_diff": max_diff,
+        }
+
+    def _write_results(
+        self, records: list[R.TrialRecord], best: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        if best is None:
+            best = self.study.user_attrs.get(R.STUDY_BEST)
+        results = R.results_dict(records, self.config.constraints, best, self._run_info())
+        path = self.run_dir / RESULTS_FILE
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(results, indent=2, allow_nan=False, default=_json_default))
+        os.replace(tmp, path)
+        return results
+
+    def _run_info(self) -> dict[str, Any]:
+        return {
+            "data": self.spec["data"],
+            "classes": self.spec["classes"],
+            "objective": self.objective.kind,
+            "strategy": self.config.strategy,
+            "space": self.space.name,
+            "epochs": self.config.epochs,
+            "seed": self.config.seed,
+            "latency": self.spec["latency"],
+        }
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def _onnx_matches(model: torch.nn.Module, onnx_bytes: bytes, images_uint8: torch.Tensor) -> float:
+    """Largest absolute difference between PyTorch's and ONNX Runtime's logits."""
+    import onnxruntime as ort
+
+    x = images_uint8.float() / 255.0
+    with torch.inference_mode():
+        expected = model(x).numpy()
+    session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
+    got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+    return float(np.abs(got - expected).max())
+
+
+def run_search(config: SearchConfig, progress: SearchProgress | None = None) -> SearchResult:
+    """Run (or resume) a search and return what it found."""
+    return _Search(config, progress or _Silent()).run()
+
+
+def load_result(run_dir: Path) -> tuple[optuna.Study, list[R.TrialRecord], dict[str, Any]]:
+    """The study, its trial records and the saved spec of a run directory (for ``show``)."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "study.db").exists():
+        raise ConfigError(
+            f"{run_dir} holds no search (no study.db); give the directory a search wrote, "
+            "such as runs/synthetic"
+        )
+    study = open_study(run_dir)
+    spec = {}
+    with contextlib.suppress(OSError, ValueError):
+        spec = json.loads((run_dir / SPEC_FILE).read_text())
+    return study, R.records_from_study(study), spec

@@ -1,0 +1,35 @@
+"""Training of candidate networks: fidelity, recipe, batched augmentation, evaluation.
+
+Example:
+    >>> from edgenas.train import Fidelity, TrainConfig, fit
+    >>> result = fit(model, dataset, Fidelity(epochs=3), resolution=64, seed=0,
+    ...              config=TrainConfig(threads=4))  # doctest: +SKIP
+    >>> result.status, result.history  # doctest: +SKIP
+    ('complete', (0.71, 0.80, 0.84))
+"""
+
+from __future__ import annotations
+
+from edgenas.train._augment import augment_batch
+from edgenas.train._fidelity import Fidelity
+from edgenas.train._trainer import (
+    SplitIndices,
+    TrainConfig,
+    TrainData,
+    TrainResult,
+    evaluate,
+    fit,
+    resolve_device,
+)
+
+__all__ = [
+    "Fidelity",
+    "SplitIndices",
+    "TrainConfig",
+    "TrainData",
+    "TrainResult",
+    "augment_batch",
+    "evaluate",
+    "fit",
+    "resolve_device",
+]

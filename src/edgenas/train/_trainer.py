@@ -1,0 +1,525 @@
+"""Train one candidate at a given fidelity and report validation accuracy after every epoch."""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+from edgenas.errors import ConfigError, DataError
+from edgenas.train._augment import augment_batch
+from edgenas.train._fidelity import Fidelity
+
+__all__ = [
+    "SplitIndices",
+    "TrainConfig",
+    "TrainData",
+    "TrainResult",
+    "evaluate",
+    "fit",
+    "resolve_device",
+]
+
+# On CUDA, reading the loss back forces a host-device sync; checking it for NaN only every few
+# steps keeps the GPU queue full. On the CPU the check is free and runs every step.
+_CUDA_CHECK_EVERY = 32
+# Validation batches hold no activations for backward, so they can be larger than training's.
+_MIN_EVAL_BATCH = 256
+# Training images used to re-estimate BatchNorm statistics before each validation.
+_RECALIBRATE_IMAGES = 512
+_DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
+
+
+def _not_int(value: object) -> bool:
+    return isinstance(value, bool) or not isinstance(value, int)
+
+
+def _finite(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+class SplitIndices(Protocol):
+    """Index arrays into a dataset; only the two splits training uses are required."""
+
+    @property
+    def train(self) -> np.ndarray: ...
+
+    @property
+    def val(self) -> np.ndarray: ...
+
+
+class TrainData(Protocol):
+    """What `fit` needs from a dataset (``edgenas.data.ImageDataset`` provides it)."""
+
+    @property
+    def num_classes(self) -> int: ...
+
+    @property
+    def channels(self) -> int: ...
+
+    @property
+    def allow_rot90(self) -> bool: ...
+
+    @property
+    def allow_flips(self) -> bool: ...
+
+    @property
+    def labels(self) -> np.ndarray: ...
+
+    @property
+    def splits(self) -> SplitIndices: ...
+
+    def images(self, resolution: int) -> torch.Tensor:
+        """The whole dataset as uint8 ``(N, C, resolution, resolution)``."""
+        ...
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How candidates are trained, the same for every candidate of a search."""
+
+    # Images per optimizer step.
+    batch_size: int = 64
+    # Peak learning rate of the one-cycle schedule.
+    lr: float = 3e-3
+    # AdamW decoupled weight decay, applied to weights only (not to biases or norm scales).
+    weight_decay: float = 0.05
+    # Cross-entropy label smoothing; softens overconfident short-budget training.
+    label_smoothing: float = 0.1
+    # Random flips/rotations (as the dataset allows), shifts and colour jitter during training.
+    augment: bool = True
+    # Scales the shift, brightness and contrast ranges; 0 disables them (flips stay).
+    augment_strength: float = 1.0
+    # torch.set_num_threads during fit; None leaves torch's default.
+    threads: int | None = None
+    # "auto" (CUDA when available), "cpu", "cuda" or "cuda:N".
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        if _not_int(self.batch_size) or self.batch_size < 2:
+            # A batch of one breaks BatchNorm in train mode.
+            raise ConfigError(
+                f"TrainConfig.batch_size must be an integer >= 2, got {self.batch_size!r}"
+            )
+        if not _finite(self.lr) or self.lr <= 0:
+            raise ConfigError(f"TrainConfig.lr must be a number > 0, got {self.lr!r}")
+        if not _finite(self.weight_decay) or self.weight_decay < 0:
+            raise ConfigError(
+                f"TrainConfig.weight_decay must be a number >= 0, got {self.weight_decay!r}"
+            )
+        if not _finite(self.label_smoothing) or not 0 <= self.label_smoothing < 1:
+            raise ConfigError(
+                f"TrainConfig.label_smoothing must be in [0, 1), got {self.label_smoothing!r}"
+            )
+        if not _finite(self.augment_strength) or self.augment_strength < 0:
+            raise ConfigError(
+                f"TrainConfig.augment_strength must be a number >= 0, got {self.augment_strength!r}"
+            )
+        if self.threads is not None and (_not_int(self.threads) or self.threads < 1):
+            raise ConfigError(
+                f"TrainConfig.threads must be None or an integer >= 1, got {self.threads!r}"
+            )
+        if not isinstance(self.device, str) or not _DEVICE_PATTERN.fullmatch(self.device):
+            raise ConfigError(
+                f"TrainConfig.device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {self.device!r}"
+            )
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """The outcome of one `fit`: a record, never modified after it is made."""
+
+    # Validation accuracy (0..1) after the last completed epoch; None if none completed.
+    accuracy: float | None
+    # Validation accuracy after each completed epoch.
+    history: tuple[float, ...]
+    # Epochs completed (one per entry of history).
+    epochs: int
+    # Wall-clock seconds of the whole fit, data transfer included.
+    seconds: float
+    # "complete", "stopped" (the report callback asked to stop) or "diverged" (loss NaN/inf).
+    status: str
+    # Why training ended early, in words; None when complete.
+    reason: str | None
+    # Optimizer steps taken.
+    steps: int = 0
+    # Training images used (after the fidelity's data_fraction).
+    train_images: int = 0
+
+
+def resolve_device(name: str) -> torch.device:
+    """Turn "auto", "cpu", "cuda" or "cuda:N" into a device that is present on this machine.
+
+    Raises:
+        ConfigError: the name is unknown, or CUDA is asked for but not available.
+    """
+    if not isinstance(name, str) or not _DEVICE_PATTERN.fullmatch(name):
+        raise ConfigError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {name!r}")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                f"device {name!r} was asked for, but CUDA is not available here (no GPU, or a "
+                f"CPU-only PyTorch build); use device 'cpu' or 'auto'"
+            )
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            raise ConfigError(
+                f"device {name!r} was asked for, but this machine has {count} CUDA device(s) "
+                f"(cuda:0 to cuda:{count - 1})"
+            )
+    return device
+
+
+def evaluate(
+    model: nn.Module,
+    images_uint8: torch.Tensor,
+    labels: torch.Tensor | np.ndarray,
+    *,
+    batch_size: int = _MIN_EVAL_BATCH,
+    device: torch.device | str | None = None,
+) -> float:
+    """Top-1 accuracy (0..1) of ``model`` on uint8 images ``(N, C, H, W)``.
+
+    Images are moved to the device batch by batch and scaled to [0, 1] as in training. The
+    model is moved to ``device`` if one is given (a name as in `resolve_device`); by default it
+    stays where it is. Its train/eval mode is restored afterwards.
+    """
+    if images_uint8.dtype != torch.uint8 or images_uint8.ndim != 4:
+        raise ValueError(
+            f"evaluate expects uint8 images of shape (N, C, H, W), got dtype "
+            f"{images_uint8.dtype} and shape {tuple(images_uint8.shape)}"
+        )
+    targets = torch.as_tensor(labels)
+    if targets.shape != (images_uint8.shape[0],):
+        raise ValueError(
+            f"evaluate needs one label per image: {images_uint8.shape[0]} images, "
+            f"labels of shape {tuple(targets.shape)}"
+        )
+    if images_uint8.shape[0] == 0:
+        raise ValueError("evaluate needs at least one image, got none")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if device is None:
+        target = _model_device(model)
+    else:
+        target = resolve_device(device) if isinstance(device, str) else torch.device(device)
+        model.to(target)
+    was_training = model.training
+    try:
+        return _accuracy(model, images_uint8, targets.long(), batch_size, target)
+    finally:
+        model.train(was_training)
+
+
+def fit(
+    model: nn.Module,
+    data: TrainData,
+    fidelity: Fidelity,
+    *,
+    resolution: int,
+    seed: int,
+    config: TrainConfig = TrainConfig(),  # frozen, so one shared default is safe
+    report: Callable[[int, float], bool] | None = None,
+) -> TrainResult:
+    """Train ``model`` in place on ``data``'s training split and validate after every epoch.
+
+    Recipe: AdamW, a one-cycle learning-rate schedule over all steps, label-smoothed
+    cross-entropy, batched augmentation. The training subset (``fidelity.data_fraction`` of the
+    training split, drawn per class) and the validation split are moved to the device once;
+    batches are shuffled per epoch. A final batch of a single image is dropped, since
+    BatchNorm cannot train on it. The model is left on the device in eval mode.
+
+    Args:
+        model: maps float images in [0, 1] (normalisation is the model's own) to logits.
+        data: the dataset (see `TrainData`).
+        fidelity: epochs and data fraction; its resolution, if set, must equal ``resolution``.
+        resolution: the input side length to train at, usually
+            ``fidelity.resolve(genotype.resolution)``.
+        seed: a non-negative integer; it seeds torch's global generator (dropout and the like),
+            the training subsample, the shuffling and the augmentation. The model's
+            initialisation is the caller's: given the same initial weights and seed, two fits
+            on the CPU give the same history.
+        config: optimisation settings, device and threads.
+        report: called after each epoch as ``report(epoch, val_accuracy)`` with epoch counted
+            from 1; returning False stops training at once (status "stopped").
+
+    Returns:
+        A `TrainResult`. A loss that becomes NaN or infinite ends training with status
+        "diverged" and the accuracy of the last completed epoch (None if there was none). On
+        CUDA the loss is checked every few steps rather than every step.
+
+    Raises:
+        ConfigError: bad seed, resolution or device.
+        DataError: the dataset does not fit the description in `TrainData`.
+    """
+    started = time.perf_counter()
+    if _not_int(seed) or seed < 0:
+        raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
+    if _not_int(resolution) or resolution < 1:
+        raise ConfigError(f"resolution must be an integer >= 1, got {resolution!r}")
+    if fidelity.resolution is not None and fidelity.resolution != resolution:
+        raise ConfigError(
+            f"fit was called with resolution={resolution} but the fidelity asks for "
+            f"{fidelity.resolution}; pass resolution=fidelity.resolve(native_resolution)"
+        )
+    previous_threads = torch.get_num_threads()
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
+    try:
+        return _fit(model, data, fidelity, resolution, seed, config, report, started)
+    finally:
+        if config.threads is not None:
+            torch.set_num_threads(previous_threads)
+
+
+def _fit(
+    model: nn.Module,
+    data: TrainData,
+    fidelity: Fidelity,
+    resolution: int,
+    seed: int,
+    config: TrainConfig,
+    report: Callable[[int, float], bool] | None,
+    started: float,
+) -> TrainResult:
+    torch.manual_seed(seed)
+    # Independent streams per purpose, so changing e.g. the augmentation does not reshuffle data.
+    subsample_seed, shuffle_seed, augment_seed = (
+        int(s) for s in np.random.SeedSequence(seed).generate_state(3)
+    )
+    device = resolve_device(config.device)
+
+    labels = _labels(data)
+    images = data.images(resolution)
+    _check_images(images, data, resolution, len(labels))
+    train_index = _split(data.splits.train, "train", len(labels))
+    val_index = _split(data.splits.val, "val", len(labels))
+    train_index = _stratified_subsample(train_index, labels, fidelity.data_fraction, subsample_seed)
+    if len(train_index) < 2:
+        raise DataError(
+            f"the training split has {len(train_index)} image(s) after taking "
+            f"data_fraction={fidelity.data_fraction}; at least 2 are needed to train"
+        )
+    if len(val_index) == 0:
+        raise DataError("the validation split is empty; give it some images to score candidates")
+
+    x_train, y_train = _to_device(images, labels, train_index, device)
+    x_val, y_val = _to_device(images, labels, val_index, device)
+    model.to(device)
+
+    count = len(train_index)
+    batch_size = min(config.batch_size, count)
+    # Drop a last batch of one image (BatchNorm cannot train on it); keep any larger remainder.
+    steps_per_epoch = count // batch_size + (1 if count % batch_size > 1 else 0)
+    optimizer = torch.optim.AdamW(
+        _param_groups(model, config.weight_decay), lr=config.lr, weight_decay=config.weight_decay
+    )
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=config.lr, total_steps=fidelity.epochs * steps_per_epoch
+    )
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    shuffle_generator = torch.Generator().manual_seed(shuffle_seed)
+    augment_generator = torch.Generator(device=device).manual_seed(augment_seed)
+    check_every = 1 if device.type == "cpu" else _CUDA_CHECK_EVERY
+    eval_batch = max(config.batch_size, _MIN_EVAL_BATCH)
+
+    history: list[float] = []
+    steps = 0
+    status, reason = "complete", None
+    for epoch in range(1, fidelity.epochs + 1):
+        model.train()
+        order = torch.randperm(count, generator=shuffle_generator).to(device, non_blocking=True)
+        pending: list[torch.Tensor] = []  # losses not yet checked for NaN/inf
+        for step in range(steps_per_epoch):
+            index = order[step * batch_size : (step + 1) * batch_size]
+            inputs = x_train[index].float().div_(255.0)
+            if config.augment:
+                inputs = augment_batch(
+                    inputs,
+                    augment_generator,
+                    flips=data.allow_flips,
+                    rot90=data.allow_rot90,
+                    strength=config.augment_strength,
+                )
+            loss = loss_fn(model(inputs), y_train[index])
+            pending.append(loss.detach())
+            if len(pending) >= check_every or step == steps_per_epoch - 1:
+                bad = _first_nonfinite(pending)
+                if bad is not None:
+                    value, offset = bad
+                    at_step = step + 1 - len(pending) + offset + 1
+                    status = "diverged"
+                    reason = f"loss became {value} at epoch {epoch} step {at_step}"
+                    break
+                pending.clear()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            steps += 1
+        if status == "diverged":
+            break
+        _recalibrate_batchnorm(model, x_train, eval_batch)
+        accuracy = _accuracy(model, x_val, y_val, eval_batch, device)
+        history.append(accuracy)
+        if report is not None and not report(epoch, accuracy):
+            status = "stopped"
+            reason = f"the report callback asked to stop after epoch {epoch}"
+            break
+
+    model.eval()
+    return TrainResult(
+        accuracy=history[-1] if history else None,
+        history=tuple(history),
+        epochs=len(history),
+        seconds=time.perf_counter() - started,
+        status=status,
+        reason=reason,
+        steps=steps,
+        train_images=count,
+    )
+
+
+def _recalibrate_batchnorm(
+    model: nn.Module, x_train: torch.Tensor, batch_size: int, max_images: int = _RECALIBRATE_IMAGES
+) -> None:
+    """Re-estimate BatchNorm statistics on training images with the current weights.
+
+    After a few dozen steps the running averages still remember the random initial weights, and a
+    short-trained candidate then scores at chance in eval mode though it has learnt. Averaging
+    the statistics afresh (as Once-for-All does for its subnets) makes short trainings comparable.
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the batches below
+    model.train()
+    with torch.no_grad():
+        count = min(len(x_train), max_images)
+        for start in range(0, count, batch_size):
+            model(x_train[start : min(start + batch_size, count)].float().div_(255.0))
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
+
+
+def _accuracy(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    batch_size: int,
+    device: torch.device,
+) -> float:
+    """Top-1 accuracy; the count stays on the device until the end to avoid a sync per batch."""
+    model.eval()
+    correct = torch.zeros((), dtype=torch.long, device=device)
+    with torch.inference_mode():
+        for start in range(0, images.shape[0], batch_size):
+            batch = images[start : start + batch_size].to(device, non_blocking=True)
+            target = labels[start : start + batch_size].to(device, non_blocking=True)
+            logits = model(batch.float().div_(255.0))
+            correct += (logits.argmax(dim=1) == target).sum()
+    return int(correct.item()) / images.shape[0]
+
+
+def _first_nonfinite(losses: list[torch.Tensor]) -> tuple[float, int] | None:
+    """The first NaN/inf loss and its position in ``losses``, or None if all are finite."""
+    stacked = torch.stack(losses)
+    finite = torch.isfinite(stacked)
+    if bool(finite.all()):
+        return None
+    position = int((~finite).nonzero()[0, 0])
+    return float(stacked[position]), position
+
+
+def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, object]]:
+    """Decay weight matrices and kernels only: decaying biases and norm scales hurts small nets."""
+    decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+
+
+def _labels(data: TrainData) -> np.ndarray:
+    labels = np.asarray(data.labels)
+    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+        raise DataError(
+            f"dataset labels must be a 1-D integer array, got dtype {labels.dtype} and "
+            f"shape {labels.shape}"
+        )
+    if len(labels) and (labels.min() < 0 or labels.max() >= data.num_classes):
+        raise DataError(
+            f"dataset labels must lie in [0, {data.num_classes}) (num_classes), found "
+            f"{labels.min()}..{labels.max()}"
+        )
+    return labels.astype(np.int64, copy=False)
+
+
+def _check_images(images: torch.Tensor, data: TrainData, resolution: int, count: int) -> None:
+    expected = (count, data.channels, resolution, resolution)
+    if images.dtype != torch.uint8 or tuple(images.shape) != expected:
+        raise DataError(
+            f"dataset.images({resolution}) must give uint8 images of shape {expected} "
+            f"(one per label), got dtype {images.dtype} and shape {tuple(images.shape)}"
+        )
+
+
+def _split(index: np.ndarray, name: str, count: int) -> np.ndarray:
+    index = np.asarray(index)
+    if index.ndim != 1 or (index.size and not np.issubdtype(index.dtype, np.integer)):
+        raise DataError(f"the {name} split must be a 1-D integer index array, got {index.dtype}")
+    if index.size and (index.min() < 0 or index.max() >= count):
+        raise DataError(
+            f"the {name} split indexes images {index.min()}..{index.max()}, but the dataset "
+            f"has {count}"
+        )
+    return index.astype(np.int64, copy=False)
+
+
+def _stratified_subsample(
+    index: np.ndarray, labels: np.ndarray, fraction: float, seed: int
+) -> np.ndarray:
+    """Keep ``fraction`` of each class's images (at least one per class present), in order."""
+    if fraction >= 1.0:
+        return index
+    rng = np.random.default_rng(seed)
+    split_labels = labels[index]
+    kept = [
+        rng.choice(members, size=max(1, round(len(members) * fraction)), replace=False)
+        for members in (index[split_labels == c] for c in np.unique(split_labels))
+    ]
+    return np.sort(np.concatenate(kept)) if kept else index
+
+
+def _to_device(
+    images: torch.Tensor, labels: np.ndarray, index: np.ndarray, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gather a subset on the host and move it once; pinned memory lets the copy overlap."""
+    rows = torch.from_numpy(index)
+    subset = images[rows]
+    targets = torch.from_numpy(labels[index])
+    if device.type == "cuda":
+        subset, targets = subset.pin_memory(), targets.pin_memory()
+    return subset.to(device, non_blocking=True), targets.to(device, non_blocking=True)
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    for parameter in model.parameters():
+        return parameter.device
+    for buffer in model.buffers():
+        return buffer.device
+    return torch.device("cpu")
