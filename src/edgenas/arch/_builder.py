@@ -19,6 +19,9 @@ __all__ = ["Network", "build_model", "export_onnx"]
 class Normalize(nn.Module):
     """Per-channel standardisation inside the model, so the exported file takes pixels in [0, 1]."""
 
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
         super().__init__()
         self.register_buffer(
@@ -128,7 +131,7 @@ def export_onnx(model: Network, path: Path | None = None, batch_size: int = 1) -
         torch.onnx.export(
             model,
             (x,),
-            buffer,
+            buffer,  # type: ignore[arg-type]  # file-like objects are accepted
             input_names=["image"],
             output_names=["logits"],
             opset_version=17,

@@ -30,6 +30,7 @@ __all__ = [
     "make_sampler",
     "open_study",
     "pareto_front",
+    "parse_weights",
     "records_from_study",
     "register_strategy",
     "results_dict",

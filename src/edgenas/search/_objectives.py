@@ -30,13 +30,13 @@ def parse_weights(text: str | dict[str, float] | None) -> dict[str, float]:
     else:
         items = []
         for part in text.split(","):
-            key, sep, value = part.partition("=")
+            name, sep, number = part.partition("=")
             if not sep:
                 raise ConfigError(f"--weights part {part!r} must look like latency=0.3")
             try:
-                items.append((key.strip(), float(value)))
+                items.append((name.strip(), float(number)))
             except ValueError:
-                raise ConfigError(f"--weights: {value!r} is not a number") from None
+                raise ConfigError(f"--weights: {number!r} is not a number") from None
     weights = {}
     for key, value in items:
         if key not in _WEIGHT_KEYS:

@@ -146,7 +146,8 @@ def pareto_front(records: Sequence[TrialRecord]) -> list[TrialRecord]:
     seen: set[tuple[float, float]] = set()
     unique = []
     for r in sorted(front, key=lambda r: (r.costs.latency_ms, r.number)):  # type: ignore[union-attr]
-        key = (r.accuracy, r.costs.latency_ms)  # type: ignore[union-attr]
+        assert r.accuracy is not None and r.costs is not None
+        key = (r.accuracy, r.costs.latency_ms)
         if key not in seen:
             seen.add(key)
             unique.append(r)

@@ -265,7 +265,7 @@ class _Search:
     def _enqueue_baselines(self) -> None:
         trials = self.study.get_trials(deepcopy=False)
         done = {t.user_attrs.get(R.ATTR_BASELINE) for t in trials if t.state != TrialState.FAIL}
-        for spec, g in zip(self.config.baselines, self.baselines):
+        for spec, g in zip(self.config.baselines, self.baselines, strict=True):
             for resolution in self._baseline_resolutions():
                 g_r = g.replace(resolution=resolution)
                 label = f"{spec}@r{resolution}"

@@ -181,14 +181,13 @@ class StagedSpace(SearchSpace):
     def encode(self, genotype: Genotype) -> dict[str, Any]:
         g = genotype
         params: dict[str, Any] = {}
-        for label, values in (
-            ("res", self.resolutions),
-            ("stem", self.stems),
-            ("head", self.heads),
+        for label, value, allowed in (
+            ("res", g.resolution, self.resolutions),
+            ("stem", g.stem, self.stems),
+            ("head", g.head, self.heads),
         ):
-            value = getattr(g, {"res": "resolution"}.get(label, label))
-            if value not in values:
-                raise ConfigError(f"{g}: {label} {value} is not among the space's {list(values)}")
+            if value not in allowed:
+                raise ConfigError(f"{g}: {label} {value} is not among the space's {list(allowed)}")
             params[label] = value
         reasons: list[str] = []
         split = self._split_stages(g.blocks, 0, 0, reasons)
@@ -205,6 +204,7 @@ class StagedSpace(SearchSpace):
             params[f"s{i}.act"] = stage_blocks[0].act
             for j in range(max(stage.depths)):
                 p = f"s{i}.b{j}"
+                values: dict[str, Any]
                 if j < depth:
                     b = stage_blocks[j]
                     values = {

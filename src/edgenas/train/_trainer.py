@@ -411,7 +411,7 @@ def _recalibrate_batchnorm(
         count = min(len(x_train), max_images)
         for start in range(0, count, batch_size):
             model(x_train[start : min(start + batch_size, count)].float().div_(255.0))
-    for m, momentum in zip(norms, momenta):
+    for m, momentum in zip(norms, momenta, strict=True):
         m.momentum = momentum
 
 
