@@ -1,0 +1,54 @@
+"""``edgenas.search(...)``: the search from Python, with the CLI's vocabulary."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from edgenas.cost import Constraints, parse_count, parse_duration, parse_latency, parse_size
+from edgenas.search import SearchConfig, SearchProgress, SearchResult, run_search
+from edgenas.space import SearchSpace
+
+__all__ = ["search"]
+
+
+def search(
+    data: str | Path,
+    *,
+    out: str | Path | None = None,
+    max_latency: str | float | None = None,
+    max_memory: str | float | None = None,
+    max_size: str | float | None = None,
+    max_macs: str | float | None = None,
+    space: str | SearchSpace = "edge",
+    time_budget: str | float | None = None,
+    progress: SearchProgress | None = None,
+    **options: Any,
+) -> SearchResult:
+    """Run (or resume) a search; the arguments mean what the CLI's options of the same name do.
+
+    Limits take numbers in ms / MB / MACs or strings with units (``"5ms"``, ``"2MB"``);
+    further keyword arguments are fields of :class:`~edgenas.search.SearchConfig`
+    (``trials``, ``epochs``, ``strategy``, ``objective``, ``seed``, ...).
+
+    Example:
+        >>> result = search("synthetic", max_latency="2ms", trials=8, epochs=1)  # doctest: +SKIP
+        >>> [t.number for t in result.pareto]  # doctest: +SKIP
+    """
+    from edgenas.config import load_space
+
+    constraints = Constraints(
+        max_latency_ms=parse_latency(max_latency) if max_latency is not None else None,
+        max_memory_mb=parse_size(max_memory) if max_memory is not None else None,
+        max_size_mb=parse_size(max_size) if max_size is not None else None,
+        max_macs=parse_count(max_macs) if max_macs is not None else None,
+    )
+    config = SearchConfig(
+        data=str(data),
+        out=Path(out) if out is not None else None,
+        space=load_space(space),
+        constraints=constraints,
+        time_budget_s=parse_duration(time_budget) if time_budget is not None else None,
+        **options,
+    )
+    return run_search(config, progress)

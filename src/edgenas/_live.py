@@ -1,0 +1,183 @@
+"""The terminal view of a running search (rich), and the summary printed at the end."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from edgenas.cost import Costs
+from edgenas.search import TrialRecord, pareto_front
+
+__all__ = ["LiveView", "front_table", "summary_table"]
+
+
+def _pct(value: float | None) -> str:
+    return "—" if value is None else f"{100 * value:.1f}%"
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
+
+
+def front_table(
+    records: Sequence[TrialRecord], title: str = "Pareto front", limit: int = 12
+) -> Table:
+    """Accuracy against latency: trained, feasible candidates no other beats on both."""
+    table = Table(title=title, title_justify="left", expand=False)
+    for name, justify in (
+        ("trial", "right"),
+        ("val acc", "right"),
+        ("latency", "right"),
+        ("memory", "right"),
+        ("size", "right"),
+        ("MACs", "right"),
+        ("genotype", "left"),
+    ):
+        table.add_column(name, justify=justify, overflow="fold" if name == "genotype" else None)  # type: ignore[arg-type]
+    front = pareto_front(records)
+    for r in front[:limit]:
+        c = r.costs
+        assert c is not None
+        table.add_row(
+            str(r.number),
+            _pct(r.accuracy),
+            f"{c.latency_ms:.2f} ms",
+            f"{c.peak_memory_mb:.1f} MB",
+            f"{c.size_mb:.2f} MB",
+            f"{c.macs / 1e6:.1f} M",
+            r.genotype or "",
+        )
+    if len(front) > limit:
+        table.caption = f"… and {len(front) - limit} more"
+    if not front:
+        table.caption = "no trained candidate that meets the constraints yet"
+    return table
+
+
+def _counts(records: Sequence[TrialRecord]) -> dict[str, int]:
+    counts = {"trials": len(records), "trained": 0, "feasible": 0}
+    for r in records:
+        counts[r.state] = counts.get(r.state, 0) + 1
+        counts["trained"] += r.trained
+        counts["feasible"] += r.state != "infeasible" and r.costs is not None
+    return counts
+
+
+def summary_table(records: Sequence[TrialRecord]) -> Text:
+    c = _counts(records)
+    return Text(
+        f"{c['trials']} trials · {c['feasible']} feasible · {c['trained']} trained "
+        f"({c.get('complete', 0)} complete, {c.get('pruned', 0)} stopped early, "
+        f"{c.get('failed', 0)} failed) · {c.get('infeasible', 0)} rejected by the constraints"
+    )
+
+
+class LiveView:
+    """A :class:`~edgenas.search.SearchProgress` that draws the search in the terminal.
+
+    On a terminal it keeps one live panel; elsewhere (CI logs, pipes) it prints a line per trial.
+    """
+
+    def __init__(self, console: Console | None = None) -> None:
+        self.console = console or Console(stderr=True)
+        self.interactive = self.console.is_terminal
+        self.info: dict[str, Any] = {}
+        self.records: list[TrialRecord] = []
+        self.current = ""
+        self.phase = ""
+        self.started = time.monotonic()
+        self.train_times: list[float] = []
+        self._live: Live | None = None
+
+    # -- SearchProgress -------------------------------------------------------------------
+    def on_start(self, info: dict[str, Any]) -> None:
+        self.info = info
+        self.started = time.monotonic()
+        self.phase = ""
+        self.console.print(
+            f"[bold]edgenas search[/] {info['data']} ({info['images']} images, "
+            f"{len(info['classes'])} classes) → {info['run_dir']}\n"
+            f"  objective {info['objective']} · strategy {info['strategy']} · "
+            f"constraints: {info['constraints']} · {info['trials']} trainings"
+            + (f" ({info['trained_before']} done before)" if info["trained_before"] else "")
+        )
+        if self.interactive:
+            self._live = Live(self, console=self.console, refresh_per_second=2, transient=True)
+            self._live.start()
+
+    def on_phase(self, text: str) -> None:
+        self.phase = text
+        if not self.interactive and self.info:
+            self.console.print(f"  {text}")
+
+    def on_trial_start(self, number: int, genotype: str, costs: Costs) -> None:
+        self.current = f"training trial {number} ({costs.latency_ms:.2f} ms): {genotype}"
+
+    def on_epoch(self, number: int, epoch: int, epochs: int, accuracy: float) -> None:
+        self.current = f"training trial {number}: epoch {epoch}/{epochs}, val acc {_pct(accuracy)}"
+
+    def on_trial_end(self, record: TrialRecord, records: list[TrialRecord]) -> None:
+        self.records = records
+        self.current = ""
+        if record.trained and record.train_seconds:
+            self.train_times.append(record.train_seconds)
+        if not self.interactive:
+            lat = f"{record.costs.latency_ms:.2f} ms" if record.costs else "—"
+            acc = f" acc {_pct(record.accuracy)}" if record.accuracy is not None else ""
+            why = f" ({record.reason})" if record.reason and record.state != "complete" else ""
+            self.console.print(
+                f"  trial {record.number:>3} {record.state:<10} {lat:>10}{acc}{why}",
+                highlight=False,
+            )
+
+    def close(self) -> None:
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
+
+    # -- drawing --------------------------------------------------------------------------
+    def _time_line(self) -> str:
+        elapsed = time.monotonic() - self.started
+        parts = [f"elapsed {_duration(elapsed)}"]
+        deadline = self.info.get("deadline")
+        trained = sum(r.trained for r in self.records)
+        remaining_trainings = max(0, self.info.get("trials", 0) - trained)
+        estimate = None
+        if self.train_times and remaining_trainings:
+            estimate = remaining_trainings * sum(self.train_times) / len(self.train_times)
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            estimate = min(estimate, left) if estimate is not None else left
+        if estimate is not None:
+            parts.append(f"about {_duration(estimate)} left")
+        return " · ".join(parts)
+
+    def __rich__(self) -> Panel:
+        best = max(
+            (r for r in self.records if r.state == "complete" and r.trained and r.feasible),
+            key=lambda r: r.accuracy or 0.0,
+            default=None,
+        )
+        lines: list[Any] = [summary_table(self.records), Text(self._time_line(), style="dim")]
+        if best is not None and best.costs is not None:
+            lines.append(
+                Text(
+                    f"best so far: trial {best.number}, val acc {_pct(best.accuracy)}, "
+                    f"{best.costs.latency_ms:.2f} ms",
+                    style="bold green",
+                )
+            )
+        if self.current or self.phase:
+            lines.append(Text(self.current or self.phase, style="cyan", overflow="ellipsis"))
+        lines.append(front_table(self.records, limit=8))
+        return Panel(Group(*lines), title="edgenas search", border_style="blue")

@@ -1,0 +1,308 @@
+"""The ``edgenas`` command line."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+
+from edgenas.errors import EdgenasError
+
+app = typer.Typer(
+    name="edgenas",
+    help="Hardware-aware neural architecture search for edge devices.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err = Console(stderr=True)
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(message)s",
+        handlers=[RichHandler(console=err, show_path=False, show_time=False)],
+        force=True,
+    )
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.disable_propagation()
+
+
+def _fail(message: str, code: int = 2) -> None:
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def _space_from_options(
+    space: str, blocks: str | None, kernels: str | None, max_depth: int | None,
+    resolution: str | None,
+) -> Any:  # fmt: skip
+    from edgenas.config import load_space
+
+    return load_space(
+        space, blocks=blocks, kernels=kernels, max_depth=max_depth, resolutions=resolution
+    )
+
+
+@app.command()
+def search(
+    data: Annotated[
+        str,
+        typer.Argument(
+            help="A folder of class subfolders, a CSV manifest (path,label[,group]), or a built-in: elpv, elpv4, synthetic."
+        ),
+    ],
+    max_latency: Annotated[
+        str | None,
+        typer.Option(
+            help="Latency limit, such as 5ms (measured with ONNX Runtime on this machine, batch 1)."
+        ),
+    ] = None,
+    max_memory: Annotated[
+        str | None, typer.Option(help="Peak memory limit (weights + activations), such as 50MB.")
+    ] = None,
+    max_size: Annotated[
+        str | None, typer.Option(help="Model size limit (fp32 weights), such as 2MB.")
+    ] = None,
+    max_macs: Annotated[
+        str | None, typer.Option(help="Multiply-accumulate limit, such as 100M.")
+    ] = None,
+    objective: Annotated[
+        str,
+        typer.Option(
+            help="accuracy (max accuracy within the limits), pareto (accuracy vs latency), or weighted (see --weights)."
+        ),
+    ] = "accuracy",
+    weights: Annotated[
+        str | None,
+        typer.Option(
+            help="Weights of the weighted objective, such as accuracy=0.6,latency=0.3,size=0.1 (latency and size are normalised by their limits)."
+        ),
+    ] = None,
+    strategy: Annotated[str, typer.Option(help="Search strategy: random, tpe or nsga2.")] = "tpe",
+    trials: Annotated[
+        int,
+        typer.Option(
+            help="Candidates to train. Candidates rejected by the constraints are never trained and do not count."
+        ),
+    ] = 20,
+    time_budget: Annotated[
+        str | None,
+        typer.Option(help="Stop starting new candidates after this long, such as 30m or 2h."),
+    ] = None,
+    epochs: Annotated[int, typer.Option(help="Training epochs per candidate.")] = 3,
+    data_fraction: Annotated[
+        float, typer.Option(help="Share of the training split each candidate trains on.")
+    ] = 1.0,
+    resolution: Annotated[
+        str | None,
+        typer.Option(
+            help="Input resolutions the search may choose, such as 64 or 64,96 (default: the space's, 64–224)."
+        ),
+    ] = None,
+    space: Annotated[
+        str,
+        typer.Option(
+            help="Search space: edge, a TOML file, or module:attribute naming a SearchSpace."
+        ),
+    ] = "edge",
+    blocks: Annotated[
+        str | None,
+        typer.Option(
+            help="Narrow the space to these block types, such as ir,ds (of conv, res, bneck, ds, ir)."
+        ),
+    ] = None,
+    kernels: Annotated[
+        str | None, typer.Option(help="Narrow the kernels, such as 3,5,5x3.")
+    ] = None,
+    max_depth: Annotated[
+        int | None, typer.Option(help="At most this many blocks per stage.")
+    ] = None,
+    baseline: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Evaluate a baseline first (repeatable): mobilenetv2, mobilenetv3-small, resnet, vgg, with an optional width such as mobilenetv2:0.5."
+        ),
+    ] = None,
+    threads: Annotated[
+        int | None, typer.Option(help="CPU threads for training (default: all cores).")
+    ] = None,
+    latency_threads: Annotated[
+        int, typer.Option(help="ONNX Runtime threads when measuring latency (match the device's).")
+    ] = 1,
+    batch_size: Annotated[int, typer.Option(help="Training batch size.")] = 64,
+    device: Annotated[
+        str, typer.Option(help="Training device: auto (CUDA when present), cpu or cuda.")
+    ] = "auto",
+    no_early_stop: Annotated[
+        bool, typer.Option("--no-early-stop", help="Train every candidate for all epochs.")
+    ] = False,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="Run directory (default runs/<data name>). Running the same command again resumes it."
+        ),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the split, the strategy and training.")] = 0,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print results.json to standard output at the end.")
+    ] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log more.")] = False,
+) -> None:
+    """Search for the most accurate architecture that meets the limits, and train it.
+
+    Writes RUN/study.db (the record of every trial), RUN/results.json and RUN/best.onnx.
+    Interrupt it at any time: running the same command again resumes.
+    """
+    _setup_logging(verbose)
+    from edgenas._live import LiveView
+    from edgenas.cost import Constraints, parse_count, parse_duration, parse_latency, parse_size
+    from edgenas.search import SearchConfig, parse_weights, run_search
+
+    view = LiveView(err)
+    try:
+        constraints = Constraints(
+            max_latency_ms=parse_latency(max_latency) if max_latency else None,
+            max_memory_mb=parse_size(max_memory) if max_memory else None,
+            max_size_mb=parse_size(max_size) if max_size else None,
+            max_macs=parse_count(max_macs) if max_macs else None,
+        )
+        config = SearchConfig(
+            data=data,
+            out=out,
+            space=_space_from_options(space, blocks, kernels, max_depth, resolution),
+            constraints=constraints,
+            objective=objective,
+            weights=parse_weights(weights) if weights else None,
+            strategy=strategy,
+            trials=trials,
+            time_budget_s=parse_duration(time_budget) if time_budget else None,
+            epochs=epochs,
+            data_fraction=data_fraction,
+            seed=seed,
+            threads=threads,
+            latency_threads=latency_threads,
+            batch_size=batch_size,
+            device=device,
+            baselines=tuple(baseline or ()),
+            early_stopping=not no_early_stop,
+        )
+        # SIGTERM (a scheduler stopping the job) ends the search like Ctrl-C: nothing recorded
+        # is lost and the interrupted candidate is queued for the next run.
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
+        result = run_search(config, view)
+    except EdgenasError as exc:
+        view.close()
+        _fail(str(exc))
+        return
+    except KeyboardInterrupt:
+        view.close()
+        err.print(
+            "[yellow]interrupted:[/] every finished trial is saved; run the same command again "
+            "to resume."
+        )
+        raise typer.Exit(130) from None
+    view.close()
+    from edgenas._live import front_table, summary_table
+
+    err.print(summary_table(result.trials))
+    err.print(f"stopped because {result.stopped_because}")
+    out_console = err if as_json else console
+    out_console.print(front_table(result.trials))
+    _print_best(out_console, result.best_details)
+    out_console.print(f"results: {result.run_dir / 'results.json'}")
+    if as_json:
+        sys.stdout.write(json.dumps(result.results, indent=2) + "\n")
+
+
+def _print_best(console: Console, best: dict[str, Any] | None) -> None:
+    if not best:
+        console.print("[yellow]no trained candidate met every constraint[/]")
+        return
+    console.print(
+        f"[bold green]best:[/] trial {best['trial']} · validation {100 * best['accuracy']:.1f}% · "
+        f"holdout {100 * best['holdout_accuracy']:.1f}% · "
+        f"{best['latency_ms_measured']:.2f} ms measured again\n"
+        f"  {best['genotype']}\n  model: {best['onnx']}",
+        highlight=False,
+    )
+
+
+@app.command()
+def show(
+    run: Annotated[Path, typer.Argument(help="A run directory written by edgenas search.")],
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the summary as JSON (the layout of results.json).")
+    ] = False,
+) -> None:
+    """Summarise a search from its study, also while it runs."""
+    _setup_logging(False)
+    from edgenas._live import front_table, summary_table
+    from edgenas.cost import Constraints
+    from edgenas.search import load_result, results_dict
+
+    try:
+        study, records, spec = load_result(run)
+    except EdgenasError as exc:
+        _fail(str(exc))
+        return
+    best = study.user_attrs.get("best")
+    constraints = Constraints.from_dict(spec.get("constraints", {}))
+    if as_json:
+        run_info = {k: spec.get(k) for k in ("data", "strategy", "epochs", "seed")}
+        sys.stdout.write(json.dumps(results_dict(records, constraints, best, run_info), indent=2))
+        sys.stdout.write("\n")
+        return
+    console.print(
+        f"[bold]{run}[/] · data {spec.get('data')} · constraints: {constraints.describe()}"
+    )
+    console.print(summary_table(records))
+    running = [r.number for r in records if r.state == "running"]
+    if running:
+        console.print(f"running now: trial {', '.join(map(str, running))}")
+    console.print(front_table(records))
+    _print_best(console, best)
+
+
+@app.command()
+def baselines(
+    resolution: Annotated[int, typer.Option(help="Input resolution.")] = 96,
+    width: Annotated[float, typer.Option(help="Width multiplier.")] = 1.0,
+    classes: Annotated[
+        int, typer.Option(help="Number of classes (affects the classifier only).")
+    ] = 2,
+) -> None:
+    """List the built-in baselines with their genotypes and analytic costs."""
+    from rich.table import Table
+
+    from edgenas.arch import BASELINES, baseline
+    from edgenas.cost import analytic_costs
+
+    table = Table("name", "params", "MACs", "memory", "genotype")
+    for name in BASELINES:
+        g = baseline(f"{name}:{width}", resolution)
+        c = analytic_costs(g, 3, classes)
+        table.add_row(
+            name, f"{c.params / 1e6:.2f} M", f"{c.macs / 1e6:.1f} M",
+            f"{c.peak_memory_mb:.1f} MB", str(g),
+        )  # fmt: skip
+    console.print(table)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
