@@ -2,7 +2,7 @@
 
 A genotype reads like a timm arch string, one token per part, joined by ``-``::
 
-    r96-stem16-ir_k3_e4_c24_s2-ds_k5x3_c24_se_hs_id-res_k3_c48_s2-conv_k3_c48_l2-head256
+    r96-stem16-ir_k3_e4_c24_s2-ds_k5x3_c24_se_hs_id-res_k3_c48_s2-conv_k3_c48_id-conv_k3_c48_l2-head256
 
 * ``r96``: input resolution (square images, 96×96).
 * ``stem16``: a 3×3 stride-2 convolution to 16 channels.
@@ -326,8 +326,15 @@ class Genotype:
     @classmethod
     def from_json(cls, data: dict[str, Any] | str) -> Genotype:
         if isinstance(data, str):
-            data = json.loads(data)
-        assert isinstance(data, dict)
+            try:
+                data = json.loads(data)
+            except ValueError as exc:
+                raise GenotypeError(f"genotype JSON cannot be read: {exc}") from None
+        if not isinstance(data, dict):
+            raise GenotypeError(
+                f"genotype JSON must be an object with resolution, stem, blocks, head; "
+                f"got {type(data).__name__}"
+            )
         try:
             return cls(
                 int(data["resolution"]),
@@ -335,7 +342,9 @@ class Genotype:
                 tuple(BlockGene.from_dict(b) for b in data["blocks"]),
                 int(data.get("head", 0)),
             )
-        except (KeyError, TypeError) as exc:
+        except (KeyError, TypeError, ValueError) as exc:
+            if isinstance(exc, GenotypeError):
+                raise
             raise GenotypeError(f"genotype JSON is missing or mistypes a field: {exc}") from None
 
     def replace(self, **changes: Any) -> Genotype:

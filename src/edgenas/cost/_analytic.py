@@ -130,36 +130,36 @@ def analytic_costs(genotype: Genotype, in_channels: int, num_classes: int) -> An
     image = in_channels * g.resolution**2
     peak = image + stem.out_elems
     out_elems = [stem.out_elems] + [s.out_channels * s.out_size**2 for s in g.shapes()]
-    skip_sources = {s.index - s.gene.skip + 1: s.index for s in g.shapes() if s.gene.skip}
+    # (source output index, consuming block) of every long skip; output 0 is the stem's
+    skips = [(s.index - s.gene.skip + 1, s.index) for s in g.shapes() if s.gene.skip]
     for shape in g.shapes():
-        # outputs of earlier blocks still waiting to be added by a later block's skip
-        held = sum(
-            out_elems[src] for src, user in skip_sources.items() if src <= shape.index < user
-        )
+        i = shape.index
+        # Earlier outputs still waiting for a skip at or after this block (each counted once);
+        # this block's own input is counted through the ops instead.
+        held = sum(out_elems[src] for src in {src for src, user in skips if src < i <= user})
         block_input = shape.in_channels * shape.in_size**2
-        keeps_input = shape.gene.residual
+        input_held = shape.gene.residual or any(src == i for src, _ in skips)
         ops = block_ops(shape)
-        for op in ops:
+        projects = shape.gene.always_residual and (
+            shape.in_channels != shape.out_channels or shape.gene.stride != 1
+        )
+        for j, op in enumerate(ops):
             params += op.weights
             macs += op.macs
+            reads_input = j == 0 or (projects and j == len(ops) - 1)
             live = op.in_elems + op.out_elems + held
-            if keeps_input and op.in_elems != block_input:
+            if input_held and not reads_input:
                 live += block_input
             peak = max(peak, live)
         if shape.gene.skip:
-            src = shape.index - shape.gene.skip + 1
-            if out_elems[src] // shape.out_size**2 != shape.out_channels:  # projected skip
-                proj = ConvOp(
-                    out_elems[src] // shape.out_size**2,
-                    shape.out_channels,
-                    (1, 1),
-                    1,
-                    1,
-                    shape.out_size,
-                )
+            src = i - shape.gene.skip + 1
+            src_channels = out_elems[src] // shape.out_size**2
+            if src_channels != shape.out_channels:  # projected skip
+                proj = ConvOp(src_channels, shape.out_channels, (1, 1), 1, 1, shape.out_size)
                 params += proj.weights
                 macs += proj.macs
-                peak = max(peak, held + proj.in_elems + 2 * proj.out_elems)
+            # the block's output, the (projected) source and their sum
+            peak = max(peak, held + 2 * shape.out_channels * shape.out_size**2)
     last = out_elems[-1]
     if g.head:
         c_last = g.blocks[-1].out_channels if g.blocks else g.stem

@@ -53,7 +53,11 @@ def measure_onnx_latency(
         t0 = time.perf_counter()
         session.run(None, feed)
         warm.append((time.perf_counter() - t0) * 1e3)
-    if give_up_above_ms is not None and statistics.median(warm[1:] or warm) > give_up_above_ms:
+    if (
+        warm
+        and give_up_above_ms is not None
+        and statistics.median(warm[1:] or warm) > give_up_above_ms
+    ):
         # Far beyond any limit: more runs would not change a rejection, only cost time.
         later = warm[1:] or warm
         return LatencyMeasurement(statistics.median(later), len(later), max(later) - min(later))

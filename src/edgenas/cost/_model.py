@@ -155,6 +155,7 @@ class CostModel:
             "runtime": _runtime_version(),
             "latency_ms": self._latency,
         }
+        self.cache_file.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.cache_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(payload))
         os.replace(tmp, self.cache_file)

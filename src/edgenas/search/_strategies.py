@@ -50,9 +50,7 @@ def _random(space: SearchSpace, seed: int, multi: bool) -> optuna.samplers.BaseS
 def _tpe(space: SearchSpace, seed: int, multi: bool) -> optuna.samplers.BaseSampler:
     # multivariate TPE models the joint choices (a stage's depth with its blocks), which matters
     # in a space where most labels interact; startup trials are random.
-    return optuna.samplers.TPESampler(
-        seed=seed, multivariate=True, n_startup_trials=8, warn_independent_sampling=False
-    )
+    return optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=8)
 
 
 @register_strategy(

@@ -19,7 +19,7 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution
 
 from edgenas.arch import ACTIVATIONS, BLOCK_TYPES, KERNELS, BlockGene, Genotype, parse_kernel
 from edgenas.arch._genotype import _kernel_str
-from edgenas.errors import ConfigError
+from edgenas.errors import ConfigError, GenotypeError
 from edgenas.space._base import SearchSpace
 
 __all__ = ["EDGE_STAGES", "StageSpec", "StagedSpace", "edge_space"]
@@ -101,7 +101,10 @@ class StagedSpace(SearchSpace):
             raise ConfigError(
                 f"block type(s) {', '.join(bad)} unknown; choose from {', '.join(BLOCK_TYPES)}"
             )
-        kernels = tuple(_kernel_str(parse_kernel(k)) for k in self.kernels)
+        try:
+            kernels = tuple(_kernel_str(parse_kernel(k)) for k in self.kernels)
+        except GenotypeError as exc:
+            raise ConfigError(f"kernels: {exc}") from None
         object.__setattr__(self, "kernels", kernels)
         bad_e = [e for e in self.expansions if not 1 <= e <= 8]
         if bad_e:
@@ -189,12 +192,10 @@ class StagedSpace(SearchSpace):
             if value not in allowed:
                 raise ConfigError(f"{g}: {label} {value} is not among the space's {list(allowed)}")
             params[label] = value
-        reasons: list[str] = []
+        reasons: list[tuple[int, str]] = []
         split = self._split_stages(g.blocks, 0, 0, reasons)
         if split is None:
-            raise ConfigError(
-                f"{g} does not fit the space {self.name!r}: {reasons[-1] if reasons else ''}"
-            )
+            raise ConfigError(f"{g} does not fit the space {self.name!r}: {_deepest(reasons)}")
         dists = self._dists
         for i, stage in enumerate(self.stages):
             start, depth = split[i]
@@ -230,23 +231,25 @@ class StagedSpace(SearchSpace):
         return params
 
     def _split_stages(
-        self, blocks: tuple[BlockGene, ...], stage: int, start: int, reasons: list[str]
+        self, blocks: tuple[BlockGene, ...], stage: int, start: int, reasons: list[tuple[int, str]]
     ) -> list[tuple[int, int]] | None:
         """Assign consecutive blocks to stages: (start, depth) per stage, or None."""
         if stage == len(self.stages):
             if start == len(blocks):
                 return []
-            reasons.append(f"{len(blocks) - start} block(s) left over after the last stage")
+            reasons.append(
+                (stage, f"{len(blocks) - start} block(s) left over after the last stage")
+            )
             return None
         spec = self.stages[stage]
         for depth in spec.depths:
             part = blocks[start : start + depth]
             if len(part) < depth:
-                reasons.append(f"stage {stage} needs {depth} block(s), {len(part)} left")
-                break
+                reasons.append((stage, f"stage {stage} needs {depth} block(s), {len(part)} left"))
+                continue
             why = self._stage_mismatch(spec, part)
             if why:
-                reasons.append(f"stage {stage}: {why}")
+                reasons.append((stage, f"stage {stage}: {why}"))
                 continue
             rest = self._split_stages(blocks, stage + 1, start + depth, reasons)
             if rest is not None:
@@ -265,6 +268,14 @@ class StagedSpace(SearchSpace):
         if len(acts) != 1 or part[0].act not in self.activations:
             return f"activations {sorted(acts)} differ within the stage"
         return None
+
+
+def _deepest(reasons: list[tuple[int, str]]) -> str:
+    """The first reason met at the furthest stage the assignment reached."""
+    if not reasons:
+        return "no assignment of blocks to stages fits"
+    furthest = max(stage for stage, _ in reasons)
+    return next(text for stage, text in reasons if stage == furthest)
 
 
 def _parse_list(value: str | Sequence[Any] | None, cast: type) -> tuple[Any, ...] | None:

@@ -1,0 +1,154 @@
+"""ELPV: a search under a latency limit against the four baselines trained the same way.
+
+Runs ``edgenas.search`` on the built-in ELPV data for a fixed time budget, then trains each
+baseline (same data split, recipe, epochs and resolution), and writes holdout accuracy, latency
+measured on this machine, parameters and time side by side to BENCHMARKS.md.
+
+    python benchmarks/elpv_search.py --budget 15m --max-latency 1ms --epochs 4 --resolution 64
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import platform
+import re
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+import edgenas
+from edgenas.arch import baseline, build_model
+from edgenas.cost import CostModel, analytic_costs, parse_duration, parse_latency
+from edgenas.data import load_dataset
+from edgenas.train import Fidelity, TrainConfig, evaluate, fit
+
+ROOT = Path(__file__).resolve().parent.parent
+MARK = "elpv_search"
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def train_baseline(name: str, data: edgenas.data.ImageDataset, args: argparse.Namespace,
+                   cost: CostModel) -> dict[str, object]:  # fmt: skip
+    g = baseline(name, args.resolution)
+    torch.manual_seed(args.seed)
+    model = build_model(g, data.channels, data.num_classes, data.mean, data.std)
+    started = time.perf_counter()
+    result = fit(model, data, Fidelity(epochs=args.epochs), resolution=g.resolution,
+                 seed=args.seed, config=TrainConfig())  # fmt: skip
+    seconds = time.perf_counter() - started
+    holdout = torch.as_tensor(data.splits.holdout)
+    accuracy = evaluate(model, data.images(g.resolution)[holdout],
+                        torch.as_tensor(data.labels)[holdout])  # fmt: skip
+    return {
+        "name": name,
+        "val": result.accuracy,
+        "holdout": accuracy,
+        "latency": cost.latency_ms(g, fresh=True),
+        "params": analytic_costs(g, data.channels, data.num_classes).params,
+        "seconds": seconds,
+        "genotype": str(g),
+    }
+
+
+def write_section(text: str) -> None:
+    path = ROOT / "BENCHMARKS.md"
+    body = path.read_text() if path.exists() else "# Benchmarks\n"
+    block = f"<!-- {MARK} -->\n{text.rstrip()}\n<!-- /{MARK} -->"
+    pattern = re.compile(rf"<!-- {MARK} -->.*?<!-- /{MARK} -->", re.S)
+    body = (
+        pattern.sub(block, body) if pattern.search(body) else body.rstrip() + "\n\n" + block + "\n"
+    )
+    path.write_text(body)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--budget", default="15m", help="search time budget")
+    parser.add_argument("--max-latency", default="1ms")
+    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--resolution", type=int, default=64)
+    parser.add_argument("--width", default="0.5", help="baseline width multiplier")
+    parser.add_argument("--strategy", default="tpe")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default="runs/bench-elpv")
+    parser.add_argument("--no-write", action="store_true", help="print, do not touch BENCHMARKS.md")
+    args = parser.parse_args()
+    limit = parse_latency(args.max_latency)
+
+    started = time.perf_counter()
+    result = edgenas.search(
+        "elpv", out=args.out, max_latency=limit, time_budget=parse_duration(args.budget),
+        trials=10_000, epochs=args.epochs, strategy=args.strategy, seed=args.seed,
+        space=edgenas.edge_space(resolutions=str(args.resolution)),
+    )  # fmt: skip
+    search_seconds = time.perf_counter() - started
+    best = result.best_details
+    trained = sum(t.trained for t in result.trials)
+
+    data = load_dataset("elpv", cache_dir=Path(args.out) / "cache", seed=args.seed)
+    cost = CostModel(data.channels, data.num_classes, threads=1)
+    rows = [train_baseline(f"{name}:{args.width}", data, args, cost)
+            for name in edgenas.arch.BASELINES]  # fmt: skip
+
+    lines = [
+        "## ELPV: search against baselines",
+        "",
+        f"Measured {dt.date.today().isoformat()} on {cpu_name()}, {os.cpu_count()} cores, "
+        f"torch {torch.__version__}, Python {sys.version.split()[0]}. Latency: ONNX Runtime, "
+        "1 thread, batch 1, median of repeats, measured again after training.",
+        "",
+        f"Command: `python benchmarks/elpv_search.py --budget {args.budget} --max-latency "
+        f"{args.max_latency} --epochs {args.epochs} --resolution {args.resolution} "
+        f"--width {args.width} --strategy {args.strategy} --seed {args.seed}`",
+        "",
+        f"The search ({args.strategy}) ran {search_seconds / 60:.1f} min: {len(result.trials)} "
+        f"candidates proposed, {trained} trained, "
+        f"{sum(t.state == 'infeasible' for t in result.trials)} rejected by the "
+        f"{limit:g} ms limit without training, "
+        f"{sum(t.state == 'pruned' for t in result.trials)} stopped early. Every model below "
+        f"was trained {args.epochs} epochs at {args.resolution}×{args.resolution} with the same "
+        "recipe and split (holdout: 394 images the search never saw).",
+        "",
+        "| model | holdout acc | val acc | latency (ms) | ≤ limit | params | train time (s) |",
+        "| --- | ---: | ---: | ---: | :---: | ---: | ---: |",
+    ]
+    if best:
+        lat = best["latency_ms_measured"]
+        lines.append(
+            f"| **edgenas best** (trial {best['trial']}) | {100 * best['holdout_accuracy']:.1f}% "
+            f"| {100 * best['accuracy']:.1f}% | {lat:.3f} | {'yes' if lat <= limit else 'no'} "
+            f"| {result.best.costs.params if result.best and result.best.costs else 0:,} "
+            f"| {result.best.train_seconds if result.best else 0:.0f} |"
+        )
+    else:
+        lines.append("| edgenas best | no candidate met the limit | | | | | |")
+    for r in rows:
+        lat = float(r["latency"])  # type: ignore[arg-type]
+        lines.append(
+            f"| {r['name']} | {100 * float(r['holdout']):.1f}% | "  # type: ignore[arg-type]
+            f"{100 * float(r['val']):.1f}% | {lat:.3f} | {'yes' if lat <= limit else 'no'} | "  # type: ignore[arg-type]
+            f"{int(r['params']):,} | {float(r['seconds']):.0f} |"  # type: ignore[call-overload, arg-type]
+        )
+    if best:
+        lines += ["", f"Best genotype: `{best['genotype']}`"]
+    text = "\n".join(lines)
+    print(text)
+    if not args.no_write:
+        write_section(text)
+
+
+if __name__ == "__main__":
+    main()
