@@ -113,9 +113,12 @@ def test_python_api_returns_trials_front_and_best(tmp_path: Path) -> None:
         epochs=1,
         space=edgenas.edge_space(resolutions="64", max_depth=1),
         strategy="random",
+        baselines=("mobilenetv2:0.25",),  # outside this narrowed space: trained all the same
     )
     trained = [t for t in result.trials if t.trained]
     assert len(trained) == 2
+    assert [t.baseline for t in trained] == ["mobilenetv2:0.25@r64", None]
+    assert trained[0].genotype == str(edgenas.baseline("mobilenetv2:0.25", resolution=64))
     assert result.best is not None and result.best in result.pareto
     assert result.best_onnx is not None and result.best_onnx.exists()
     assert result.results["best"] == result.best.number

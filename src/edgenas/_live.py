@@ -31,20 +31,19 @@ def _duration(seconds: float) -> str:
 
 def front_table(
     records: Sequence[TrialRecord], title: str = "Pareto front", limit: int = 12
-) -> Table:
-    """Accuracy against latency: trained, feasible candidates no other beats on both."""
+) -> Group:
+    """Accuracy against latency: trained, feasible candidates no other beats on both.
+
+    Genotypes are long, so they are listed under the table, one line each, instead of being
+    folded into a column.
+    """
     table = Table(title=title, title_justify="left", expand=False)
-    for name, justify in (
-        ("trial", "right"),
-        ("val acc", "right"),
-        ("latency", "right"),
-        ("memory", "right"),
-        ("size", "right"),
-        ("MACs", "right"),
-        ("genotype", "left"),
-    ):
-        table.add_column(name, justify=justify, overflow="fold" if name == "genotype" else None)  # type: ignore[arg-type]
+    for name in ("trial", "val acc", "latency", "memory", "size", "params", "MACs"):
+        table.add_column(name, justify="right")
     front = pareto_front(records)
+    genotypes = Table.grid(padding=(0, 1))
+    genotypes.add_column(justify="right", style="dim")
+    genotypes.add_column(style="dim", overflow="fold")
     for r in front[:limit]:
         c = r.costs
         assert c is not None
@@ -54,21 +53,22 @@ def front_table(
             f"{c.latency_ms:.2f} ms",
             f"{c.peak_memory_mb:.1f} MB",
             f"{c.size_mb:.2f} MB",
+            f"{c.params / 1e6:.2f} M",
             f"{c.macs / 1e6:.1f} M",
-            r.genotype or "",
         )
+        genotypes.add_row(f"{r.number}", r.genotype or "")
     if len(front) > limit:
         table.caption = f"… and {len(front) - limit} more"
     if not front:
         table.caption = "no trained candidate that meets the constraints yet"
-    return table
+    return Group(table, genotypes)
 
 
 def _counts(records: Sequence[TrialRecord]) -> dict[str, int]:
     counts = {"trials": len(records), "trained": 0, "feasible": 0}
     for r in records:
         counts[r.state] = counts.get(r.state, 0) + 1
-        counts["trained"] += r.trained
+        counts["trained"] += r.trained and r.state != "running"
         counts["feasible"] += r.state != "infeasible" and r.costs is not None
     return counts
 
@@ -135,6 +135,8 @@ class LiveView:
             lat = f"{record.costs.latency_ms:.2f} ms" if record.costs else "—"
             acc = f" acc {_pct(record.accuracy)}" if record.accuracy is not None else ""
             why = f" ({record.reason})" if record.reason and record.state != "complete" else ""
+            if record.baseline:
+                why += f" [baseline {record.baseline}]"
             self.console.print(
                 f"  trial {record.number:>3} {record.state:<10} {lat:>10}{acc}{why}",
                 highlight=False,

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.text import Text
 
 from edgenas.errors import EdgenasError
 
@@ -220,23 +221,23 @@ def search(
     err.print(f"stopped because {result.stopped_because}")
     out_console = err if as_json else console
     out_console.print(front_table(result.trials))
-    _print_best(out_console, result.best_details)
+    _print_best(out_console, result.best_details, result.run_dir)
     out_console.print(f"results: {result.run_dir / 'results.json'}")
     if as_json:
         sys.stdout.write(json.dumps(result.results, indent=2) + "\n")
 
 
-def _print_best(console: Console, best: dict[str, Any] | None) -> None:
+def _print_best(console: Console, best: dict[str, Any] | None, run_dir: Path) -> None:
     if not best:
         console.print("[yellow]no trained candidate met every constraint[/]")
         return
     console.print(
         f"[bold green]best:[/] trial {best['trial']} · validation {100 * best['accuracy']:.1f}% · "
         f"holdout {100 * best['holdout_accuracy']:.1f}% · "
-        f"{best['latency_ms_measured']:.2f} ms measured again\n"
-        f"  {best['genotype']}\n  model: {best['onnx']}",
+        f"{best['latency_ms_measured']:.2f} ms measured again · model: {run_dir / best['onnx']}",
         highlight=False,
     )
+    console.print(Text(best["genotype"], overflow="fold"))
 
 
 @app.command()
@@ -272,7 +273,7 @@ def show(
     if running:
         console.print(f"running now: trial {', '.join(map(str, running))}")
     console.print(front_table(records))
-    _print_best(console, best)
+    _print_best(console, best, run)
 
 
 @app.command()

@@ -86,6 +86,28 @@ class SearchProgress(Protocol):
     def on_trial_end(self, record: R.TrialRecord, records: list[R.TrialRecord]) -> None: ...
 
 
+class _DirectTrial:
+    """A candidate evaluated outside the sampler (a baseline the space cannot express).
+
+    It collects what a trial would record and enters the study only when finished, through
+    ``Study.add_trial``; a crash before that simply means evaluating it again.
+    """
+
+    def __init__(self, number: int, label: str) -> None:
+        self.number = number
+        self.params: dict[str, Any] = {}
+        self.user_attrs: dict[str, Any] = {R.ATTR_BASELINE: label}
+
+    def set_user_attr(self, key: str, value: Any) -> None:
+        self.user_attrs[key] = value
+
+    def set_constraint(self, key: str, value: float) -> None:
+        pass  # strategies ignore trials without parameters; violations are in user_attrs
+
+    def report(self, value: float, step: int) -> None:
+        pass
+
+
 class _Silent:
     def on_start(self, info: dict[str, Any]) -> None:
         pass
@@ -262,29 +284,34 @@ class _Search:
             n += 1
         return n
 
-    def _enqueue_baselines(self) -> None:
+    def _queue_baselines(self) -> list[tuple[str, Genotype]]:
+        """Queue the baselines not evaluated yet; return those the space cannot express.
+
+        A baseline the space contains is enqueued with its parameters, so the strategy learns
+        from it. One outside the space (another width, other stages) is still trained and
+        recorded, as a trial without parameters that strategies ignore.
+        """
         trials = self.study.get_trials(deepcopy=False)
         done = {t.user_attrs.get(R.ATTR_BASELINE) for t in trials if t.state != TrialState.FAIL}
+        resolution = self._baseline_resolution()
+        outside = []
         for spec, g in zip(self.config.baselines, self.baselines, strict=True):
-            for resolution in self._baseline_resolutions():
-                g_r = g.replace(resolution=resolution)
-                label = f"{spec}@r{resolution}"
-                if label in done:
-                    continue
-                try:
-                    params = self.space.encode(g_r)
-                except EdgenasError as exc:
-                    raise ConfigError(
-                        f"baseline {spec} cannot be expressed in this search space ({exc}); "
-                        "widen the space or leave the baseline out"
-                    ) from None
-                self.study.enqueue_trial(params, user_attrs={R.ATTR_BASELINE: label})
-                break
+            g = g.replace(resolution=resolution)
+            label = f"{spec}@r{resolution}"
+            if label in done:
+                continue
+            try:
+                params = self.space.encode(g)
+            except EdgenasError:
+                outside.append((label, g))
+                continue
+            self.study.enqueue_trial(params, user_attrs={R.ATTR_BASELINE: label})
+        return outside
 
-    def _baseline_resolutions(self) -> list[int]:
-        res = self.distributions.get("res")
-        choices = list(getattr(res, "choices", [96]))
-        return sorted(choices, key=lambda r: abs(int(r) - 96))
+    def _baseline_resolution(self) -> int:
+        """The space's resolution closest to 96 (baselines are compared at the search's input)."""
+        choices = list(getattr(self.distributions.get("res"), "choices", [96]))
+        return int(min(choices, key=lambda r: abs(int(r) - 96)))
 
     # -- the loop -------------------------------------------------------------------------
     def run(self) -> SearchResult:
@@ -292,7 +319,7 @@ class _Search:
         recovered = self._recover_interrupted()
         if recovered:
             log.warning("%d interrupted trial(s) will run again", recovered)
-        self._enqueue_baselines()
+        outside_baselines = self._queue_baselines()
         records = self._records()
         trained = sum(r.trained for r in records)
         known: dict[str, R.TrialRecord] = {
@@ -341,20 +368,26 @@ class _Search:
                 )
                 log.warning(stopped_because)
                 break
-            trial = self.study.ask(self.distributions)
+            trial: optuna.Trial | _DirectTrial
+            genotype = None
+            if outside_baselines:
+                label, genotype = outside_baselines.pop(0)
+                trial = _DirectTrial(len(self.study.get_trials(deepcopy=False)), label)
+            else:
+                trial = self.study.ask(self.distributions)
             try:
-                outcome = self._evaluate(trial, known, curves)
+                outcome = self._evaluate(trial, known, curves, genotype)
             except KeyboardInterrupt:
                 self._interrupt(trial)
                 raise
             except EdgenasError:
-                self.study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+                self._tell(trial, state=TrialState.FAIL)
                 raise
             except Exception as exc:  # a candidate that breaks the trainer must not end the search
                 log.exception("trial %d failed", trial.number)
                 trial.set_user_attr(R.ATTR_REASON, f"{type(exc).__name__}: {exc}")
                 trial.set_user_attr(R.ATTR_STATUS, "failed")
-                self.study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+                self._tell(trial, state=TrialState.FAIL)
                 outcome = "failed"
                 failures_in_a_row += 1
                 if failures_in_a_row >= 3:
@@ -374,8 +407,10 @@ class _Search:
             self._write_results(records, best=None)
         return self._finish(stopped_because)
 
-    def _interrupt(self, trial: optuna.Trial) -> None:
+    def _interrupt(self, trial: optuna.Trial | _DirectTrial) -> None:
         """Ctrl-C during a candidate: record it as interrupted and queue it for the next run."""
+        if isinstance(trial, _DirectTrial):
+            return  # not in the study yet: the next run evaluates it again
         with contextlib.suppress(Exception):
             attrs: dict[str, Any] = {R.ATTR_RETRY_OF: trial.number}
             if R.ATTR_BASELINE in trial.user_attrs:
@@ -385,10 +420,36 @@ class _Search:
             self.study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
             self._write_results(self._records(), best=None)
 
+    def _tell(
+        self,
+        trial: optuna.Trial | _DirectTrial,
+        values: list[float] | None = None,
+        state: TrialState | None = None,
+    ) -> None:
+        if isinstance(trial, _DirectTrial):
+            state = state or TrialState.COMPLETE
+            self.study.add_trial(
+                optuna.trial.create_trial(
+                    state=state,
+                    values=values if state == TrialState.COMPLETE else None,
+                    params={},
+                    distributions={},
+                    user_attrs=trial.user_attrs,
+                )
+            )
+        elif values is not None:
+            self.study.tell(trial, values)
+        else:
+            self.study.tell(trial, state=state, skip_if_finished=True)
+
     def _evaluate(
-        self, trial: optuna.Trial, known: dict[str, R.TrialRecord], curves: list[EpochCurve]
+        self,
+        trial: optuna.Trial | _DirectTrial,
+        known: dict[str, R.TrialRecord],
+        curves: list[EpochCurve],
+        genotype: Genotype | None = None,
     ) -> str:
-        genotype = self.space.decode(trial.params)
+        genotype = genotype or self.space.decode(trial.params)
         key = str(genotype)
         trial.set_user_attr(R.ATTR_GENOTYPE, key)
         limits = self.config.constraints
@@ -402,14 +463,14 @@ class _Search:
             trial.set_user_attr(R.ATTR_REASON, f"same architecture as trial {prior.number}")
             if prior.state == "infeasible":
                 trial.set_user_attr(R.ATTR_STATUS, "infeasible")
-                self.study.tell(trial, self.objective.values(0.0, costs))
+                self._tell(trial, self.objective.values(0.0, costs))
                 return "infeasible"
             trial.set_user_attr(R.ATTR_STATUS, "duplicate")
             if prior.state == "pruned" or prior.accuracy is None:
-                self.study.tell(trial, state=TrialState.PRUNED)
+                self._tell(trial, state=TrialState.PRUNED)
             else:
                 trial.set_user_attr(R.ATTR_ACCURACY, prior.accuracy)
-                self.study.tell(trial, self.objective.values(prior.accuracy, costs))
+                self._tell(trial, self.objective.values(prior.accuracy, costs))
             return "duplicate"
 
         costs = self.cost.estimate(genotype, limit_ms=limits.max_latency_ms)
@@ -418,7 +479,7 @@ class _Search:
         if any(v > 0 for v in violations.values()):
             trial.set_user_attr(R.ATTR_STATUS, "infeasible")
             trial.set_user_attr(R.ATTR_TRAINED, False)
-            self.study.tell(trial, self.objective.values(0.0, costs))
+            self._tell(trial, self.objective.values(0.0, costs))
             known[key] = R.TrialRecord(trial.number, key, "infeasible", False, None, costs, 0, 0.0)
             return "infeasible"
 
@@ -462,11 +523,11 @@ class _Search:
         if result.status == "diverged":
             trial.set_user_attr(R.ATTR_STATUS, "failed")
             trial.set_user_attr(R.ATTR_REASON, result.reason or "training diverged")
-            self.study.tell(trial, state=TrialState.FAIL)
+            self._tell(trial, state=TrialState.FAIL)
             return "failed"
         if result.status == "stopped" or result.accuracy is None:
             trial.set_user_attr(R.ATTR_STATUS, "pruned")
-            self.study.tell(trial, state=TrialState.PRUNED)
+            self._tell(trial, state=TrialState.PRUNED)
             known[key] = R.TrialRecord(
                 trial.number, key, "pruned", True, result.accuracy, costs, result.epochs, 0.0
             )
@@ -476,7 +537,7 @@ class _Search:
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.save(model.cpu().state_dict(), path)
         trial.set_user_attr(R.ATTR_STATUS, "complete")
-        self.study.tell(trial, self.objective.values(result.accuracy, costs))
+        self._tell(trial, self.objective.values(result.accuracy, costs))
         known[key] = R.TrialRecord(
             trial.number,
             key,
@@ -491,7 +552,9 @@ class _Search:
         curves.append(EpochCurve(tuple(result.history), costs))
         return "complete"
 
-    def _set_costs(self, trial: optuna.Trial, costs: Costs, violations: dict[str, float]) -> None:
+    def _set_costs(
+        self, trial: optuna.Trial | _DirectTrial, costs: Costs, violations: dict[str, float]
+    ) -> None:
         trial.set_user_attr(R.ATTR_COSTS, costs.to_dict())
         trial.set_user_attr(R.ATTR_VIOLATIONS, violations)
         for name, value in violations.items():
