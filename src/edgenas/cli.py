@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import signal
 import sys
 from pathlib import Path
@@ -204,17 +205,16 @@ def search(
         signal.signal(signal.SIGTERM, signal.default_int_handler)
         result = run_search(config, view)
     except EdgenasError as exc:
-        view.close()
         _fail(str(exc))
         return
     except KeyboardInterrupt:
-        view.close()
         err.print(
             "[yellow]interrupted:[/] every finished trial is saved; run the same command again "
             "to resume."
         )
         raise typer.Exit(130) from None
-    view.close()
+    finally:
+        view.close()  # leave the terminal clean, whatever happened
     from edgenas._live import front_table, summary_table
 
     err.print(summary_table(result.trials))
@@ -238,6 +238,30 @@ def _print_best(console: Console, best: dict[str, Any] | None, run_dir: Path) ->
         highlight=False,
     )
     console.print(Text(best["genotype"], overflow="fold"))
+    gap = _holdout_gap(best)
+    if gap:
+        console.print(f"[yellow]warning:[/] {gap}", highlight=False)
+
+
+def _holdout_gap(best: dict[str, Any]) -> str | None:
+    """A warning when validation and holdout accuracy differ by more than chance explains.
+
+    Both are proportions of independent images: the gap's standard error follows from the
+    binomial variance of each. A gap beyond 2.5 standard errors hints at a leaky or shifted
+    validation split (or a search that overfitted the validation images).
+    """
+    n_val, n_hold = best.get("validation_images"), best.get("holdout_images")
+    val, hold = best.get("accuracy"), best.get("holdout_accuracy")
+    if not (n_val and n_hold) or val is None or hold is None:
+        return None
+    p = (val * n_val + hold * n_hold) / (n_val + n_hold)
+    se = math.sqrt(max(p * (1 - p), 1e-6) * (1 / n_val + 1 / n_hold))
+    if abs(val - hold) <= 2.5 * se:
+        return None
+    return (
+        f"validation ({100 * val:.1f}%) and holdout ({100 * hold:.1f}%) accuracy differ by more "
+        f"than chance explains (±{100 * 2.5 * se:.1f} points): check the split for leaks or shift"
+    )
 
 
 @app.command()

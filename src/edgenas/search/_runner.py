@@ -42,8 +42,8 @@ SPEC_FILE = "spec.json"
 RESULTS_FILE = "results.json"
 BEST_ONNX = "best.onnx"
 # Settings that change what a trial's numbers mean: a resumed run must keep them.
-_SPEC_KEYS = ("data", "data_fingerprint", "space", "constraints", "objective", "epochs",
-              "data_fraction", "resolution_note")  # fmt: skip
+# (The data is compared by its fingerprint, so ./parts and parts are the same data.)
+_SPEC_KEYS = ("data_fingerprint", "space", "constraints", "objective", "epochs", "data_fraction")
 
 
 @dataclass
@@ -242,7 +242,6 @@ class _Search:
             "objective": {"kind": self.objective.kind, "weights": self.objective.weights},
             "epochs": config.epochs,
             "data_fraction": config.data_fraction,
-            "resolution_note": "the genotype's own input resolution",
             "strategy": config.strategy,
             "seed": config.seed,
             "latency": {"runtime": "onnxruntime", "threads": config.latency_threads, "batch": 1},
@@ -626,6 +625,7 @@ class _Search:
             "accuracy": record.accuracy,
             "holdout_accuracy": holdout_accuracy,
             "holdout_images": len(holdout),
+            "validation_images": len(self.data.splits.val),
             "latency_ms": record.costs.latency_ms if record.costs else None,
             "latency_ms_measured": measured,
             "onnx": BEST_ONNX,
