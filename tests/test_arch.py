@@ -6,7 +6,6 @@ from __future__ import annotations
 import doctest
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -31,16 +30,6 @@ from edgenas.errors import ConfigError, GenotypeError
 
 # ---------------------------------------------------------------------------------------------
 # helpers
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread() -> Iterator[None]:
-    # These models are tiny: on a busy 2-core machine, OpenMP threads spin-waiting for each other
-    # make every convolution a hundred times slower than one thread doing all the work.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 # Flag sets written as in the notation; each is placed where it is legal (see _in_context).

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,16 +31,6 @@ from edgenas.errors import ConfigError
 from edgenas.space import edge_space
 
 SMALL = Genotype.parse("r32-stem8-ir_k3_e2_c16_s2-ds_k5x3_c16_se_id-head32")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread() -> Iterator[None]:
-    # Tiny models: on a busy 2-core machine, OpenMP threads spin-waiting for each other make
-    # every convolution far slower than one thread doing all the work.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _torch_params(g: Genotype, in_channels: int = 3, num_classes: int = 10) -> int:

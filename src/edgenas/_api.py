@@ -28,7 +28,7 @@ def search(
     """Run (or resume) a search; the arguments mean what the CLI's options of the same name do.
 
     Limits take numbers in ms / MB / MACs or strings with units (``"5ms"``, ``"2MB"``);
-    further keyword arguments are fields of :class:`~edgenas.search.SearchConfig`
+    ``time_budget`` takes seconds or a string with units (``"30m"``); further keyword arguments are fields of :class:`~edgenas.search.SearchConfig`
     (``trials``, ``epochs``, ``strategy``, ``objective``, ``seed``, ...).
 
     Example:
@@ -48,7 +48,13 @@ def search(
         out=Path(out) if out is not None else None,
         space=load_space(space),
         constraints=constraints,
-        time_budget_s=parse_duration(time_budget) if time_budget is not None else None,
+        time_budget_s=(
+            float(time_budget)
+            if isinstance(time_budget, (int, float))
+            else parse_duration(time_budget)
+            if time_budget is not None
+            else None
+        ),
         **options,
     )
     return run_search(config, progress)
