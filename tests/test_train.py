@@ -77,7 +77,11 @@ def make_model(seed: int = 0) -> nn.Module:
 
 
 class NanAfter(nn.Module):
-    """Passes input through for `calls` training forwards, then returns NaN."""
+    """Passes input through for `calls` training steps, then returns NaN.
+
+    Only forwards with gradients count: the no-grad passes that re-estimate BatchNorm
+    statistics before validation are not training steps.
+    """
 
     def __init__(self, calls: int) -> None:
         super().__init__()
@@ -85,7 +89,7 @@ class NanAfter(nn.Module):
         self.seen = 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.training:
+        if self.training and torch.is_grad_enabled():
             self.seen += 1
             if self.seen > self.calls:
                 return x * float("nan")
