@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/edgenas search elpv --max-latency 1.5ms --resolution 64,96 --trials 12 --epochs 4 \
+	$(BIN)/edgenas search elpv --max-latency 1ms --resolution 64 --epochs 4 --trials 40 \
 		--time-budget 8m --baseline mobilenetv2:0.5 --out runs/elpv-demo
 
 test: $(STAMP)

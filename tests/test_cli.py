@@ -70,7 +70,9 @@ def test_search_writes_results_json(
         assert set(t) >= {"number", "genotype", "state", "trained", "accuracy", "costs",
                           "epochs", "train_seconds"}  # fmt: skip
         assert t["state"] in {"complete", "infeasible", "pruned", "failed"}
-        assert set(t["costs"]) == {"latency_ms", "peak_memory_mb", "size_mb", "params", "macs"}
+        assert set(t["costs"]) == {"latency_ms", "peak_memory_mb", "size_mb", "size_int8_mb",
+                                   "params", "macs"}  # fmt: skip
+        assert t["costs"]["size_int8_mb"] == pytest.approx(t["costs"]["size_mb"] / 4)
         if t["state"] == "infeasible":
             assert not t["trained"] and t["accuracy"] is None
             assert t["costs"]["latency_ms"] > 2.0

@@ -26,8 +26,13 @@ class Costs:
     params: int
     macs: int
 
+    @property
+    def size_int8_mb(self) -> float:
+        """Weights quantized to int8 (one byte each; per-channel scales are negligible)."""
+        return self.params / 1e6
+
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "size_int8_mb": self.size_int8_mb}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Costs:
