@@ -182,7 +182,8 @@ def test_constraints_describe_and_round_trip() -> None:
 
 def test_costs_round_trip() -> None:
     assert Costs.from_dict(json.loads(json.dumps(COSTS.to_dict()))) == COSTS
-    assert set(COSTS.to_dict()) == set(COST_FIELDS)
+    assert set(COSTS.to_dict()) == {*COST_FIELDS, "size_int8_mb"}
+    assert COSTS.size_int8_mb == pytest.approx(COSTS.params / 1e6)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -56,7 +56,8 @@ def front_table(
             f"{c.params / 1e6:.2f} M",
             f"{c.macs / 1e6:.1f} M",
         )
-        genotypes.add_row(f"{r.number}", r.genotype or "")
+        label = f" (baseline {r.baseline})" if r.baseline else ""
+        genotypes.add_row(f"{r.number}", f"{r.genotype}{label}")
     if len(front) > limit:
         table.caption = f"… and {len(front) - limit} more"
     if not front:
