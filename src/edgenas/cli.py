@@ -222,7 +222,7 @@ def search(
     out_console = err if as_json else console
     out_console.print(front_table(result.trials))
     _print_best(out_console, result.best_details, result.run_dir)
-    out_console.print(f"results: {result.run_dir / 'results.json'}")
+    out_console.print(f"results: {result.run_dir / 'results.json'}", soft_wrap=True)
     if as_json:
         sys.stdout.write(json.dumps(result.results, indent=2) + "\n")
 
@@ -323,6 +323,108 @@ def baselines(
             f"{c.peak_memory_mb:.1f} MB", str(g),
         )  # fmt: skip
     console.print(table)
+
+
+profile_app = typer.Typer(
+    help="Latency profiles: plan the models a device must time, and time them.",
+    no_args_is_help=True,
+)
+app.add_typer(profile_app, name="profile")
+
+
+@profile_app.command("plan")
+def profile_plan_command(
+    out: Annotated[Path, typer.Option(help="Plan to write, such as plan.zip.")],
+    space: Annotated[
+        str, typer.Option(help="Search space: edge, a TOML file, or module:attribute.")
+    ] = "edge",
+    architectures: Annotated[
+        int, typer.Option(help="Architectures sampled from the space whose pieces are planned.")
+    ] = 200,
+    references: Annotated[
+        int, typer.Option(help="Whole networks planned, to calibrate and check a predictor.")
+    ] = 30,
+    channels: Annotated[
+        int, typer.Option(help="Input channels of the data (1 grayscale, 3 RGB).")
+    ] = 3,
+    classes: Annotated[int, typer.Option(help="Number of classes.")] = 10,
+    seed: Annotated[int, typer.Option(help="Seed of the sampled architectures.")] = 0,
+) -> None:
+    """Write the ONNX models a device must time: the distinct stems, blocks (at their input
+    shapes), long skips and heads of sampled architectures, plus whole reference networks.
+
+    Copy the plan to the device and run `edgenas-device PLAN --threads N --out PROFILE.json`
+    there (it needs only onnxruntime and numpy).
+    """
+    _setup_logging(False)
+    from rich.progress import Progress
+
+    from edgenas.config import load_space
+    from edgenas.profile import write_plan
+
+    try:
+        search_space = load_space(space)
+        with Progress(console=err, transient=True) as bar:
+            task = bar.add_task("exporting models", total=None)
+            counts = write_plan(
+                search_space, out, architectures=architectures, references=references,
+                in_channels=channels, num_classes=classes, seed=seed,
+                progress=lambda done, total: bar.update(task, completed=done, total=total),
+            )  # fmt: skip
+    except EdgenasError as exc:
+        _fail(str(exc))
+        return
+    summary = ", ".join(f"{n} {kind}" for kind, n in counts.items())
+    console.print(f"{out}: {summary}", soft_wrap=True)
+
+
+@profile_app.command("local")
+def profile_local_command(
+    out: Annotated[Path, typer.Option(help="Profile to write, such as local.json.")],
+    threads: Annotated[int, typer.Option(help="ONNX Runtime threads.")] = 1,
+    space: Annotated[
+        str, typer.Option(help="Search space: edge, a TOML file, or module:attribute.")
+    ] = "edge",
+    architectures: Annotated[
+        int, typer.Option(help="Architectures sampled from the space whose pieces are timed.")
+    ] = 200,
+    references: Annotated[int, typer.Option(help="Whole networks timed.")] = 30,
+    channels: Annotated[int, typer.Option(help="Input channels of the data.")] = 3,
+    classes: Annotated[int, typer.Option(help="Number of classes.")] = 10,
+    seed: Annotated[int, typer.Option(help="Seed of the sampled architectures.")] = 0,
+) -> None:
+    """Plan and time on this machine in one go (the plan is kept beside the profile)."""
+    _setup_logging(False)
+    from rich.progress import Progress
+
+    from edgenas.config import load_space
+    from edgenas.device import PlanError, profile_plan
+    from edgenas.profile import write_plan
+
+    plan = out.with_suffix(".plan.zip")
+    try:
+        if not plan.exists():
+            with Progress(console=err, transient=True) as bar:
+                task = bar.add_task("exporting models", total=None)
+                write_plan(
+                    load_space(space), plan, architectures=architectures,
+                    references=references, in_channels=channels, num_classes=classes,
+                    seed=seed,
+                    progress=lambda done, total: bar.update(task, completed=done, total=total),
+                )  # fmt: skip
+        with Progress(console=err, transient=True) as bar:
+            task = bar.add_task("timing models", total=None)
+            profile = profile_plan(
+                plan, out, threads=threads,
+                progress=lambda done, total, entry, ms: bar.update(task, completed=done, total=total),
+            )  # fmt: skip
+    except (EdgenasError, PlanError) as exc:
+        _fail(str(exc))
+        return
+    console.print(
+        f"{out}: {len(profile['measurements'])} models timed with {threads} thread(s)",
+        soft_wrap=True,
+    )
 
 
 def main() -> None:

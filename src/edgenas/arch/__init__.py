@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from edgenas.arch._baselines import BASELINES, baseline
 from edgenas.arch._blocks import BLOCKS, make_divisible
-from edgenas.arch._builder import Network, build_model, export_onnx
+from edgenas.arch._builder import Network, build_model, export_module, export_onnx
 from edgenas.arch._genotype import (
     ACTIVATIONS,
     BLOCK_TYPES,
@@ -27,6 +27,7 @@ __all__ = [
     "Network",
     "baseline",
     "build_model",
+    "export_module",
     "export_onnx",
     "make_divisible",
     "parse_kernel",

@@ -114,31 +114,45 @@ def build_model(
 
 
 def export_onnx(model: Network, path: Path | None = None, batch_size: int = 1) -> bytes:
-    """Export a network to ONNX (opset 17, input ``image``, output ``logits``).
+    """Export a network to ONNX (opset 17, input ``image``, output ``logits``, dynamic batch).
 
     Returns the serialized model, and also writes it to ``path`` when given.
     """
     g = model.genotype
     in_channels = model.stem.conv.in_channels
     x = torch.zeros(batch_size, in_channels, g.resolution, g.resolution)
-    was_training = model.training
-    model.eval()
+    return export_module(model, (x,), ["image"], ["logits"], path, dynamic_batch=True)
+
+
+def export_module(
+    module: nn.Module,
+    inputs: tuple[torch.Tensor, ...],
+    input_names: Sequence[str],
+    output_names: Sequence[str],
+    path: Path | None = None,
+    *,
+    dynamic_batch: bool = False,
+) -> bytes:
+    """Export any module in eval mode to ONNX (opset 17) for the example ``inputs``."""
+    was_training = module.training
+    module.eval()
     buffer = io.BytesIO()
+    axes = {n: {0: "batch"} for n in [*input_names, *output_names]} if dynamic_batch else None
     with warnings.catch_warnings(), torch.no_grad():
         # The TorchScript exporter is deprecated in favour of the dynamo one, which takes ~20×
         # longer per model; for these static conv nets both give the same graph.
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            model,
-            (x,),
+            module,
+            inputs,
             buffer,  # type: ignore[arg-type]  # file-like objects are accepted
-            input_names=["image"],
-            output_names=["logits"],
+            input_names=list(input_names),
+            output_names=list(output_names),
             opset_version=17,
             dynamo=False,
-            dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}},
+            dynamic_axes=axes,
         )
-    model.train(was_training)
+    module.train(was_training)
     data = buffer.getvalue()
     if path is not None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from edgenas.cost._analytic import AnalyticCosts, ConvOp, analytic_costs, block_ops
-from edgenas.cost._latency import LatencyMeasurement, measure_onnx_latency
 from edgenas.cost._model import COST_FIELDS, Constraints, CostModel, Costs
 from edgenas.cost._units import parse_count, parse_duration, parse_latency, parse_size
+from edgenas.device._timing import LatencyMeasurement, measure_onnx_latency
 
 __all__ = [
     "COST_FIELDS",

@@ -11,7 +11,7 @@ from typing import Any
 
 from edgenas.arch import Genotype, build_model, export_onnx
 from edgenas.cost._analytic import analytic_costs
-from edgenas.cost._latency import measure_onnx_latency
+from edgenas.device._timing import measure_onnx_latency
 
 __all__ = ["COST_FIELDS", "Constraints", "CostModel", "Costs"]
 

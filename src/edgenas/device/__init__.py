@@ -1,0 +1,35 @@
+"""The device half of latency profiling; imports only NumPy and ONNX Runtime.
+
+``edgenas-device PLAN --threads N --out PROFILE.json`` (or ``python -m edgenas.device``) times
+every model of a plan written by ``edgenas profile plan`` and records what it ran on.
+"""
+
+from __future__ import annotations
+
+from edgenas.device._profiler import (
+    PLAN_FORMAT,
+    PROFILE_FORMAT,
+    PROFILE_VERSION,
+    PlanEntry,
+    PlanError,
+    device_info,
+    main,
+    profile_plan,
+    read_plan,
+)
+from edgenas.device._timing import LatencyMeasurement, make_session, measure_onnx_latency
+
+__all__ = [
+    "PLAN_FORMAT",
+    "PROFILE_FORMAT",
+    "PROFILE_VERSION",
+    "LatencyMeasurement",
+    "PlanEntry",
+    "PlanError",
+    "device_info",
+    "main",
+    "make_session",
+    "measure_onnx_latency",
+    "profile_plan",
+    "read_plan",
+]

@@ -1,0 +1,5 @@
+import sys
+
+from edgenas.device import main
+
+sys.exit(main())

@@ -1,0 +1,240 @@
+"""The device half of profiling: time every model of a plan, resumably.
+
+Run on the target (a Raspberry Pi, a phone board, any CPU) with only NumPy and ONNX Runtime::
+
+    edgenas-device plan.zip --threads 4 --out pi4.json      # or: python -m edgenas.device ...
+
+The plan (written on the host by ``edgenas profile plan``) is a zip with ``plan.json`` and one
+ONNX file per model. Progress is saved to the output file as it goes, so an interrupted run
+started again with the same arguments times only what is left.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import hashlib
+import json
+import os
+import platform
+import sys
+import time
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edgenas.device._timing import measure_onnx_latency
+
+__all__ = [
+    "PLAN_FORMAT",
+    "PROFILE_FORMAT",
+    "PROFILE_VERSION",
+    "PlanEntry",
+    "PlanError",
+    "device_info",
+    "main",
+    "profile_plan",
+    "read_plan",
+]
+
+PLAN_FORMAT = "edgenas-plan"
+PROFILE_FORMAT = "edgenas-profile"
+PROFILE_VERSION = 1
+
+
+class PlanError(Exception):
+    """The plan or an earlier partial profile cannot be used."""
+
+
+@dataclass(frozen=True)
+class PlanEntry:
+    key: str  # what the model measures, such as "ir_k3_e4_c24_s2|in16x48"
+    kind: str  # "block", "network", or another piece a predictor adds up
+    file: str  # path inside the zip
+
+
+def read_plan(path: Path) -> tuple[dict[str, Any], list[PlanEntry], str]:
+    """The plan's header, its entries and the SHA-256 of the zip file."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise PlanError(f"cannot read the plan {path}: {exc.strerror}") from None
+    digest = hashlib.sha256(data).hexdigest()
+    try:
+        with zipfile.ZipFile(path) as z:
+            header = json.loads(z.read("plan.json"))
+            names = set(z.namelist())
+    except (zipfile.BadZipFile, KeyError, ValueError) as exc:
+        raise PlanError(
+            f"{path} is not an edgenas plan ({exc}); write one with `edgenas profile plan`"
+        ) from None
+    if header.get("format") != PLAN_FORMAT:
+        raise PlanError(f"{path} is not an edgenas plan (format {header.get('format')!r})")
+    entries = []
+    for m in header.get("models", []):
+        entry = PlanEntry(str(m["key"]), str(m.get("kind", "block")), str(m["file"]))
+        if entry.file not in names:
+            raise PlanError(f"{path} is incomplete: {entry.file} is missing; write the plan again")
+        entries.append(entry)
+    return header, entries, digest
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key = line.split(":", 1)[0].strip().lower()
+            if key in ("model name", "hardware", "cpu model"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def device_info(name: str | None = None) -> dict[str, Any]:
+    """What the numbers were measured on: device, CPU, OS, Python and ONNX Runtime."""
+    import onnxruntime
+
+    return {
+        "device": {
+            "name": name or platform.node(),
+            "machine": platform.machine(),
+            "cpu": _cpu_model(),
+            "cores": os.cpu_count(),
+            "os": platform.platform(),
+            "python": platform.python_version(),
+        },
+        "runtime": {
+            "name": "onnxruntime",
+            "version": onnxruntime.__version__,
+            "provider": "CPUExecutionProvider",
+        },
+    }
+
+
+def _write_json(path: Path, payload: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=1))
+    os.replace(tmp, path)
+
+
+def profile_plan(
+    plan: Path,
+    out: Path,
+    *,
+    threads: int = 1,
+    name: str | None = None,
+    max_seconds: float = 2.0,
+    progress: Callable[[int, int, PlanEntry, float], None] | None = None,
+) -> dict[str, Any]:
+    """Time every model of ``plan`` and write the profile to ``out``; resume a partial one."""
+    header, entries, digest = read_plan(plan)
+    measurements: dict[str, Any] = {}
+    if out.exists():
+        try:
+            old = json.loads(out.read_text())
+        except ValueError:
+            old = None
+        if old is not None:
+            if old.get("plan", {}).get("sha256") != digest or old.get("threads") != threads:
+                raise PlanError(
+                    f"{out} holds a profile of another plan or thread count; "
+                    "give another --out, or delete it to start again"
+                )
+            measurements = dict(old.get("measurements", {}))
+    profile: dict[str, Any] = {
+        "format": PROFILE_FORMAT,
+        "version": PROFILE_VERSION,
+        **device_info(name),
+        "threads": threads,
+        "batch": 1,
+        "dtype": "float32",
+        "plan": {"sha256": digest, "models": len(entries), "space": header.get("space")},
+        "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "complete": False,
+        "measurements": measurements,
+    }
+    try:
+        _time_entries(plan, entries, measurements, threads, max_seconds, progress,
+                      lambda: _write_json(out, profile))  # fmt: skip
+    except BaseException:
+        _write_json(out, profile)  # keep what was timed, whatever stopped us
+        raise
+    profile["complete"] = True
+    profile["finished"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    _write_json(out, profile)
+    return profile
+
+
+def _time_entries(
+    plan: Path,
+    entries: list[PlanEntry],
+    measurements: dict[str, Any],
+    threads: int,
+    max_seconds: float,
+    progress: Callable[[int, int, PlanEntry, float], None] | None,
+    save: Callable[[], None],
+) -> None:
+    last_write = time.monotonic()
+    with zipfile.ZipFile(plan) as z:
+        for i, entry in enumerate(entries):
+            if entry.key in measurements:
+                continue
+            m = measure_onnx_latency(
+                z.read(entry.file),
+                threads=threads,
+                warmup=5,
+                min_runs=10,
+                max_runs=2000,
+                min_seconds=0.05,
+                max_seconds=max_seconds,
+                stable_within=0.01,
+            )
+            measurements[entry.key] = {
+                "kind": entry.kind,
+                "median_ms": round(m.median_ms, 5),
+                "iqr_ms": round(m.spread_ms, 5),
+                "runs": m.runs,
+            }
+            if progress:
+                progress(i + 1, len(entries), entry, m.median_ms)
+            if time.monotonic() - last_write > 1.0:
+                save()
+                last_write = time.monotonic()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="edgenas-device",
+        description="Time the models of an edgenas plan on this device (needs only onnxruntime "
+        "and numpy). Progress is saved as it goes: run the same command again to resume.",
+    )
+    parser.add_argument("plan", type=Path, help="plan.zip written by `edgenas profile plan`")
+    parser.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads (default 1)")
+    parser.add_argument(
+        "--out", type=Path, required=True, help="profile to write, such as pi4.json"
+    )
+    parser.add_argument("--name", help="device name to record (default: the host name)")
+    parser.add_argument("--max-seconds", type=float, default=2.0,
+                        help="timing budget per model (default 2)")  # fmt: skip
+    args = parser.parse_args(argv)
+    if args.threads < 1:
+        parser.error("--threads must be at least 1")
+
+    def report(done: int, total: int, entry: PlanEntry, ms: float) -> None:
+        print(f"[{done}/{total}] {entry.key}: {ms:.3f} ms", file=sys.stderr, flush=True)
+
+    try:
+        profile = profile_plan(args.plan, args.out, threads=args.threads, name=args.name,
+                               max_seconds=args.max_seconds, progress=report)  # fmt: skip
+    except PlanError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"interrupted: progress is in {args.out}; run the same command to resume",
+              file=sys.stderr)  # fmt: skip
+        return 130
+    print(f"{len(profile['measurements'])} models timed → {args.out}", file=sys.stderr)
+    return 0
