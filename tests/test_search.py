@@ -122,3 +122,11 @@ def test_python_api_returns_trials_front_and_best(tmp_path: Path) -> None:
     assert result.best is not None and result.best in result.pareto
     assert result.best_onnx is not None and result.best_onnx.exists()
     assert result.results["best"] == result.best.number
+
+
+def test_search_function_survives_importing_the_subpackage() -> None:
+    import importlib
+
+    sub = importlib.import_module("edgenas.search")
+    assert callable(edgenas.search) and edgenas.search is not sub
+    assert sub.SearchConfig is edgenas.SearchConfig

@@ -12,6 +12,8 @@ that has only ONNX Runtime and NumPy (no PyTorch).
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
@@ -68,6 +70,22 @@ if TYPE_CHECKING:
     from edgenas.errors import ConfigError, DataError, EdgenasError, GenotypeError
     from edgenas.search import SearchConfig, SearchResult, TrialRecord
     from edgenas.space import SearchSpace, StagedSpace, StageSpec, edge_space
+
+
+class _Package(types.ModuleType):
+    """The package module, keeping ``edgenas.search`` the function.
+
+    Importing the subpackage ``edgenas.search`` would bind it over the function of the same
+    name; ``from edgenas.search import ...`` goes through ``sys.modules`` and is unaffected.
+    """
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "search" and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
 
 
 def __getattr__(name: str) -> Any:
