@@ -427,6 +427,58 @@ def profile_local_command(
     )
 
 
+@profile_app.command("check")
+def profile_check_command(
+    profile: Annotated[
+        Path, typer.Argument(help="A profile written by edgenas-device or edgenas profile local.")
+    ],
+    n: Annotated[
+        int, typer.Option("--n", help="Random architectures to measure end to end here.")
+    ] = 100,
+    space: Annotated[
+        str, typer.Option(help="Search space to sample: edge, a TOML file, or module:attribute.")
+    ] = "edge",
+    seed: Annotated[
+        int, typer.Option(help="Seed of the sampled architectures (other than the plan's).")
+    ] = 1,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the figures as one JSON object.")
+    ] = False,
+) -> None:
+    """Measure random architectures on this machine and compare the profile's predictor, a
+    FLOPs-proportional estimate and a plain sum of piece latencies with the measurements."""
+    _setup_logging(False)
+    from rich.progress import Progress
+    from rich.table import Table
+
+    from edgenas.config import load_space
+    from edgenas.profile import check_profile, load_profile
+
+    try:
+        data = load_profile(profile)
+        with Progress(console=err, transient=True) as bar:
+            task = bar.add_task("measuring architectures", total=n)
+            figures = check_profile(
+                data, load_space(space), n, seed=seed,
+                progress=lambda done, total: bar.update(task, completed=done),
+            )  # fmt: skip
+    except EdgenasError as exc:
+        _fail(str(exc))
+        return
+    if as_json:
+        sys.stdout.write(json.dumps(figures) + "\n")
+        return
+    table = Table("estimate", "within ±5%", "within ±10%", "MAPE", "Spearman",
+                  title=f"{n} architectures, {figures['threads']} thread(s), "
+                  f"{100 * figures['coverage']:.0f}% of their pieces in the profile")  # fmt: skip
+    for name, label in (("predictor", "predictor"), ("flops", "FLOPs-proportional"),
+                        ("block_sum", "sum of pieces")):  # fmt: skip
+        f = figures[name]
+        table.add_row(label, f"{100 * f['within_5']:.0f}%", f"{100 * f['within_10']:.0f}%",
+                      f"{f['mape']:.1f}%", f"{f['spearman']:.3f}")  # fmt: skip
+    console.print(table)
+
+
 def main() -> None:
     app()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from edgenas.cost._analytic import AnalyticCosts, ConvOp, analytic_costs, block_ops
 from edgenas.cost._model import COST_FIELDS, Constraints, CostModel, Costs
+from edgenas.cost._predictor import LatencyPredictor, PieceSpec, piece_specs
 from edgenas.cost._units import parse_count, parse_duration, parse_latency, parse_size
 from edgenas.device._timing import LatencyMeasurement, measure_onnx_latency
 
@@ -15,6 +16,8 @@ __all__ = [
     "CostModel",
     "Costs",
     "LatencyMeasurement",
+    "LatencyPredictor",
+    "PieceSpec",
     "analytic_costs",
     "block_ops",
     "measure_onnx_latency",
@@ -22,4 +25,5 @@ __all__ = [
     "parse_duration",
     "parse_latency",
     "parse_size",
+    "piece_specs",
 ]
