@@ -124,3 +124,16 @@ def test_profile_local_cli(tmp_path: Path) -> None:
     assert (tmp_path / "local.plan.zip").exists()
     profile = json.loads(out.read_text())
     assert profile["complete"] and "models timed" in proc.stdout
+
+
+def test_check_reports_the_figures_the_issue_names(plan: Path, tmp_path: Path) -> None:
+    from edgenas.profile import check_profile, load_profile
+
+    out = tmp_path / "p.json"
+    profile_plan(plan, out, max_seconds=0.02)
+    figures = check_profile(load_profile(out), SPACE, n=3, seed=5)
+    assert figures["n"] == 3 and 0.0 <= figures["coverage"] <= 1.0
+    for name in ("predictor", "flops", "block_sum"):
+        f = figures[name]
+        assert set(f) == {"within_5", "within_10", "mape", "spearman"}
+        assert 0.0 <= f["within_5"] <= f["within_10"] <= 1.0 and f["mape"] >= 0.0
