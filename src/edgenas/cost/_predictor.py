@@ -7,8 +7,9 @@ latencies the device measured (``edgenas-device``). The prediction is
 
 with α, β, γ fitted on whole reference networks timed on the same device (they absorb what
 timing pieces one by one adds or misses: per-call overhead, cache effects between pieces).
-Pieces the profile lacks fall back to a log-linear model of latency in MACs, memory traffic
-and parameters, fitted per piece kind on the measured pieces; such predictions carry the
+Pieces the profile lacks fall back to a linear model of latency in operator count, MACs of
+dense, pointwise and depthwise convolutions, and activations moved, fitted per piece kind on the
+measured pieces; such predictions carry the
 model's residual spread as their uncertainty.
 """
 
@@ -37,9 +38,22 @@ class PieceSpec:
     macs: int
     params: int
     elems: int  # activations read and written
+    macs_dense: int = 0  # k×k convolutions
+    macs_pointwise: int = 0  # 1×1 convolutions
+    macs_depthwise: int = 0  # grouped (depthwise) convolutions
+    ops: int = 0
 
     def features(self) -> list[float]:
-        return [1.0, math.log1p(self.macs), math.log1p(self.elems), math.log1p(self.params)]
+        # Latency adds up over operators; each kind of operator runs at its own speed
+        # (depthwise convolutions are bound by memory, dense ones by arithmetic).
+        return [
+            1.0,
+            self.ops,
+            self.macs_dense / 1e6,
+            self.macs_pointwise / 1e6,
+            self.macs_depthwise / 1e6,
+            self.elems / 1e6,
+        ]
 
 
 def _ops_spec(key: str, group: str, ops: Sequence[ConvOp], extra_elems: int = 0) -> PieceSpec:
@@ -49,6 +63,10 @@ def _ops_spec(key: str, group: str, ops: Sequence[ConvOp], extra_elems: int = 0)
         sum(o.macs for o in ops),
         sum(o.weights for o in ops),
         sum(o.in_elems + o.out_elems for o in ops) + extra_elems,
+        macs_dense=sum(o.macs for o in ops if o.groups == 1 and o.kernel != (1, 1)),
+        macs_pointwise=sum(o.macs for o in ops if o.groups == 1 and o.kernel == (1, 1)),
+        macs_depthwise=sum(o.macs for o in ops if o.groups > 1),
+        ops=len(ops),
     )
 
 
@@ -88,15 +106,20 @@ def piece_specs(g: Genotype, in_channels: int, num_classes: int) -> list[PieceSp
 @dataclass(frozen=True)
 class _Fallback:
     coef: np.ndarray
-    sigma: float  # residual standard deviation of log latency
+    sigma: float  # relative residual spread of the fit
+
+    def __call__(self, spec: PieceSpec) -> float:
+        return max(float(np.dot(self.coef, spec.features())), 1e-4)
 
 
-def _fit_log_linear(specs: Sequence[PieceSpec], ms: Sequence[float]) -> _Fallback:
+def _fit_linear(specs: Sequence[PieceSpec], ms: Sequence[float]) -> _Fallback:
+    """Least squares weighted by 1/latency, so small pieces count as much as large ones."""
     x = np.array([s.features() for s in specs])
-    y = np.log(np.maximum(np.array(ms), 1e-6))
-    coef, *_ = np.linalg.lstsq(x, y, rcond=None)
-    resid = y - x @ coef
-    sigma = float(np.sqrt(np.mean(resid**2))) if len(y) > x.shape[1] else 1.0
+    y = np.array(ms)
+    w = 1.0 / np.maximum(y, 1e-4)
+    coef, *_ = np.linalg.lstsq(x * w[:, None], y * w, rcond=None)
+    rel = (x @ coef - y) / y
+    sigma = float(np.sqrt(np.mean(rel**2))) if len(y) > x.shape[1] else 1.0
     return _Fallback(coef, sigma)
 
 
@@ -136,12 +159,12 @@ class LatencyPredictor:
                 "the profile has too few measured pieces to predict from; "
                 "write a plan with more --architectures"
             )
-        self._global = _fit_log_linear(specs, ms)
+        self._global = _fit_linear(specs, ms)
         self._fallbacks: dict[str, _Fallback] = {}
         for group in {s.group for s in specs}:
             idx = [i for i, s in enumerate(specs) if s.group == group]
-            if len(idx) >= 8:
-                self._fallbacks[group] = _fit_log_linear([specs[i] for i in idx],
+            if len(idx) >= 12:
+                self._fallbacks[group] = _fit_linear([specs[i] for i in idx],
                                                          [ms[i] for i in idx])  # fmt: skip
 
     def _calibrate(self) -> None:
@@ -161,7 +184,7 @@ class LatencyPredictor:
         if value is not None:
             return value, 0.0
         model = self._fallbacks.get(spec.group, self._global)
-        return float(np.exp(np.dot(model.coef, spec.features()))), model.sigma
+        return model(spec), model.sigma
 
     def _sum(self, g: Genotype) -> tuple[float, int, float]:
         """Σ piece latencies, number of pieces, and the variance the fallbacks add (ms²)."""
