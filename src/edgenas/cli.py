@@ -332,23 +332,45 @@ profile_app = typer.Typer(
 app.add_typer(profile_app, name="profile")
 
 
+_SpaceOption = Annotated[
+    str, typer.Option(help="Search space: edge, a TOML file, or module:attribute.")
+]
+_ArchitecturesOption = Annotated[
+    int, typer.Option(help="Architectures sampled from the space whose pieces are planned.")
+]
+_ReferencesOption = Annotated[
+    int, typer.Option(help="Whole networks planned, to calibrate and check a predictor.")
+]
+_ChannelsOption = Annotated[int, typer.Option(help="Input channels of the data (1 gray, 3 RGB).")]
+_ClassesOption = Annotated[int, typer.Option(help="Number of classes.")]
+_PlanSeedOption = Annotated[int, typer.Option(help="Seed of the sampled architectures.")]
+
+
+def _write_plan(out: Path, space: str, architectures: int, references: int, channels: int,
+                classes: int, seed: int) -> dict[str, int]:  # fmt: skip
+    from rich.progress import Progress
+
+    from edgenas.config import load_space
+    from edgenas.profile import write_plan
+
+    with Progress(console=err, transient=True) as bar:
+        task = bar.add_task("exporting models", total=None)
+        return write_plan(
+            load_space(space), out, architectures=architectures, references=references,
+            in_channels=channels, num_classes=classes, seed=seed,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )  # fmt: skip
+
+
 @profile_app.command("plan")
 def profile_plan_command(
     out: Annotated[Path, typer.Option(help="Plan to write, such as plan.zip.")],
-    space: Annotated[
-        str, typer.Option(help="Search space: edge, a TOML file, or module:attribute.")
-    ] = "edge",
-    architectures: Annotated[
-        int, typer.Option(help="Architectures sampled from the space whose pieces are planned.")
-    ] = 200,
-    references: Annotated[
-        int, typer.Option(help="Whole networks planned, to calibrate and check a predictor.")
-    ] = 30,
-    channels: Annotated[
-        int, typer.Option(help="Input channels of the data (1 grayscale, 3 RGB).")
-    ] = 3,
-    classes: Annotated[int, typer.Option(help="Number of classes.")] = 10,
-    seed: Annotated[int, typer.Option(help="Seed of the sampled architectures.")] = 0,
+    space: _SpaceOption = "edge",
+    architectures: _ArchitecturesOption = 200,
+    references: _ReferencesOption = 30,
+    channels: _ChannelsOption = 3,
+    classes: _ClassesOption = 10,
+    seed: _PlanSeedOption = 0,
 ) -> None:
     """Write the ONNX models a device must time: the distinct stems, blocks (at their input
     shapes), long skips and heads of sampled architectures, plus whole reference networks.
@@ -357,20 +379,8 @@ def profile_plan_command(
     there (it needs only onnxruntime and numpy).
     """
     _setup_logging(False)
-    from rich.progress import Progress
-
-    from edgenas.config import load_space
-    from edgenas.profile import write_plan
-
     try:
-        search_space = load_space(space)
-        with Progress(console=err, transient=True) as bar:
-            task = bar.add_task("exporting models", total=None)
-            counts = write_plan(
-                search_space, out, architectures=architectures, references=references,
-                in_channels=channels, num_classes=classes, seed=seed,
-                progress=lambda done, total: bar.update(task, completed=done, total=total),
-            )  # fmt: skip
+        counts = _write_plan(out, space, architectures, references, channels, classes, seed)
     except EdgenasError as exc:
         _fail(str(exc))
         return
@@ -382,36 +392,23 @@ def profile_plan_command(
 def profile_local_command(
     out: Annotated[Path, typer.Option(help="Profile to write, such as local.json.")],
     threads: Annotated[int, typer.Option(help="ONNX Runtime threads.")] = 1,
-    space: Annotated[
-        str, typer.Option(help="Search space: edge, a TOML file, or module:attribute.")
-    ] = "edge",
-    architectures: Annotated[
-        int, typer.Option(help="Architectures sampled from the space whose pieces are timed.")
-    ] = 200,
-    references: Annotated[int, typer.Option(help="Whole networks timed.")] = 30,
-    channels: Annotated[int, typer.Option(help="Input channels of the data.")] = 3,
-    classes: Annotated[int, typer.Option(help="Number of classes.")] = 10,
-    seed: Annotated[int, typer.Option(help="Seed of the sampled architectures.")] = 0,
+    space: _SpaceOption = "edge",
+    architectures: _ArchitecturesOption = 200,
+    references: _ReferencesOption = 30,
+    channels: _ChannelsOption = 3,
+    classes: _ClassesOption = 10,
+    seed: _PlanSeedOption = 0,
 ) -> None:
     """Plan and time on this machine in one go (the plan is kept beside the profile)."""
     _setup_logging(False)
     from rich.progress import Progress
 
-    from edgenas.config import load_space
     from edgenas.device import PlanError, profile_plan
-    from edgenas.profile import write_plan
 
     plan = out.with_suffix(".plan.zip")
     try:
         if not plan.exists():
-            with Progress(console=err, transient=True) as bar:
-                task = bar.add_task("exporting models", total=None)
-                write_plan(
-                    load_space(space), plan, architectures=architectures,
-                    references=references, in_channels=channels, num_classes=classes,
-                    seed=seed,
-                    progress=lambda done, total: bar.update(task, completed=done, total=total),
-                )  # fmt: skip
+            _write_plan(plan, space, architectures, references, channels, classes, seed)
         with Progress(console=err, transient=True) as bar:
             task = bar.add_task("timing models", total=None)
             profile = profile_plan(
@@ -435,9 +432,7 @@ def profile_check_command(
     n: Annotated[
         int, typer.Option("--n", help="Random architectures to measure end to end here.")
     ] = 100,
-    space: Annotated[
-        str, typer.Option(help="Search space to sample: edge, a TOML file, or module:attribute.")
-    ] = "edge",
+    space: _SpaceOption = "edge",
     seed: Annotated[
         int, typer.Option(help="Seed of the sampled architectures (other than the plan's).")
     ] = 1,
