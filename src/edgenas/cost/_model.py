@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
-import os
-import threading
+import contextlib
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from edgenas._io import read_json, write_json
 from edgenas.arch import Genotype, build_model, export_onnx
 from edgenas.cost._analytic import analytic_costs
 from edgenas.device._timing import measure_onnx_latency
@@ -109,15 +108,18 @@ class CostModel:
         self.num_classes = num_classes
         self.threads = threads
         self.cache_file = Path(cache_file) if cache_file else None
-        self._lock = threading.Lock()
         self._latency: dict[str, float] = {}
-        if self.cache_file and self.cache_file.exists():
-            try:
-                data = json.loads(self.cache_file.read_text())
-                if data.get("threads") == threads and data.get("runtime") == _runtime_version():
-                    self._latency = {k: float(v) for k, v in data.get("latency_ms", {}).items()}
-            except (OSError, ValueError, AttributeError):
-                self._latency = {}  # a damaged cache is only a cache: measure again
+        data = read_json(self.cache_file) if self.cache_file else None
+        # A damaged cache, or one measured with other threads or another runtime, is only a
+        # cache: measure again.
+        if (
+            isinstance(data, dict)
+            and data.get("threads") == threads
+            and data.get("runtime") == _runtime_version()
+            and isinstance(data.get("latency_ms"), dict)
+        ):
+            with contextlib.suppress(TypeError, ValueError):
+                self._latency = {k: float(v) for k, v in data["latency_ms"].items()}
 
     def analytic(self, genotype: Genotype) -> Costs:
         """Costs without latency (``latency_ms`` is NaN): cheap enough for every candidate."""
@@ -147,9 +149,8 @@ class CostModel:
             give_up_above_ms=3 * limit_ms if limit_ms else None,
         ).median_ms
         if not fresh:
-            with self._lock:
-                self._latency[key] = value
-                self._save()
+            self._latency[key] = value
+            self._save()
         return value
 
     def _save(self) -> None:
@@ -160,10 +161,7 @@ class CostModel:
             "runtime": _runtime_version(),
             "latency_ms": self._latency,
         }
-        self.cache_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.cache_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(payload))
-        os.replace(tmp, self.cache_file)
+        write_json(self.cache_file, payload, indent=None)
 
 
 def _runtime_version() -> str:

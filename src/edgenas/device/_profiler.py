@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edgenas._io import read_json, write_json
 from edgenas.device._timing import measure_onnx_latency
 
 __all__ = [
@@ -113,13 +114,6 @@ def device_info(name: str | None = None) -> dict[str, Any]:
     }
 
 
-def _write_json(path: Path, payload: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=1))
-    os.replace(tmp, path)
-
-
 def profile_plan(
     plan: Path,
     out: Path,
@@ -132,18 +126,14 @@ def profile_plan(
     """Time every model of ``plan`` and write the profile to ``out``; resume a partial one."""
     header, entries, digest = read_plan(plan)
     measurements: dict[str, Any] = {}
-    if out.exists():
-        try:
-            old = json.loads(out.read_text())
-        except ValueError:
-            old = None
-        if old is not None:
-            if old.get("plan", {}).get("sha256") != digest or old.get("threads") != threads:
-                raise PlanError(
-                    f"{out} holds a profile of another plan or thread count; "
-                    "give another --out, or delete it to start again"
-                )
-            measurements = dict(old.get("measurements", {}))
+    old = read_json(out)
+    if isinstance(old, dict):
+        if old.get("plan", {}).get("sha256") != digest or old.get("threads") != threads:
+            raise PlanError(
+                f"{out} holds a profile of another plan or thread count; "
+                "give another --out, or delete it to start again"
+            )
+        measurements = dict(old.get("measurements", {}))
     profile: dict[str, Any] = {
         "format": PROFILE_FORMAT,
         "version": PROFILE_VERSION,
@@ -164,13 +154,13 @@ def profile_plan(
     }
     try:
         _time_entries(plan, entries, measurements, threads, max_seconds, progress,
-                      lambda: _write_json(out, profile))  # fmt: skip
+                      lambda: write_json(out, profile))  # fmt: skip
     except BaseException:
-        _write_json(out, profile)  # keep what was timed, whatever stopped us
+        write_json(out, profile)  # keep what was timed, whatever stopped us
         raise
     profile["complete"] = True
     profile["finished"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-    _write_json(out, profile)
+    write_json(out, profile)
     return profile
 
 

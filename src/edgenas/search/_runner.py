@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import logging
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +21,7 @@ import optuna
 import torch
 from optuna.trial import TrialState
 
+from edgenas._io import read_json, write_json
 from edgenas.arch import Genotype, baseline, build_model, export_onnx
 from edgenas.cost import Constraints, CostModel, Costs
 from edgenas.errors import ConfigError, EdgenasError
@@ -169,23 +168,15 @@ def open_study(
 
 def _check_spec(run_dir: Path, spec: dict[str, Any]) -> None:
     path = run_dir / SPEC_FILE
-    if path.exists():
-        try:
-            old = json.loads(path.read_text())
-        except ValueError:
-            old = None
-        if old is not None:
-            changed = [k for k in _SPEC_KEYS if old.get(k) != spec.get(k)]
-            if changed:
-                raise ConfigError(
-                    f"{run_dir} holds a search with other settings ({', '.join(changed)} "
-                    "differ), so its trials cannot be compared with new ones. Re-run with the "
-                    "same settings to resume it, or choose another run directory with --out."
-                )
-    run_dir.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(spec, indent=2))
-    os.replace(tmp, path)
+    old = read_json(path)
+    changed = [k for k in _SPEC_KEYS if old.get(k) != spec.get(k)] if isinstance(old, dict) else []
+    if changed:
+        raise ConfigError(
+            f"{run_dir} holds a search with other settings ({', '.join(changed)} "
+            "differ), so its trials cannot be compared with new ones. Re-run with the "
+            "same settings to resume it, or choose another run directory with --out."
+        )
+    write_json(path, spec, indent=2)
 
 
 def _trial_seed(seed: int, number: int) -> int:
@@ -638,10 +629,7 @@ class _Search:
         if best is None:
             best = self.study.user_attrs.get(R.STUDY_BEST)
         results = R.results_dict(records, self.config.constraints, best, self._run_info())
-        path = self.run_dir / RESULTS_FILE
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(results, indent=2, allow_nan=False, default=_json_default))
-        os.replace(tmp, path)
+        write_json(self.run_dir / RESULTS_FILE, results, indent=2, default=_json_default)
         return results
 
     def _run_info(self) -> dict[str, Any]:
@@ -691,7 +679,7 @@ def load_result(run_dir: Path) -> tuple[optuna.Study, list[R.TrialRecord], dict[
             "such as runs/synthetic"
         )
     study = open_study(run_dir)
-    spec = {}
-    with contextlib.suppress(OSError, ValueError):
-        spec = json.loads((run_dir / SPEC_FILE).read_text())
+    spec = read_json(run_dir / SPEC_FILE)
+    if not isinstance(spec, dict):
+        spec = {}
     return study, R.records_from_study(study), spec
