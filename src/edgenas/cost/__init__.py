@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from edgenas.cost._analytic import AnalyticCosts, ConvOp, analytic_costs, block_ops
 from edgenas.cost._model import COST_FIELDS, Constraints, CostModel, Costs
-from edgenas.cost._predictor import LatencyPredictor, PieceSpec, piece_specs
+from edgenas.cost._predictor import (
+    LatencyPredictor,
+    PieceSpec,
+    block_spec,
+    head_spec,
+    piece_specs,
+    skip_spec,
+    stem_spec,
+)
 from edgenas.cost._units import parse_count, parse_duration, parse_latency, parse_size
 from edgenas.device._timing import LatencyMeasurement, measure_onnx_latency
 
@@ -20,10 +28,14 @@ __all__ = [
     "PieceSpec",
     "analytic_costs",
     "block_ops",
+    "block_spec",
+    "head_spec",
     "measure_onnx_latency",
     "parse_count",
     "parse_duration",
     "parse_latency",
     "parse_size",
     "piece_specs",
+    "skip_spec",
+    "stem_spec",
 ]

@@ -22,11 +22,19 @@ from typing import Any
 
 import numpy as np
 
-from edgenas.arch import Genotype
+from edgenas.arch import BlockGene, BlockShape, Genotype
 from edgenas.cost._analytic import ConvOp, block_ops
 from edgenas.errors import ConfigError
 
-__all__ = ["LatencyPredictor", "PieceSpec", "piece_specs"]
+__all__ = [
+    "LatencyPredictor",
+    "PieceSpec",
+    "block_spec",
+    "head_spec",
+    "piece_specs",
+    "skip_spec",
+    "stem_spec",
+]
 
 
 @dataclass(frozen=True)
@@ -70,36 +78,44 @@ def _ops_spec(key: str, group: str, ops: Sequence[ConvOp], extra_elems: int = 0)
     )
 
 
+def stem_spec(in_channels: int, stem: int, resolution: int) -> PieceSpec:
+    ops = [ConvOp(in_channels, stem, (3, 3), 2, 1, resolution)]
+    return _ops_spec(f"stem{stem}|in{in_channels}x{resolution}", "stem", ops)
+
+
+def block_spec(gene: BlockGene, in_channels: int, in_size: int) -> PieceSpec:
+    """A block at its input shape, such as ``ir_k3_e4_c24_s2|in16x48`` (its long skip apart)."""
+    gene = replace(gene, skip=0)
+    out_size = (in_size + gene.stride - 1) // gene.stride
+    shape = BlockShape(0, gene, in_channels, in_size, gene.out_channels, out_size)
+    return _ops_spec(f"{gene}|in{in_channels}x{in_size}", f"block:{gene.type}", block_ops(shape))
+
+
+def skip_spec(src_channels: int, out_channels: int, size: int) -> PieceSpec:
+    c = out_channels
+    ops = [] if src_channels == c else [ConvOp(src_channels, c, (1, 1), 1, 1, size)]
+    return _ops_spec(f"skip_c{c}|in{src_channels}x{size}", "skip", ops, 3 * c * size * size)
+
+
+def head_spec(in_channels: int, head: int, size: int, num_classes: int) -> PieceSpec:
+    ops = [ConvOp(in_channels, head, (1, 1), 1, 1, size)] if head else []
+    final = head or in_channels
+    ops.append(ConvOp(final, num_classes, (1, 1), 1, 1, 1, bias=True))
+    return _ops_spec(f"head{head}_n{num_classes}|in{in_channels}x{size}", "head", ops,
+                     final * size * size)  # fmt: skip
+
+
 def piece_specs(g: Genotype, in_channels: int, num_classes: int) -> list[PieceSpec]:
-    """The pieces of a genotype's network, keyed exactly as ``edgenas profile plan`` keys them."""
-    specs = [
-        _ops_spec(
-            f"stem{g.stem}|in{in_channels}x{g.resolution}",
-            "stem",
-            [ConvOp(in_channels, g.stem, (3, 3), 2, 1, g.resolution)],
-        )
-    ]
+    """The pieces of a genotype's network in execution order: stem, each block followed by its
+    long skip if it has one, head. ``edgenas profile plan`` plans exactly these keys."""
+    specs = [stem_spec(in_channels, g.stem, g.resolution)]
     out_channels = [g.stem] + [s.out_channels for s in g.shapes()]
     for s in g.shapes():
-        key = f"{replace(s.gene, skip=0)}|in{s.in_channels}x{s.in_size}"
-        specs.append(_ops_spec(key, f"block:{s.gene.type}", block_ops(s)))
+        specs.append(block_spec(s.gene, s.in_channels, s.in_size))
         if s.gene.skip:
             src = out_channels[s.index - s.gene.skip + 1]
-            c, size = s.out_channels, s.out_size
-            ops = [] if src == c else [ConvOp(src, c, (1, 1), 1, 1, size)]
-            specs.append(_ops_spec(f"skip_c{c}|in{src}x{size}", "skip", ops, 3 * c * size * size))
-    last = out_channels[-1]
-    head_ops = [ConvOp(last, g.head, (1, 1), 1, 1, g.final_size)] if g.head else []
-    final = g.head or last
-    linear = ConvOp(final, num_classes, (1, 1), 1, 1, 1, bias=True)
-    specs.append(
-        _ops_spec(
-            f"head{g.head}_n{num_classes}|in{last}x{g.final_size}",
-            "head",
-            [*head_ops, linear],
-            final * g.final_size**2,
-        )
-    )
+            specs.append(skip_spec(src, s.out_channels, s.out_size))
+    specs.append(head_spec(out_channels[-1], g.head, g.final_size, num_classes))
     return specs
 
 
@@ -145,8 +161,7 @@ class LatencyPredictor:
 
     # -- fitting --------------------------------------------------------------------------
     def _fit_fallbacks(self, measurements: dict[str, Any]) -> None:
-        # The sizes of a measured piece are recovered from the genotypes it can appear in;
-        # the plan's keys are built so that a one-block genotype reproduces them.
+        # A key names everything that sets a piece's cost, so its sizes are read back from it.
         specs: list[PieceSpec] = []
         ms: list[float] = []
         for key, value in self.table.items():
@@ -221,26 +236,12 @@ def _spec_from_key(key: str) -> PieceSpec | None:
         head, shape = key.split("|", 1)
         channels, size = (int(v) for v in shape[2:].split("x"))
         if head.startswith("stem"):
-            stem = int(head[4:])
-            return _ops_spec(key, "stem", [ConvOp(channels, stem, (3, 3), 2, 1, size)])
+            return stem_spec(channels, int(head[4:]), size)
         if head.startswith("skip_c"):
-            c = int(head[6:])
-            ops = [] if channels == c else [ConvOp(channels, c, (1, 1), 1, 1, size)]
-            return _ops_spec(key, "skip", ops, 3 * c * size * size)
+            return skip_spec(channels, int(head[6:]), size)
         if head.startswith("head"):
-            h, _, n = head[4:].partition("_n")
-            width, classes = int(h), int(n)
-            ops = [ConvOp(channels, width, (1, 1), 1, 1, size)] if width else []
-            final = width or channels
-            ops.append(ConvOp(final, classes, (1, 1), 1, 1, 1, bias=True))
-            return _ops_spec(key, "head", ops, final * size * size)
-        from edgenas.arch import BlockGene, BlockShape
-
-        gene = BlockGene.parse(head)
-        if gene.residual and not gene.always_residual and gene.out_channels != channels:
-            return None
-        out_size = (size + gene.stride - 1) // gene.stride
-        shape_ = BlockShape(0, gene, channels, size, gene.out_channels, out_size)
-        return _ops_spec(key, f"block:{gene.type}", block_ops(shape_))
-    except (ValueError, IndexError):
+            width, _, classes = head[4:].partition("_n")
+            return head_spec(channels, int(width), size, int(classes))
+        return block_spec(BlockGene.parse(head), channels, size)
+    except (ValueError, IndexError):  # GenotypeError is a ValueError
         return None

@@ -8,11 +8,10 @@ how well. ``edgenas search`` does not use profiles yet: it measures latency on t
 from __future__ import annotations
 
 from edgenas.profile._check import check_profile, load_profile, prediction_metrics
-from edgenas.profile._plan import Piece, block_key, genotype_pieces, network_key, write_plan
+from edgenas.profile._plan import Piece, genotype_pieces, network_key, write_plan
 
 __all__ = [
     "Piece",
-    "block_key",
     "check_profile",
     "genotype_pieces",
     "load_profile",

@@ -13,23 +13,20 @@ import typing
 import zipfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from edgenas.arch import BLOCKS, BlockShape, Genotype, build_model, export_module, export_onnx
+from edgenas.arch import BLOCKS, Genotype, build_model, export_module, export_onnx
 from edgenas.arch._blocks import ConvBnAct
+from edgenas.cost import piece_specs
 from edgenas.device import PLAN_FORMAT
 from edgenas.space import SearchSpace
 
-__all__ = ["Piece", "block_key", "genotype_pieces", "network_key", "write_plan"]
-
-
-def block_key(shape: BlockShape) -> str:
-    """A block at its input shape, such as ``ir_k3_e4_c24_s2|in16x48`` (long skips apart)."""
-    return f"{replace(shape.gene, skip=0)}|in{shape.in_channels}x{shape.in_size}"
+__all__ = ["Piece", "genotype_pieces", "network_key", "write_plan"]
 
 
 def network_key(genotype: Genotype, in_channels: int, num_classes: int) -> str:
@@ -61,52 +58,51 @@ class _SkipAdd(nn.Module):
         return y + self.proj(src)
 
 
+def _zeros(*shapes: tuple[int, int]) -> tuple[torch.Tensor, ...]:
+    """Example inputs of (channels, size) at batch 1."""
+    return tuple(torch.zeros(1, c, s, s) for c, s in shapes)
+
+
 def genotype_pieces(g: Genotype, in_channels: int, num_classes: int) -> list[Piece]:
-    """The stem, blocks, long skips and head of a genotype as separately timed pieces."""
-
-    def zeros(c: int, s: int) -> Callable[[], tuple[torch.Tensor, ...]]:
-        return lambda: (torch.zeros(1, c, s, s),)
-
+    """The stem, blocks, long skips and head of a genotype as separately timed pieces, keyed by
+    :func:`~edgenas.cost.piece_specs` (the predictor looks them up by the same keys)."""
     net = build_model(g, in_channels, num_classes)
+    keys = iter(spec.key for spec in piece_specs(g, in_channels, num_classes))
     pieces = [
         Piece(
-            f"stem{g.stem}|in{in_channels}x{g.resolution}",
+            next(keys),
             "stem",
-            lambda: nn.Sequential(net.normalize, net.stem),
-            zeros(in_channels, g.resolution),
+            partial(nn.Sequential, net.normalize, net.stem),
+            partial(_zeros, (in_channels, g.resolution)),
         )
     ]
     out_channels = [g.stem] + [s.out_channels for s in g.shapes()]
     for s in g.shapes():
+        gene = replace(s.gene, skip=0)
         pieces.append(
             Piece(
-                block_key(s),
+                next(keys),
                 "block",
-                lambda s=s: BLOCKS[s.gene.type](s.in_channels, replace(s.gene, skip=0)),  # type: ignore[misc]
-                zeros(s.in_channels, s.in_size),
+                partial(BLOCKS[gene.type], s.in_channels, gene),
+                partial(_zeros, (s.in_channels, s.in_size)),
             )
         )
         if s.gene.skip:
-            src = out_channels[s.index - s.gene.skip + 1]
-            c, size = s.out_channels, s.out_size
+            src, c, size = out_channels[s.index - s.gene.skip + 1], s.out_channels, s.out_size
             pieces.append(
                 Piece(
-                    f"skip_c{c}|in{src}x{size}",
+                    next(keys),
                     "skip",
-                    lambda src=src, c=c: _SkipAdd(src, c),  # type: ignore[misc]
-                    lambda c=c, src=src, size=size: (  # type: ignore[misc]
-                        torch.zeros(1, c, size, size),
-                        torch.zeros(1, src, size, size),
-                    ),
+                    partial(_SkipAdd, src, c),
+                    partial(_zeros, (c, size), (src, size)),
                 )
             )
-    last = out_channels[-1]
     pieces.append(
         Piece(
-            f"head{g.head}_n{num_classes}|in{last}x{g.final_size}",
+            next(keys),
             "head",
-            lambda: nn.Sequential(net.head, net.pool, nn.Flatten(1), net.classifier),
-            zeros(last, g.final_size),
+            partial(nn.Sequential, net.head, net.pool, nn.Flatten(1), net.classifier),
+            partial(_zeros, (out_channels[-1], g.final_size)),
         )
     )
     return pieces
