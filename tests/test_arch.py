@@ -171,12 +171,12 @@ def test_shapes_follow_strides_and_channels() -> None:
     assert len(g) == 3
 
 
-def test_skip_allowed_where_sizes_match() -> None:
-    g = Genotype.parse("r32-stem8-conv_k3_c8-conv_k3_c8-conv_k3_c8_s2")
-    assert g.skip_allowed(1, 2)  # from the stem, 16×16 to 16×16
-    assert not g.skip_allowed(2, 2)  # 16×16 to 8×8
-    assert not g.skip_allowed(0, 2)  # before the stem
-    assert not g.skip_allowed(3, 2)  # no such block
+def test_long_skips_only_where_sizes_match() -> None:
+    assert Genotype.parse("r32-stem8-conv_k3_c8-conv_k3_c8_l2-conv_k3_c8_s2")  # stem 16×16 → 16×16
+    for bad in ("r32-stem8-conv_k3_c8-conv_k3_c8-conv_k3_c8_s2_l2",  # 16×16 into 8×8
+                "r32-stem8-conv_k3_c8_l2"):  # fmt: skip  # reaches before the stem
+        with pytest.raises(GenotypeError):
+            Genotype.parse(bad)
 
 
 @pytest.mark.parametrize(

@@ -168,15 +168,14 @@ def test_no_constraints() -> None:
     assert c.violations(COSTS) == {}
     assert c.feasible(COSTS)
     assert c.describe() == "none"
-    assert c.latency_only()
 
 
 def test_constraints_describe_and_round_trip() -> None:
     c = Constraints(max_latency_ms=5.0, max_memory_mb=0.5)
     assert c.describe() == "latency_ms ≤ 5 ms, peak_memory_mb ≤ 0.5 MB"
-    assert not c.latency_only()
-    assert Constraints(max_latency_ms=5).latency_only()
     assert Constraints.from_dict(json.loads(json.dumps(c.to_dict()))) == c
+    assert Constraints.parse("5ms", "500KB") == c
+    assert Constraints.parse(max_macs=2e6) == Constraints(max_macs=2e6)
     assert Constraints.from_dict({"max_size_mb": 2, "unknown": 1}) == Constraints(max_size_mb=2)
 
 

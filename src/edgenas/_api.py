@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from edgenas.cost import Constraints, parse_count, parse_duration, parse_latency, parse_size
+from edgenas.cost import Constraints, parse_duration
 from edgenas.search import SearchConfig, SearchProgress, SearchResult, run_search
 from edgenas.space import SearchSpace
 
@@ -37,12 +37,7 @@ def search(
     """
     from edgenas.config import load_space
 
-    constraints = Constraints(
-        max_latency_ms=parse_latency(max_latency) if max_latency is not None else None,
-        max_memory_mb=parse_size(max_memory) if max_memory is not None else None,
-        max_size_mb=parse_size(max_size) if max_size is not None else None,
-        max_macs=parse_count(max_macs) if max_macs is not None else None,
-    )
+    constraints = Constraints.parse(max_latency, max_memory, max_size, max_macs)
     config = SearchConfig(
         data=str(data),
         out=Path(out) if out is not None else None,

@@ -169,17 +169,12 @@ def search(
     """
     _setup_logging(verbose)
     from edgenas._live import LiveView
-    from edgenas.cost import Constraints, parse_count, parse_duration, parse_latency, parse_size
+    from edgenas.cost import Constraints, parse_duration
     from edgenas.search import SearchConfig, parse_weights, run_search
 
     view = LiveView(err)
     try:
-        constraints = Constraints(
-            max_latency_ms=parse_latency(max_latency) if max_latency else None,
-            max_memory_mb=parse_size(max_memory) if max_memory else None,
-            max_size_mb=parse_size(max_size) if max_size else None,
-            max_macs=parse_count(max_macs) if max_macs else None,
-        )
+        constraints = Constraints.parse(max_latency, max_memory, max_size, max_macs)
         config = SearchConfig(
             data=data,
             out=out,

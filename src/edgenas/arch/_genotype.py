@@ -279,14 +279,6 @@ class Genotype:
     def final_size(self) -> int:
         return self._shapes[-1].out_size if self._shapes else self.stem_size
 
-    def skip_allowed(self, index: int, span: int) -> bool:
-        """Whether block ``index`` could take a long skip over ``span`` blocks."""
-        source = index - span
-        if source < -1 or index >= len(self.blocks):
-            return False
-        sizes = [self.stem_size] + [s.out_size for s in self._shapes]
-        return sizes[source + 1] == sizes[index + 1]
-
     # -- notation -----------------------------------------------------------------------------
     def __str__(self) -> str:
         tokens = [f"r{self.resolution}", f"stem{self.stem}", *map(str, self.blocks)]

@@ -10,6 +10,7 @@ from typing import Any
 from edgenas._io import read_json, write_json
 from edgenas.arch import Genotype, build_model, export_onnx
 from edgenas.cost._analytic import analytic_costs
+from edgenas.cost._units import parse_count, parse_latency, parse_size
 from edgenas.device._timing import measure_onnx_latency
 
 __all__ = ["COST_FIELDS", "Constraints", "CostModel", "Costs"]
@@ -60,6 +61,23 @@ class Constraints:
     max_macs: float | None = None
     max_params: float | None = None
 
+    @classmethod
+    def parse(
+        cls,
+        max_latency: str | float | None = None,
+        max_memory: str | float | None = None,
+        max_size: str | float | None = None,
+        max_macs: str | float | None = None,
+    ) -> Constraints:
+        """Limits as users write them (``"5ms"``, ``"50MB"``, ``"2MB"``, ``"100M"``); numbers are
+        taken in ms, MB, MB and MACs."""
+        return cls(
+            max_latency_ms=parse_latency(max_latency) if max_latency is not None else None,
+            max_memory_mb=parse_size(max_memory) if max_memory is not None else None,
+            max_size_mb=parse_size(max_size) if max_size is not None else None,
+            max_macs=parse_count(max_macs) if max_macs is not None else None,
+        )
+
     def active(self) -> dict[str, float]:
         return {k: v for k, v in asdict(self).items() if v is not None}
 
@@ -72,9 +90,6 @@ class Constraints:
 
     def feasible(self, costs: Costs) -> bool:
         return all(v <= 0 for v in self.violations(costs).values())
-
-    def latency_only(self) -> bool:
-        return set(self.active()) <= {"max_latency_ms"}
 
     def describe(self) -> str:
         parts = [f"{_LIMITS[k][0]} ≤ {v:g} {_LIMITS[k][1]}" for k, v in self.active().items()]
