@@ -12,8 +12,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import math
-import os
-import platform
 import re
 import sys
 import time
@@ -27,21 +25,12 @@ import edgenas
 from edgenas.arch import baseline, build_model
 from edgenas.cost import CostModel, analytic_costs, parse_latency
 from edgenas.data import load_dataset
+from edgenas.device import device_info
 from edgenas.search import open_study
 from edgenas.train import Fidelity, TrainConfig, evaluate, fit
 
 ROOT = Path(__file__).resolve().parent.parent
 MARK = "elpv_search"
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def train_baseline(name: str, data: edgenas.data.ImageDataset, args: argparse.Namespace,
@@ -119,10 +108,11 @@ def main() -> None:
     rows = [train_baseline(f"{name}:{args.width}", data, args, cost)
             for name in edgenas.arch.BASELINES]  # fmt: skip
 
+    machine = device_info()["device"]
     lines = [
         "## ELPV: search against baselines",
         "",
-        f"Measured {dt.date.today().isoformat()} on {cpu_name()}, {os.cpu_count()} cores, "
+        f"Measured {dt.date.today().isoformat()} on {machine['cpu']}, {machine['cores']} cores, "
         f"torch {torch.__version__}, Python {sys.version.split()[0]}. Latency: ONNX Runtime, "
         "1 thread, batch 1, median of repeats, measured again after training.",
         "",
