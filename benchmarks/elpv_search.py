@@ -4,7 +4,7 @@ Runs ``edgenas.search`` on the built-in ELPV data for a fixed time budget, then 
 baseline (same data split, recipe, epochs and resolution), and writes holdout accuracy, latency
 measured on this machine, parameters and time side by side to BENCHMARKS.md.
 
-    python benchmarks/elpv_search.py --budget 15m --max-latency 1ms --epochs 4 --resolution 64
+    python benchmarks/elpv_search.py --budget 12m --max-latency 1ms --epochs 6 --resolution 64
 """
 
 from __future__ import annotations
@@ -73,9 +73,9 @@ def write_section(text: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--budget", default="15m", help="search time budget")
+    parser.add_argument("--budget", default="12m", help="search time budget")
     parser.add_argument("--max-latency", default="1ms")
-    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--resolution", type=int, default=64)
     parser.add_argument("--width", default="0.5", help="baseline width multiplier")
     parser.add_argument("--strategy", default="tpe")

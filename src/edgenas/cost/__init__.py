@@ -1,4 +1,5 @@
-"""Costs of candidates: analytic parameters, MACs, size and memory; measured latency."""
+"""Costs of candidates: analytic parameters, MACs, size and memory; latency measured here or
+predicted from a device profile."""
 
 from __future__ import annotations
 

@@ -146,22 +146,17 @@ def _storage_url(run_dir: Path) -> str:
     return f"sqlite:///{(run_dir / 'study.db').resolve()}"
 
 
-def open_study(
-    run_dir: Path,
-    directions: list[Any] | None = None,
-    sampler: optuna.samplers.BaseSampler | None = None,
-) -> optuna.Study:
+def open_study(run_dir: Path, directions: list[Any] | None = None) -> optuna.Study:
     """Open (or create, when ``directions`` are given) the study of a run directory."""
     storage = optuna.storages.RDBStorage(
         _storage_url(run_dir), engine_kwargs={"connect_args": {"timeout": 60}}
     )
     if directions is None:
-        return optuna.load_study(study_name=STUDY_NAME, storage=storage, sampler=sampler)
+        return optuna.load_study(study_name=STUDY_NAME, storage=storage)
     return optuna.create_study(
         study_name=STUDY_NAME,
         storage=storage,
         directions=directions,
-        sampler=sampler,
         load_if_exists=True,
     )
 
@@ -238,14 +233,13 @@ class _Search:
             "latency": {"runtime": "onnxruntime", "threads": config.latency_threads, "batch": 1},
         }
         _check_spec(self.run_dir, self.spec)
-        study = open_study(self.run_dir, self.objective.directions)
-        previous = len(study.get_trials(deepcopy=False))
+        self.study = open_study(self.run_dir, self.objective.directions)
+        previous = len(self.study.get_trials(deepcopy=False))
         # A sampler restarted with the seed it had would propose the same first candidates
         # again; offsetting by the trials already told keeps a resumed search moving forward.
-        sampler = make_sampler(
+        self.study.sampler = make_sampler(
             config.strategy, self.space, config.seed + 7919 * previous, self.objective.multi
         )
-        self.study = open_study(self.run_dir, self.objective.directions, sampler)
         self.distributions = self.space.distributions()
 
     # -- bookkeeping ----------------------------------------------------------------------
