@@ -171,6 +171,8 @@ def test_sigkill_loses_no_completed_trial(tmp_path: Path) -> None:
         (["--blocks", "ir,lstm"], "lstm"),
         (["--baseline", "alexnet"], "baseline 'alexnet' is unknown"),
         (["--objective", "weighted"], "--max-latency"),
+        (["--epochs", "0"], "--epochs must be at least 1"),
+        (["--data-fraction", "2"], "--data-fraction must be within"),
     ],
 )
 def test_bad_options_get_a_clear_message(tmp_path: Path, args: list[str], message: str) -> None:

@@ -309,7 +309,8 @@ def baselines(
     from edgenas.arch import BASELINES, baseline
     from edgenas.cost import analytic_costs
 
-    table = Table("name", "params", "MACs", "memory", "genotype")
+    table = Table("name", "params", "MACs", "memory")
+    table.add_column("genotype", overflow="fold")
     for name in BASELINES:
         g = baseline(f"{name}:{width}", resolution)
         c = analytic_costs(g, 3, classes)

@@ -192,6 +192,10 @@ class _Search:
         self.objective = Objective(config.objective, config.weights or {}, config.constraints)
         if config.trials < 1:
             raise ConfigError(f"--trials must be at least 1, got {config.trials}")
+        if config.epochs < 1:
+            raise ConfigError(f"--epochs must be at least 1, got {config.epochs}")
+        if not 0 < config.data_fraction <= 1:
+            raise ConfigError(f"--data-fraction must be within (0, 1], got {config.data_fraction}")
         self.fidelity = Fidelity(epochs=config.epochs, data_fraction=config.data_fraction)
         self.baselines = [baseline(b) for b in config.baselines]  # check names before any work
         progress.on_phase(f"loading data {config.data}")
