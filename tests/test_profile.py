@@ -1,18 +1,23 @@
-"""Profiling in two halves: the host plans ONNX pieces, the device times them without PyTorch."""
+"""Profiling in two halves: the host plans ONNX pieces, the device times them and measures the
+peak memory of whole networks without PyTorch."""
 
 from __future__ import annotations
 
 import json
+import os
+import resource
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import onnxruntime as ort
 import pytest
 
-from edgenas.arch import Genotype
-from edgenas.device import PlanError, profile_plan, read_plan
+from edgenas.arch import Genotype, build_model, export_onnx
+from edgenas.device import PlanError, measure_onnx_memory, profile_plan, read_plan
+from edgenas.device import _memory as memory_module
 from edgenas.device import _profiler as profiler_module
 from edgenas.profile import genotype_pieces, write_plan
 from edgenas.space import edge_space
@@ -45,15 +50,26 @@ def test_plan_is_small(plan: Path) -> None:
     assert plan.stat().st_size < 2_000_000  # zero weights compress; a device gets a small file
 
 
+def _without_torch(tmp_path: Path) -> dict[str, str]:
+    """An environment in which `import torch` fails, in every process started from it too (the
+    memory measurements run in processes of their own)."""
+    stub = tmp_path / "no-torch" / "torch"
+    stub.mkdir(parents=True)
+    (stub / "__init__.py").write_text("raise ImportError('no PyTorch on this device')\n")
+    path = os.environ.get("PYTHONPATH")
+    return {**os.environ, "PYTHONPATH": str(stub.parent) + (os.pathsep + path if path else "")}
+
+
 def test_device_half_runs_without_pytorch(plan: Path, tmp_path: Path) -> None:
     out = tmp_path / "device.json"
     code = (
-        "import sys; sys.modules['torch'] = None\n"  # `import torch` now fails
+        "import sys; sys.modules['torch'] = None\n"  # `import torch` now fails here
         "from edgenas.device import main\n"
         f"sys.exit(main([{str(plan)!r}, '--out', {str(out)!r}, '--threads', '1', "
         "'--max-seconds', '0.05', '--name', 'test-board']))\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300, env=_without_torch(tmp_path))  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     profile = json.loads(out.read_text())
     _, entries, digest = read_plan(plan)
@@ -64,6 +80,14 @@ def test_device_half_runs_without_pytorch(plan: Path, tmp_path: Path) -> None:
     assert (profile["threads"], profile["batch"], profile["dtype"]) == (1, 1, "float32")
     assert set(profile["measurements"]) == {e.key for e in entries}
     assert all(m["median_ms"] > 0 for m in profile["measurements"].values())
+    # the peak memory of every whole network, and of nothing else
+    for key, m in profile["measurements"].items():
+        if m["kind"] == "network":
+            assert m["peak_memory_mb"] > 0, key
+        else:
+            assert "peak_memory_mb" not in m, key
+    assert profile["memory"]["unit"] == "MB"
+    assert "peak memory of 2 network(s)" in proc.stderr
 
 
 def test_interrupted_profile_resumes_where_it_stopped(
@@ -76,7 +100,7 @@ def test_interrupted_profile_resumes_where_it_stopped(
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        profile_plan(plan, out, max_seconds=0.02, progress=stop_after_three)
+        profile_plan(plan, out, max_seconds=0.02, progress=stop_after_three, memory=False)
     partial = json.loads(out.read_text())
     assert not partial["complete"] and len(partial["measurements"]) == 3
 
@@ -88,7 +112,7 @@ def test_interrupted_profile_resumes_where_it_stopped(
         return real(*args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(profiler_module, "measure_onnx_latency", counting)
-    profile = profile_plan(plan, out, max_seconds=0.02)
+    profile = profile_plan(plan, out, max_seconds=0.02, memory=False)
     _, entries, _ = read_plan(plan)
     assert profile["complete"] and len(profile["measurements"]) == len(entries)
     assert len(timed) == len(entries) - 3  # the three timed before were kept
@@ -124,16 +148,122 @@ def test_profile_local_cli(tmp_path: Path) -> None:
     assert (tmp_path / "local.plan.zip").exists()
     profile = json.loads(out.read_text())
     assert profile["complete"] and "models timed" in proc.stdout
+    assert "peak memory of 1 network(s)" in proc.stdout
 
 
 def test_check_reports_the_figures_the_issue_names(plan: Path, tmp_path: Path) -> None:
     from edgenas.profile import check_profile, load_profile
 
     out = tmp_path / "p.json"
-    profile_plan(plan, out, max_seconds=0.02)
+    profile_plan(plan, out, max_seconds=0.02, memory=False)
     figures = check_profile(load_profile(out), SPACE, n=3, seed=5)
     assert figures["n"] == 3 and 0.0 <= figures["coverage"] <= 1.0
     for name in ("predictor", "flops", "block_sum"):
         f = figures[name]
         assert set(f) == {"within_5", "within_10", "mape", "spearman"}
         assert 0.0 <= f["within_5"] <= f["within_10"] <= 1.0 and f["mape"] >= 0.0
+
+
+# ---------------------------------------------------------------------------------------------
+# peak memory
+
+
+class Counting:
+    """Wraps a measuring function and counts its calls."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+        self.calls = 0
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        self.calls += 1
+        return self.real(*args, **kwargs)
+
+
+def test_interrupted_memory_measurement_resumes(
+    plan: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "p.json"
+
+    def stop_after_one(done: int, total: int, entry: object, mb: float) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        profile_plan(plan, out, max_seconds=0.02, memory_progress=stop_after_one)
+    partial = json.loads(out.read_text())
+    measured = {k: m["peak_memory_mb"] for k, m in partial["measurements"].items()
+                if "peak_memory_mb" in m}  # fmt: skip
+    assert not partial["complete"] and len(measured) == 1
+
+    timing = Counting(profiler_module.measure_onnx_latency)
+    memory = Counting(profiler_module.measure_onnx_memory)
+    monkeypatch.setattr(profiler_module, "measure_onnx_latency", timing)
+    monkeypatch.setattr(profiler_module, "measure_onnx_memory", memory)
+    profile = profile_plan(plan, out, max_seconds=0.02)
+    assert profile["complete"]
+    assert timing.calls == 0 and memory.calls == 1  # only the network not measured before
+    for key, peak in measured.items():
+        assert profile["measurements"][key]["peak_memory_mb"] == peak
+
+
+def test_memory_skipped_then_added_later_without_timing_again(
+    plan: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "p.json"
+    profile = profile_plan(plan, out, max_seconds=0.02, memory=False)
+    assert profile["complete"] and "memory" not in profile
+    assert not any("peak_memory_mb" in m for m in profile["measurements"].values())
+
+    timing = Counting(profiler_module.measure_onnx_latency)
+    monkeypatch.setattr(profiler_module, "measure_onnx_latency", timing)
+    profile = profile_plan(plan, out, max_seconds=0.02)
+    networks = [m for m in profile["measurements"].values() if m["kind"] == "network"]
+    assert timing.calls == 0 and len(networks) == 2
+    assert all(m["peak_memory_mb"] > 0 for m in networks)
+
+
+def test_energy_coefficients_written_into_a_profile_survive_a_resume(
+    plan: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "p.json"
+    profile_plan(plan, out, max_seconds=0.02, memory=False)
+    data = json.loads(out.read_text())
+    data["energy"] = {"pj_per_mac": 90, "pj_per_byte": 30}
+    out.write_text(json.dumps(data))
+    profile = profile_plan(plan, out, max_seconds=0.02, memory=False)
+    assert profile["energy"] == {"pj_per_mac": 90, "pj_per_byte": 30}
+
+
+def test_measured_peak_memory_grows_with_the_weights() -> None:
+    small = export_onnx(build_model(Genotype.parse("r64-stem8-ds_k3_c16-head0"), 3, 10))
+    big_genotype = Genotype.parse("r64-stem32-conv_k3_c512_s2-conv_k3_c512_s2-head1280")
+    big_model = build_model(big_genotype, 3, 10)
+    weights_mb = sum(p.numel() for p in big_model.parameters()) * 4 / 1e6
+    big = export_onnx(big_model)
+    baselines: dict[Any, float] = {}
+    a = measure_onnx_memory(small, baseline_mb=baselines)
+    b = measure_onnx_memory(big, baseline_mb=baselines)
+    assert len(baselines) == 1  # same input: the process without a model is measured once
+    assert a.inputs == b.inputs == (((1, 3, 64, 64), "float32"),)
+    assert 0 < a.peak_mb < 100
+    # the runtime holds the big model's weights at least once more than the small one's
+    assert b.peak_mb - a.peak_mb > weights_mb > 10
+    assert a.process_peak_mb - a.baseline_peak_mb == pytest.approx(a.peak_mb)
+
+
+def test_a_model_that_does_not_load_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(memory_module.MemoryMeasurementError, match="exited with status"):
+        measure_onnx_memory(b"not an onnx model")
+
+
+@pytest.mark.parametrize(("platform", "expected"), [("linux", 2048 * 1024), ("darwin", 2048)])
+def test_peak_rss_units_where_proc_is_missing(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, platform: str, expected: int
+) -> None:
+    class Usage:
+        ru_maxrss = 2048
+
+    monkeypatch.setattr(memory_module, "_PROC_STATUS", tmp_path / "missing")
+    monkeypatch.setattr(resource, "getrusage", lambda who: Usage())
+    monkeypatch.setattr(sys, "platform", platform)
+    assert memory_module._peak_rss_bytes() == expected

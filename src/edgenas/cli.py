@@ -372,7 +372,8 @@ def profile_plan_command(
     shapes), long skips and heads of sampled architectures, plus whole reference networks.
 
     Copy the plan to the device and run `edgenas-device PLAN --threads N --out PROFILE.json`
-    there (it needs only onnxruntime and numpy).
+    there (it needs only onnxruntime and numpy); it also measures the peak memory of the
+    reference networks (skip with --no-memory).
     """
     _setup_logging(False)
     try:
@@ -394,8 +395,16 @@ def profile_local_command(
     channels: _ChannelsOption = 3,
     classes: _ClassesOption = 10,
     seed: _PlanSeedOption = 0,
+    no_memory: Annotated[
+        bool,
+        typer.Option(
+            "--no-memory",
+            help="Skip measuring the peak memory of the reference networks (a fresh process each).",
+        ),
+    ] = False,
 ) -> None:
-    """Plan and time on this machine in one go (the plan is kept beside the profile)."""
+    """Plan and time on this machine in one go (the plan is kept beside the profile), and
+    measure the peak memory of the reference networks."""
     _setup_logging(False)
     from rich.progress import Progress
 
@@ -407,15 +416,20 @@ def profile_local_command(
             _write_plan(plan, space, architectures, references, channels, classes, seed)
         with Progress(console=err, transient=True) as bar:
             task = bar.add_task("timing models", total=None)
+            memory_task = bar.add_task("measuring peak memory", total=None, visible=False)
             profile = profile_plan(
-                plan, out, threads=threads,
+                plan, out, threads=threads, memory=not no_memory,
                 progress=lambda done, total, entry, ms: bar.update(task, completed=done, total=total),
+                memory_progress=lambda done, total, entry, mb: bar.update(
+                    memory_task, completed=done, total=total, visible=True),
             )  # fmt: skip
     except (EdgenasError, PlanError) as exc:
         _fail(str(exc))
         return
+    measured = sum("peak_memory_mb" in m for m in profile["measurements"].values())
+    memory = f", peak memory of {measured} network(s)" if measured else ""
     console.print(
-        f"{out}: {len(profile['measurements'])} models timed with {threads} thread(s)",
+        f"{out}: {len(profile['measurements'])} models timed with {threads} thread(s){memory}",
         soft_wrap=True,
     )
 

@@ -1,4 +1,5 @@
-"""The device half of profiling: time every model of a plan, resumably.
+"""The device half of profiling: time every model of a plan, and measure the peak memory of its
+whole reference networks, resumably.
 
 Run on the target (a Raspberry Pi, a phone board, any CPU) with only NumPy and ONNX Runtime::
 
@@ -6,7 +7,7 @@ Run on the target (a Raspberry Pi, a phone board, any CPU) with only NumPy and O
 
 The plan (written on the host by ``edgenas profile plan``) is a zip with ``plan.json`` and one
 ONNX file per model. Progress is saved to the output file as it goes, so an interrupted run
-started again with the same arguments times only what is left.
+started again with the same arguments times and measures only what is left.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from edgenas._io import read_json, write_json
+from edgenas.device._memory import InputSpec, MemoryMeasurementError, measure_onnx_memory
 from edgenas.device._timing import measure_onnx_latency
 
 __all__ = [
@@ -122,8 +124,15 @@ def profile_plan(
     name: str | None = None,
     max_seconds: float = 2.0,
     progress: Callable[[int, int, PlanEntry, float], None] | None = None,
+    memory: bool = True,
+    memory_progress: Callable[[int, int, PlanEntry, float], None] | None = None,
 ) -> dict[str, Any]:
-    """Time every model of ``plan`` and write the profile to ``out``; resume a partial one."""
+    """Time every model of ``plan`` and write the profile to ``out``; resume a partial one.
+
+    With ``memory``, the peak memory of each whole reference network (kind ``network``) is
+    measured too, in a fresh process per network (:func:`measure_onnx_memory`), and stored in
+    its entry as ``peak_memory_mb``; ``memory_progress`` then hears of each (MB instead of ms).
+    """
     header, entries, digest = read_plan(plan)
     measurements: dict[str, Any] = {}
     old = read_json(out)
@@ -152,9 +161,20 @@ def profile_plan(
         "complete": False,
         "measurements": measurements,
     }
+    if isinstance(old, dict) and old.get("energy") is not None:
+        profile["energy"] = old["energy"]  # coefficients a user added by hand stay
+    if memory or any(isinstance(m, dict) and "peak_memory_mb" in m for m in measurements.values()):
+        profile["memory"] = {
+            "method": "peak resident memory of a fresh process that loads the model and runs "
+            f"it {_MEMORY_RUNS} times at batch 1, minus the same process without the model",
+            "unit": "MB",
+        }
     try:
         _time_entries(plan, entries, measurements, threads, max_seconds, progress,
                       lambda: write_json(out, profile))  # fmt: skip
+        if memory:
+            _measure_memory(plan, entries, measurements, threads, memory_progress,
+                            lambda: write_json(out, profile))  # fmt: skip
     except BaseException:
         write_json(out, profile)  # keep what was timed, whatever stopped us
         raise
@@ -201,11 +221,42 @@ def _time_entries(
                 last_write = time.monotonic()
 
 
+_MEMORY_RUNS = 3
+
+
+def _measure_memory(
+    plan: Path,
+    entries: list[PlanEntry],
+    measurements: dict[str, Any],
+    threads: int,
+    progress: Callable[[int, int, PlanEntry, float], None] | None,
+    save: Callable[[], None],
+) -> None:
+    networks = [e for e in entries if e.kind == "network"]
+    baselines: dict[tuple[InputSpec, ...], float] = {}  # one per input shape in this run
+    with zipfile.ZipFile(plan) as z:
+        for i, entry in enumerate(networks):
+            m = measurements.get(entry.key)
+            if not isinstance(m, dict) or "peak_memory_mb" in m:
+                continue
+            try:
+                peak = measure_onnx_memory(
+                    z.read(entry.file), threads=threads, runs=_MEMORY_RUNS, baseline_mb=baselines
+                )
+            except MemoryMeasurementError as exc:
+                raise PlanError(f"measuring the peak memory of {entry.key}: {exc}") from None
+            m["peak_memory_mb"] = round(peak.peak_mb, 3)
+            save()  # each measurement takes a process or more: keep every one
+            if progress:
+                progress(i + 1, len(networks), entry, peak.peak_mb)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="edgenas-device",
-        description="Time the models of an edgenas plan on this device (needs only onnxruntime "
-        "and numpy). Progress is saved as it goes: run the same command again to resume.",
+        description="Time the models of an edgenas plan on this device, and measure the peak "
+        "memory of its reference networks (needs only onnxruntime and numpy). Progress is saved "
+        "as it goes: run the same command again to resume.",
     )
     parser.add_argument("plan", type=Path, help="plan.zip written by `edgenas profile plan`")
     parser.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads (default 1)")
@@ -215,6 +266,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name", help="device name to record (default: the host name)")
     parser.add_argument("--max-seconds", type=float, default=2.0,
                         help="timing budget per model (default 2)")  # fmt: skip
+    parser.add_argument(
+        "--no-memory",
+        action="store_true",
+        help="skip measuring the peak memory of the reference networks (one fresh process "
+        "each, a few seconds per network); run again without it to add them later",
+    )
     args = parser.parse_args(argv)
     if args.threads < 1:
         parser.error("--threads must be at least 1")
@@ -222,9 +279,15 @@ def main(argv: list[str] | None = None) -> int:
     def report(done: int, total: int, entry: PlanEntry, ms: float) -> None:
         print(f"[{done}/{total}] {entry.key}: {ms:.3f} ms", file=sys.stderr, flush=True)
 
+    def report_memory(done: int, total: int, entry: PlanEntry, mb: float) -> None:
+        print(f"[memory {done}/{total}] {entry.key}: peak {mb:.1f} MB", file=sys.stderr,
+              flush=True)  # fmt: skip
+
     try:
         profile = profile_plan(args.plan, args.out, threads=args.threads, name=args.name,
-                               max_seconds=args.max_seconds, progress=report)  # fmt: skip
+                               max_seconds=args.max_seconds, progress=report,
+                               memory=not args.no_memory,
+                               memory_progress=report_memory)  # fmt: skip
     except PlanError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -232,5 +295,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"interrupted: progress is in {args.out}; run the same command to resume",
               file=sys.stderr)  # fmt: skip
         return 130
-    print(f"{len(profile['measurements'])} models timed → {args.out}", file=sys.stderr)
+    measured = sum("peak_memory_mb" in m for m in profile["measurements"].values())
+    memory = f", peak memory of {measured} network(s)" if measured else ""
+    print(f"{len(profile['measurements'])} models timed{memory} → {args.out}", file=sys.stderr)
     return 0
