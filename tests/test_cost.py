@@ -1,5 +1,5 @@
 """edgenas.cost: analytic costs against the built models, constraints, units, the latency cache
-and measurement."""
+and measurement, and the memory calibration."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from edgenas.cost import (
     CostModel,
     Costs,
     LatencyMeasurement,
+    MemoryCalibration,
     analytic_costs,
     measure_onnx_latency,
     parse_count,
@@ -272,7 +273,7 @@ def test_estimate_measures_once_and_caches(monkeypatch: pytest.MonkeyPatch, tmp_
     assert 0 < costs.latency_ms < 1000
     a = analytic_costs(SMALL, 3, 10)
     assert (costs.params, costs.macs, costs.size_mb) == (a.params, a.macs, a.size_mb)
-    assert costs.peak_memory_mb == pytest.approx(a.peak_memory_mb)
+    assert costs.peak_memory_mb == pytest.approx(MemoryCalibration().peak_memory_mb(a))
     assert model.estimate(SMALL) == costs
     assert len(counter.calls) == 1
     assert counter.calls[0]["threads"] == 1
@@ -395,3 +396,74 @@ def test_measure_gives_up_after_warmup_above_the_limit(small_onnx: bytes) -> Non
 def test_measure_without_warmup_and_a_limit(small_onnx: bytes) -> None:
     m = measure_onnx_latency(small_onnx, warmup=0, give_up_above_ms=1e6, min_runs=2, max_runs=2)
     assert m.runs == 2
+
+
+# ---------------------------------------------------------------------------------------------
+# the liveness walk where a runtime holds more than the block's own input and output
+
+
+def test_peak_memory_counts_the_normalised_image_before_the_stem() -> None:
+    # 3×64×64 image, standardised into a second image-sized tensor; a stem of 8 channels at
+    # 32×32 is smaller than the image, so the two images are the first peak.
+    g = Genotype.parse("r64-stem8-ds_k3_c8-head0")
+    image = 3 * 64 * 64
+    assert analytic_costs(g, 3, 10).peak_activation_mb >= 2 * image * 4 / 1e6
+
+
+def test_peak_memory_holds_the_main_path_while_the_shortcut_is_projected() -> None:
+    # A stride-2 basic block: while its 1×1 projection runs, the block's input (16×32×32), the
+    # projection's output and the main path's output (32×16×16 each) are alive.
+    g = Genotype.parse("r64-stem16-res_k3_c32_s2-head0")
+    held = (16 * 32 * 32 + 2 * 32 * 16 * 16) * 4 / 1e6
+    assert analytic_costs(g, 3, 10).peak_activation_mb >= held
+
+
+# ---------------------------------------------------------------------------------------------
+# the memory calibration
+
+
+def _network_profile(peaks: dict[Genotype, float], name: str = "board") -> dict[str, Any]:
+    return {
+        "device": {"name": name},
+        "measurements": {
+            f"{g}|in3_n10": {"kind": "network", "median_ms": 1.0, "peak_memory_mb": peak}
+            for g, peak in peaks.items()
+        },
+    }
+
+
+def test_calibration_is_fitted_from_a_profiles_networks() -> None:
+    rng = np.random.default_rng(11)
+    genotypes = [edge_space().sample(rng) for _ in range(8)]
+    truth = MemoryCalibration(3.0, 1.5, 12.0)
+    peaks = {g: truth.peak_memory_mb(analytic_costs(g, 3, 10)) for g in genotypes}
+    profile = _network_profile(peaks)
+    fitted = MemoryCalibration.from_profile(profile)
+    assert fitted.weights_factor == pytest.approx(3.0, rel=1e-6)
+    assert fitted.activations_factor == pytest.approx(1.5, rel=1e-6)
+    assert fitted.overhead_mb == pytest.approx(12.0, rel=1e-6)
+    assert "board" in fitted.source and "8 networks" in fitted.source
+    # the cost model uses it for peak memory
+    g = genotypes[0]
+    assert CostModel(3, 10, profile=profile).analytic(g).peak_memory_mb == pytest.approx(peaks[g])
+    assert CostModel(3, 10).analytic(g).peak_memory_mb != pytest.approx(peaks[g])
+
+
+def test_a_profile_with_few_measured_networks_keeps_the_default_calibration() -> None:
+    rng = np.random.default_rng(12)
+    peaks = {edge_space().sample(rng): 50.0 for _ in range(4)}
+    assert MemoryCalibration.from_profile(_network_profile(peaks)) == MemoryCalibration()
+    older = {"measurements": {f"{g}|in3_n10": {"kind": "network", "median_ms": 1.0}
+                              for g in peaks}}  # fmt: skip
+    assert MemoryCalibration.from_profile(older) == MemoryCalibration()
+
+
+def test_calibration_never_shrinks_as_a_network_grows() -> None:
+    # Peaks that fall with the weights would fit a negative weights factor; it is dropped.
+    rng = np.random.default_rng(13)
+    samples = []
+    for _ in range(10):
+        a = analytic_costs(edge_space().sample(rng), 3, 10)
+        samples.append((a, max(1.0, 100.0 - a.size_mb)))
+    fitted = MemoryCalibration.fit(samples)
+    assert min(fitted.weights_factor, fitted.activations_factor, fitted.overhead_mb) >= 0.0

@@ -72,7 +72,10 @@ def search(
         ),
     ] = None,
     max_memory: Annotated[
-        str | None, typer.Option(help="Peak memory limit (weights + activations), such as 50MB.")
+        str | None,
+        typer.Option(
+            help="Peak memory limit, such as 50MB (an estimate of what ONNX Runtime holds: weights and activations, calibrated against measured sessions)."
+        ),
     ] = None,
     max_size: Annotated[
         str | None, typer.Option(help="Model size limit (fp32 weights), such as 2MB.")
@@ -303,17 +306,19 @@ def baselines(
         int, typer.Option(help="Number of classes (affects the classifier only).")
     ] = 2,
 ) -> None:
-    """List the built-in baselines with their genotypes and analytic costs."""
+    """List the built-in baselines with their genotypes and analytic costs (peak memory is an
+    estimate)."""
     from rich.table import Table
 
     from edgenas.arch import BASELINES, baseline
-    from edgenas.cost import analytic_costs
+    from edgenas.cost import CostModel
 
     table = Table("name", "params", "MACs", "memory")
     table.add_column("genotype", overflow="fold")
+    costs = CostModel(3, classes)
     for name in BASELINES:
         g = baseline(f"{name}:{width}", resolution)
-        c = analytic_costs(g, 3, classes)
+        c = costs.analytic(g)
         table.add_row(
             name, f"{c.params / 1e6:.2f} M", f"{c.macs / 1e6:.1f} M",
             f"{c.peak_memory_mb:.1f} MB", str(g),

@@ -1,9 +1,10 @@
-"""Costs of candidates: analytic parameters, MACs, size and memory; latency measured here or
-predicted from a device profile."""
+"""Costs of candidates: analytic parameters, MACs, size and peak memory (calibrated against
+measured sessions); latency measured here or predicted from a device profile."""
 
 from __future__ import annotations
 
 from edgenas.cost._analytic import AnalyticCosts, ConvOp, analytic_costs, block_ops
+from edgenas.cost._memory import MemoryCalibration
 from edgenas.cost._model import COST_FIELDS, Constraints, CostModel, Costs
 from edgenas.cost._predictor import (
     LatencyPredictor,
@@ -26,6 +27,7 @@ __all__ = [
     "Costs",
     "LatencyMeasurement",
     "LatencyPredictor",
+    "MemoryCalibration",
     "PieceSpec",
     "analytic_costs",
     "block_ops",

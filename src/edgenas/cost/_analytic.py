@@ -116,7 +116,8 @@ class AnalyticCosts:
 
     @property
     def peak_memory_mb(self) -> float:
-        """Weights plus the largest set of activations alive at once (runtime overhead excluded)."""
+        """Weights plus the largest set of activations alive at once (runtime overhead excluded;
+        :class:`~edgenas.cost.MemoryCalibration` maps this to what a runtime really holds)."""
         return self.size_mb + self.peak_activation_mb
 
 
@@ -128,7 +129,9 @@ def analytic_costs(genotype: Genotype, in_channels: int, num_classes: int) -> An
     # Liveness walk: at every convolution its input and output are alive, plus every tensor
     # that is held for later (a block's input for its residual, a block's output for a skip).
     image = in_channels * g.resolution**2
-    peak = image + stem.out_elems
+    # The network standardises the image itself ((x - mean) / std) before the stem: two
+    # image-sized tensors exist at once before the stem convolution reads the second.
+    peak = max(2 * image, image + stem.out_elems)
     out_elems = [stem.out_elems] + [s.out_channels * s.out_size**2 for s in g.shapes()]
     # (source output index, consuming block) of every long skip; output 0 is the stem's
     skips = [(s.index - s.gene.skip + 1, s.index) for s in g.shapes() if s.gene.skip]
@@ -143,13 +146,17 @@ def analytic_costs(genotype: Genotype, in_channels: int, num_classes: int) -> An
         projects = shape.gene.always_residual and (
             shape.in_channels != shape.out_channels or shape.gene.stride != 1
         )
+        main_out = shape.out_channels * shape.out_size**2
         for j, op in enumerate(ops):
             params += op.weights
             macs += op.macs
-            reads_input = j == 0 or (projects and j == len(ops) - 1)
+            projection = projects and j == len(ops) - 1
+            reads_input = j == 0 or projection
             live = op.in_elems + op.out_elems + held
             if input_held and not reads_input:
                 live += block_input
+            if projection:  # the main path's output waits for the shortcut it is added to
+                live += main_out
             peak = max(peak, live)
         if shape.gene.skip:
             src = i - shape.gene.skip + 1

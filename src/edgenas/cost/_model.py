@@ -10,6 +10,7 @@ from typing import Any
 from edgenas._io import read_json, write_json
 from edgenas.arch import Genotype, build_model, export_onnx
 from edgenas.cost._analytic import analytic_costs
+from edgenas.cost._memory import MemoryCalibration
 from edgenas.cost._units import parse_count, parse_latency, parse_size
 from edgenas.device._timing import measure_onnx_latency
 
@@ -21,7 +22,7 @@ class Costs:
     """What a candidate costs on the target, at batch 1."""
 
     latency_ms: float
-    peak_memory_mb: float  # weights plus peak activations (fp32)
+    peak_memory_mb: float  # peak memory of the runtime session (calibrated estimate)
     size_mb: float  # fp32 weights
     params: int
     macs: int
@@ -109,6 +110,11 @@ class CostModel:
     Parameters, MACs, size and peak memory are analytic (microseconds); latency is measured with
     ONNX Runtime on this machine (batch 1, ``threads`` threads) and cached per genotype, in memory
     and, when ``cache_file`` is given, on disk so a resumed search does not measure again.
+
+    Peak memory is the analytic estimate mapped through ``memory`` (a
+    :class:`MemoryCalibration`) to what ONNX Runtime really holds. With a device ``profile`` (as
+    ``edgenas-device`` writes it), the calibration is fitted on its measured reference networks
+    (the defaults when it has too few); an explicit ``memory`` wins.
     """
 
     def __init__(
@@ -118,10 +124,15 @@ class CostModel:
         *,
         threads: int = 1,
         cache_file: Path | None = None,
+        profile: dict[str, Any] | None = None,
+        memory: MemoryCalibration | None = None,
     ) -> None:
         self.in_channels = in_channels
         self.num_classes = num_classes
         self.threads = threads
+        if memory is None:
+            memory = MemoryCalibration.from_profile(profile) if profile else MemoryCalibration()
+        self.memory = memory
         self.cache_file = Path(cache_file) if cache_file else None
         self._latency: dict[str, float] = {}
         data = read_json(self.cache_file) if self.cache_file else None
@@ -139,7 +150,7 @@ class CostModel:
     def analytic(self, genotype: Genotype) -> Costs:
         """Costs without latency (``latency_ms`` is NaN): cheap enough for every candidate."""
         a = analytic_costs(genotype, self.in_channels, self.num_classes)
-        return Costs(float("nan"), a.peak_memory_mb, a.size_mb, a.params, a.macs)
+        return Costs(float("nan"), self.memory.peak_memory_mb(a), a.size_mb, a.params, a.macs)
 
     def estimate(self, genotype: Genotype, *, limit_ms: float | None = None) -> Costs:
         a = self.analytic(genotype)
