@@ -71,8 +71,9 @@ def test_search_writes_results_json(
                           "epochs", "train_seconds"}  # fmt: skip
         assert t["state"] in {"complete", "infeasible", "pruned", "failed"}
         assert set(t["costs"]) == {"latency_ms", "peak_memory_mb", "size_mb", "size_int8_mb",
-                                   "params", "macs"}  # fmt: skip
+                                   "params", "macs", "energy_mj"}  # fmt: skip
         assert t["costs"]["size_int8_mb"] == pytest.approx(t["costs"]["size_mb"] / 4)
+        assert t["costs"]["energy_mj"] > 0 and t["costs"]["peak_memory_mb"] > 0
         if t["state"] == "infeasible":
             assert not t["trained"] and t["accuracy"] is None
             assert t["costs"]["latency_ms"] > 2.0
@@ -111,6 +112,7 @@ def test_show_matches_results(searched: tuple[Path, subprocess.CompletedProcess[
     assert [t["number"] for t in data["trials"]] == [t["number"] for t in results["trials"]]
     text = run_cli("show", str(out))
     assert "Pareto front" in text.stdout and "best:" in text.stdout
+    assert "energy (est.)" in text.stdout  # an estimate, and labelled so
 
 
 def test_rerun_resumes_without_training_again(
@@ -173,6 +175,9 @@ def test_sigkill_loses_no_completed_trial(tmp_path: Path) -> None:
         (["--objective", "weighted"], "--max-latency"),
         (["--epochs", "0"], "--epochs must be at least 1"),
         (["--data-fraction", "2"], "--data-fraction must be within"),
+        (["--max-energy", "lots"], "energy 'lots'"),
+        (["--energy-coefficients", "pj_per_mac=-1,pj_per_byte=50"], "pj_per_mac must be"),
+        (["--objective", "weighted", "--weights", "accuracy=0.6,energy=0.4"], "--max-energy"),
     ],
 )
 def test_bad_options_get_a_clear_message(tmp_path: Path, args: list[str], message: str) -> None:
@@ -201,5 +206,5 @@ def test_help_documents_the_options() -> None:
     for option in ("--max-latency", "--max-memory", "--max-size", "--max-macs", "--strategy",
                    "--objective", "--trials", "--time-budget", "--epochs", "--resolution",
                    "--threads", "--out", "--seed", "--baseline", "--blocks", "--kernels",
-                   "--max-depth"):  # fmt: skip
+                   "--max-depth", "--max-energy", "--energy-coefficients"):  # fmt: skip
         assert option in proc.stdout

@@ -1,5 +1,5 @@
 """edgenas.cost: analytic costs against the built models, constraints, units, the latency cache
-and measurement, and the memory calibration."""
+and measurement, the memory calibration and the energy estimate."""
 
 from __future__ import annotations
 
@@ -18,12 +18,14 @@ from edgenas.cost import (
     Constraints,
     CostModel,
     Costs,
+    EnergyModel,
     LatencyMeasurement,
     MemoryCalibration,
     analytic_costs,
     measure_onnx_latency,
     parse_count,
     parse_duration,
+    parse_energy,
     parse_latency,
     parse_size,
 )
@@ -209,6 +211,14 @@ def test_costs_round_trip() -> None:
         (parse_count, "1.5G", 1.5e9),
         (parse_count, "300k", 3e5),
         (parse_count, "42", 42.0),
+        (parse_energy, "5mJ", 5.0),
+        (parse_energy, "5 mJ", 5.0),
+        (parse_energy, "800uJ", 0.8),
+        (parse_energy, "800µJ", 0.8),
+        (parse_energy, "0.01J", 10.0),
+        (parse_energy, "2000nJ", 0.002),
+        (parse_energy, "3", 3.0),
+        (parse_energy, 0.5, 0.5),
         (parse_duration, "30m", 1800.0),
         (parse_duration, "1h30m", 5400.0),
         (parse_duration, "1h 30m", 5400.0),
@@ -224,14 +234,18 @@ def test_units(parse: Any, text: str | float, expected: float) -> None:
 
 
 @pytest.mark.parametrize("text", ["fast", "-5ms", "5 parsecs", "0", "", "5ms5"])
-@pytest.mark.parametrize("parse", [parse_latency, parse_size, parse_count, parse_duration])
+@pytest.mark.parametrize(
+    "parse", [parse_latency, parse_size, parse_count, parse_duration, parse_energy]
+)
 def test_nonsense_units_name_the_bad_input(parse: Any, text: str) -> None:
     with pytest.raises(ConfigError) as info:
         parse(text)
     assert repr(text) in str(info.value)
 
 
-@pytest.mark.parametrize("parse", [parse_latency, parse_size, parse_count, parse_duration])
+@pytest.mark.parametrize(
+    "parse", [parse_latency, parse_size, parse_count, parse_duration, parse_energy]
+)
 @pytest.mark.parametrize("value", [0, -1.0, math.nan, math.inf])
 def test_nonpositive_numbers_are_rejected(parse: Any, value: float) -> None:
     with pytest.raises(ConfigError, match="positive"):
@@ -416,6 +430,106 @@ def test_peak_memory_holds_the_main_path_while_the_shortcut_is_projected() -> No
     g = Genotype.parse("r64-stem16-res_k3_c32_s2-head0")
     held = (16 * 32 * 32 + 2 * 32 * 16 * 16) * 4 / 1e6
     assert analytic_costs(g, 3, 10).peak_activation_mb >= held
+
+
+# ---------------------------------------------------------------------------------------------
+# the energy estimate
+
+
+def test_energy_is_the_formula_for_a_known_genotype() -> None:
+    g = Genotype.parse("r32-stem8-conv_k3_c16-head0")
+    # activations read and written, in elements: normalisation (reads and writes the 3×32×32
+    # image twice), stem (3×32×32 in, 8×16×16 out), conv (8×16×16 in, 16×16×16 out), global
+    # pooling (16×16×16 in, 16 out), classifier (16 in, 10 out)
+    elements = 4 * 3072 + (3072 + 2048) + (2048 + 4096) + (4096 + 16) + (16 + 10)
+    bytes_moved = 4 * 1586 + 4 * elements  # fp32 weights read once, activations
+    a = analytic_costs(g, 3, 10)
+    assert a.bytes_moved == bytes_moved == 117_104
+    model = EnergyModel(pj_per_mac=2.0, pj_per_byte=3.0)
+    costs = CostModel(3, 10, energy=model).analytic(g)
+    assert costs.energy_mj == pytest.approx((2.0 * 350_368 + 3.0 * bytes_moved) * 1e-9)
+    default = CostModel(3, 10).analytic(g).energy_mj
+    assert default == pytest.approx((150.0 * 350_368 + 50.0 * bytes_moved) * 1e-9)
+
+
+def test_energy_grows_with_macs_and_bytes() -> None:
+    model = EnergyModel()
+    assert model.energy_mj(2e6, 1e5) > model.energy_mj(1e6, 1e5)
+    assert model.energy_mj(1e6, 2e5) > model.energy_mj(1e6, 1e5)
+    # every genotype that does more arithmetic and moves more bytes than another costs more
+    rng = np.random.default_rng(3)
+    genotypes = [edge_space().sample(rng) for _ in range(20)]
+    found = 0
+    for g in genotypes:
+        for h in genotypes:
+            a, b = analytic_costs(g, 3, 10), analytic_costs(h, 3, 10)
+            if a.macs > b.macs and a.bytes_moved > b.bytes_moved:
+                found += 1
+                assert model.energy_mj(a.macs, a.bytes_moved) > model.energy_mj(
+                    b.macs, b.bytes_moved
+                )
+    assert found > 50
+    # more channels, more of both
+    narrow = analytic_costs(Genotype.parse("r64-stem16-ir_k3_e4_c24_s2-head0"), 3, 10)
+    wide = analytic_costs(Genotype.parse("r64-stem16-ir_k3_e4_c48_s2-head0"), 3, 10)
+    assert wide.macs > narrow.macs and wide.bytes_moved > narrow.bytes_moved
+
+
+def test_profile_energy_coefficients_override_the_defaults() -> None:
+    profile = {"energy": {"pj_per_mac": 40, "pj_per_byte": 10}, "measurements": {}}
+    model = CostModel(3, 10, profile=profile)
+    assert model.energy == EnergyModel(40.0, 10.0)
+    a = analytic_costs(SMALL, 3, 10)
+    assert model.analytic(SMALL).energy_mj == pytest.approx(
+        (40 * a.macs + 10 * a.bytes_moved) * 1e-9
+    )
+    assert model.analytic(SMALL).energy_mj < CostModel(3, 10).analytic(SMALL).energy_mj
+    # without the object, the defaults; an explicit model wins over the profile
+    assert CostModel(3, 10, profile={"measurements": {}}).energy == EnergyModel()
+    explicit = EnergyModel(1.0, 1.0)
+    assert CostModel(3, 10, profile=profile, energy=explicit).energy == explicit
+
+
+@pytest.mark.parametrize(
+    ("energy", "message"),
+    [
+        ({"pj_per_mac": -1, "pj_per_byte": 50}, "pj_per_mac must be a number"),
+        ({"pj_per_mac": 150, "pj_per_byte": "lots"}, "pj_per_byte must be a number"),
+        ({"pj_per_mac": 150}, "lacks pj_per_byte"),
+        ({"pj_per_mac": 150, "pj_per_byte": 50, "pj_per_flop": 1}, "unknown keys pj_per_flop"),
+        ([150, 50], "must be an object"),
+    ],
+)
+def test_bad_profile_energy_coefficients_say_what_is_wrong(energy: Any, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        CostModel(3, 10, profile={"energy": energy, "measurements": {}})
+    assert message in str(info.value)
+    assert "energy" in str(info.value)
+
+
+def test_energy_coefficients_from_the_command_line() -> None:
+    assert EnergyModel.parse("pj_per_mac=120,pj_per_byte=40") == EnergyModel(120.0, 40.0)
+    assert EnergyModel.parse(None) == EnergyModel()
+    assert EnergyModel.parse({"pj_per_mac": 1, "pj_per_byte": 2}) == EnergyModel(1.0, 2.0)
+    with pytest.raises(ConfigError, match="--energy-coefficients 'pj_per_mac=fast'"):
+        EnergyModel.parse("pj_per_mac=fast")
+    with pytest.raises(ConfigError, match="lacks pj_per_byte"):
+        EnergyModel.parse("pj_per_mac=120")
+
+
+def test_energy_limit_and_old_costs_without_energy() -> None:
+    c = Constraints.parse(max_energy="800uJ")
+    assert c == Constraints(max_energy_mj=0.8)
+    assert c.describe() == "energy_mj ≤ 0.8 mJ (estimated)"
+    costs = Costs(1.0, 3.0, 1.0, 1000, 10**6, energy_mj=1.2)
+    assert c.violations(costs) == pytest.approx({"max_energy_mj": 0.5})
+    assert Costs.from_dict(json.loads(json.dumps(costs.to_dict()))) == costs
+    # costs recorded before the energy estimate existed still read back, without energy
+    old = {"latency_ms": 1.0, "peak_memory_mb": 3.0, "size_mb": 1.0, "params": 1000,
+           "macs": 10**6, "size_int8_mb": 0.001}  # fmt: skip
+    restored = Costs.from_dict(old)
+    assert math.isnan(restored.energy_mj)
+    assert restored.to_dict()["energy_mj"] is None  # JSON has no NaN
 
 
 # ---------------------------------------------------------------------------------------------

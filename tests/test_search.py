@@ -60,6 +60,29 @@ def test_weighted_objective_needs_the_limits_it_normalises_by() -> None:
         Objective("weighted", {"accuracy": 0.5, "latency": 0.5}, Constraints())
     with pytest.raises(ConfigError, match="unknown"):
         parse_weights("accuracy=1,speed=2")
+    with pytest.raises(ConfigError, match="--max-energy"):
+        Objective("weighted", parse_weights("accuracy=0.7,energy=0.3"), Constraints())
+
+
+def test_weighted_objective_scores_estimated_energy() -> None:
+    c = Costs(2.0, 10.0, 0.5, 1000, 10**6, energy_mj=1.0)
+    limits = Constraints(max_energy_mj=4.0)
+    weighted = Objective("weighted", parse_weights("accuracy=0.7,energy=0.3"), limits)
+    assert weighted.uses_energy
+    assert weighted.values(0.9, c)[0] == pytest.approx(0.7 * 0.9 + 0.3 * (1 - 1.0 / 4.0))
+    hungrier = Costs(2.0, 10.0, 0.5, 1000, 10**6, energy_mj=3.0)
+    assert weighted.values(0.9, hungrier)[0] < weighted.values(0.9, c)[0]
+    assert not Objective("weighted", {}, Constraints(max_latency_ms=4, max_size_mb=1)).uses_energy
+
+
+def test_early_stopping_spares_candidates_that_need_less_energy() -> None:
+    rule = EarlyStopping(margin=0.05, min_better=3, cost_aware=True,
+                         cost_fields=("latency_ms", "size_mb", "energy_mj"))  # fmt: skip
+    leaders = [EpochCurve((0.9,), Costs(1.0, 10.0, 1.0, 1000, 10**6, energy_mj=5.0))] * 4
+    frugal = Costs(1.0, 10.0, 1.0, 1000, 10**6, energy_mj=1.0)
+    assert rule.should_stop(1, 0.6, frugal, leaders) is None  # may be the best trade-off
+    hungry = Costs(1.0, 10.0, 1.0, 1000, 10**6, energy_mj=6.0)
+    assert rule.should_stop(1, 0.6, hungry, leaders) is not None
 
 
 def test_early_stopping_single_objective_compares_at_the_same_epoch() -> None:
@@ -122,6 +145,35 @@ def test_python_api_returns_trials_front_and_best(tmp_path: Path) -> None:
     assert result.best is not None and result.best in result.pareto
     assert result.best_onnx is not None and result.best_onnx.exists()
     assert result.results["best"] == result.best.number
+
+
+def test_energy_limit_rejects_candidates_without_training_them(tmp_path: Path) -> None:
+    result = edgenas.search(
+        "synthetic",
+        out=tmp_path / "energy",
+        max_energy="2mJ",
+        energy={"pj_per_mac": 150, "pj_per_byte": 50},
+        trials=2,
+        epochs=1,
+        space=edgenas.edge_space(resolutions="64", max_depth=1),
+        strategy="random",
+        baselines=("resnet",),  # about 80 mJ at 64×64: over the limit whatever is sampled
+    )
+    resnet = next(t for t in result.trials if t.baseline)
+    assert resnet.state == "infeasible" and not resnet.trained and resnet.accuracy is None
+    assert resnet.costs is not None and resnet.costs.energy_mj > 2.0
+    assert resnet.violations["max_energy_mj"] > 0
+    trained = [t for t in result.trials if t.trained]
+    assert len(trained) == 2
+    for t in result.trials:
+        assert t.costs is not None and t.costs.energy_mj > 0
+        if t.costs.energy_mj > 2.0:
+            assert t.state == "infeasible" and not t.trained
+        if t.trained:
+            assert t.costs.energy_mj <= 2.0
+    assert result.results["constraints"] == {"max_energy_mj": 2.0}
+    assert result.results["run"]["energy"] == {"pj_per_mac": 150.0, "pj_per_byte": 50.0,
+                                               "estimate": True}  # fmt: skip
 
 
 def test_search_function_survives_importing_the_subpackage() -> None:

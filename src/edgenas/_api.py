@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from edgenas.cost import Constraints, parse_duration
+from edgenas.cost import Constraints, EnergyModel, parse_duration
 from edgenas.search import SearchConfig, SearchProgress, SearchResult, run_search
 from edgenas.space import SearchSpace
 
@@ -20,6 +20,8 @@ def search(
     max_memory: str | float | None = None,
     max_size: str | float | None = None,
     max_macs: str | float | None = None,
+    max_energy: str | float | None = None,
+    energy: str | dict[str, float] | EnergyModel | None = None,
     space: str | SearchSpace = "edge",
     time_budget: str | float | None = None,
     progress: SearchProgress | None = None,
@@ -27,9 +29,12 @@ def search(
 ) -> SearchResult:
     """Run (or resume) a search; the arguments mean what the CLI's options of the same name do.
 
-    Limits take numbers in ms / MB / MACs or strings with units (``"5ms"``, ``"2MB"``);
+    Limits take numbers in ms / MB / MACs / mJ or strings with units (``"5ms"``, ``"2MB"``,
+    ``"800uJ"``); ``max_energy`` limits the *estimated* energy per inference, whose coefficients
+    ``energy`` sets (an :class:`~edgenas.cost.EnergyModel`, a dict or
+    ``"pj_per_mac=150,pj_per_byte=50"``; default: a Cortex-A72-class CPU).
     ``time_budget`` takes seconds or a string with units (``"30m"``); further keyword arguments are fields of :class:`~edgenas.search.SearchConfig`
-    (``trials``, ``epochs``, ``strategy``, ``objective``, ``seed``, ...).
+    (``trials``, ``epochs``, ``strategy``, ``objective``, ``weights``, ``seed``, ...).
 
     Example:
         >>> result = search("synthetic", max_latency="2ms", trials=8, epochs=1)  # doctest: +SKIP
@@ -37,12 +42,13 @@ def search(
     """
     from edgenas.config import load_space
 
-    constraints = Constraints.parse(max_latency, max_memory, max_size, max_macs)
+    constraints = Constraints.parse(max_latency, max_memory, max_size, max_macs, max_energy)
     config = SearchConfig(
         data=str(data),
         out=Path(out) if out is not None else None,
         space=load_space(space),
         constraints=constraints,
+        energy=EnergyModel.parse(energy),
         time_budget_s=(
             float(time_budget)
             if isinstance(time_budget, (int, float))

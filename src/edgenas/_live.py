@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -35,10 +36,12 @@ def front_table(
     """Accuracy against latency: trained, feasible candidates no other beats on both.
 
     Genotypes are long, so they are listed under the table, one line each, instead of being
-    folded into a column.
+    folded into a column. Peak memory and energy are estimates (calibrated analytic and from
+    MACs and bytes moved); latency is measured.
     """
     table = Table(title=title, title_justify="left", expand=False)
-    for name in ("trial", "val acc", "latency", "memory", "size", "params", "MACs"):
+    for name in ("trial", "val acc", "latency", "memory", "size", "params", "MACs",
+                 "energy (est.)"):  # fmt: skip
         table.add_column(name, justify="right")
     front = pareto_front(records)
     genotypes = Table.grid(padding=(0, 1))
@@ -55,6 +58,7 @@ def front_table(
             f"{c.size_mb:.2f} MB",
             f"{c.params / 1e6:.2f} M",
             f"{c.macs / 1e6:.1f} M",
+            "—" if math.isnan(c.energy_mj) else f"{c.energy_mj:.2f} mJ",
         )
         label = f" (baseline {r.baseline})" if r.baseline else ""
         genotypes.add_row(f"{r.number}", f"{r.genotype}{label}")

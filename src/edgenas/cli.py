@@ -83,6 +83,18 @@ def search(
     max_macs: Annotated[
         str | None, typer.Option(help="Multiply-accumulate limit, such as 100M.")
     ] = None,
+    max_energy: Annotated[
+        str | None,
+        typer.Option(
+            help="Limit on the estimated energy per inference, such as 5mJ or 800uJ (from MACs and bytes moved; see --energy-coefficients)."
+        ),
+    ] = None,
+    energy_coefficients: Annotated[
+        str | None,
+        typer.Option(
+            help="Coefficients of the energy estimate in picojoules, such as pj_per_mac=150,pj_per_byte=50 (the default: a rough Cortex-A72-class CPU such as a Raspberry Pi 4's)."
+        ),
+    ] = None,
     objective: Annotated[
         str,
         typer.Option(
@@ -92,7 +104,7 @@ def search(
     weights: Annotated[
         str | None,
         typer.Option(
-            help="Weights of the weighted objective, such as accuracy=0.6,latency=0.3,size=0.1 (latency and size are normalised by their limits)."
+            help="Weights of the weighted objective, such as accuracy=0.6,latency=0.3,size=0.1 or accuracy=0.7,energy=0.3 (latency, size and estimated energy are normalised by their limits)."
         ),
     ] = None,
     strategy: Annotated[str, typer.Option(help="Search strategy: random, tpe or nsga2.")] = "tpe",
@@ -172,12 +184,12 @@ def search(
     """
     _setup_logging(verbose)
     from edgenas._live import LiveView
-    from edgenas.cost import Constraints, parse_duration
+    from edgenas.cost import Constraints, EnergyModel, parse_duration
     from edgenas.search import SearchConfig, parse_weights, run_search
 
     view = LiveView(err)
     try:
-        constraints = Constraints.parse(max_latency, max_memory, max_size, max_macs)
+        constraints = Constraints.parse(max_latency, max_memory, max_size, max_macs, max_energy)
         config = SearchConfig(
             data=data,
             out=out,
@@ -193,6 +205,7 @@ def search(
             seed=seed,
             threads=threads,
             latency_threads=latency_threads,
+            energy=EnergyModel.parse(energy_coefficients),
             batch_size=batch_size,
             device=device,
             baselines=tuple(baseline or ()),
@@ -306,14 +319,14 @@ def baselines(
         int, typer.Option(help="Number of classes (affects the classifier only).")
     ] = 2,
 ) -> None:
-    """List the built-in baselines with their genotypes and analytic costs (peak memory is an
-    estimate)."""
+    """List the built-in baselines with their genotypes and analytic costs (peak memory and
+    energy are estimates)."""
     from rich.table import Table
 
     from edgenas.arch import BASELINES, baseline
     from edgenas.cost import CostModel
 
-    table = Table("name", "params", "MACs", "memory")
+    table = Table("name", "params", "MACs", "memory", "energy (est.)")
     table.add_column("genotype", overflow="fold")
     costs = CostModel(3, classes)
     for name in BASELINES:
@@ -321,7 +334,7 @@ def baselines(
         c = costs.analytic(g)
         table.add_row(
             name, f"{c.params / 1e6:.2f} M", f"{c.macs / 1e6:.1f} M",
-            f"{c.peak_memory_mb:.1f} MB", str(g),
+            f"{c.peak_memory_mb:.1f} MB", f"{c.energy_mj:.2f} mJ", str(g),
         )  # fmt: skip
     console.print(table)
 

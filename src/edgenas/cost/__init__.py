@@ -1,9 +1,11 @@
-"""Costs of candidates: analytic parameters, MACs, size and peak memory (calibrated against
-measured sessions); latency measured here or predicted from a device profile."""
+"""Costs of candidates: analytic parameters, MACs, size, peak memory (calibrated against
+measured sessions) and estimated energy; latency measured here or predicted from a device
+profile."""
 
 from __future__ import annotations
 
 from edgenas.cost._analytic import AnalyticCosts, ConvOp, analytic_costs, block_ops
+from edgenas.cost._energy import EnergyModel
 from edgenas.cost._memory import MemoryCalibration
 from edgenas.cost._model import COST_FIELDS, Constraints, CostModel, Costs
 from edgenas.cost._predictor import (
@@ -15,7 +17,13 @@ from edgenas.cost._predictor import (
     skip_spec,
     stem_spec,
 )
-from edgenas.cost._units import parse_count, parse_duration, parse_latency, parse_size
+from edgenas.cost._units import (
+    parse_count,
+    parse_duration,
+    parse_energy,
+    parse_latency,
+    parse_size,
+)
 from edgenas.device._timing import LatencyMeasurement, measure_onnx_latency
 
 __all__ = [
@@ -25,6 +33,7 @@ __all__ = [
     "ConvOp",
     "CostModel",
     "Costs",
+    "EnergyModel",
     "LatencyMeasurement",
     "LatencyPredictor",
     "MemoryCalibration",
@@ -36,6 +45,7 @@ __all__ = [
     "measure_onnx_latency",
     "parse_count",
     "parse_duration",
+    "parse_energy",
     "parse_latency",
     "parse_size",
     "piece_specs",

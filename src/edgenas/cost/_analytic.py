@@ -1,8 +1,9 @@
-"""Analytic costs of a genotype: parameters, MACs, model size and peak activation memory.
+"""Analytic costs of a genotype: parameters, MACs, model size, peak activation memory and the
+activation traffic of one inference.
 
-Every block is described once as a list of convolutions (:func:`block_ops`); parameters, MACs and
-the liveness walk for memory are all computed from that one list, so a new block type needs one
-entry here and nothing else.
+Every block is described once as a list of convolutions (:func:`block_ops`); parameters, MACs,
+the liveness walk for memory and the traffic count are all computed from that one list, so a new
+block type needs one entry here and nothing else.
 """
 
 from __future__ import annotations
@@ -113,6 +114,7 @@ class AnalyticCosts:
     size_mb: float  # fp32 weights
     size_int8_mb: float  # int8 weights (per-channel scales are negligible)
     peak_activation_mb: float
+    activation_bytes: int = 0  # fp32 activations read and written by one inference
 
     @property
     def peak_memory_mb(self) -> float:
@@ -120,9 +122,22 @@ class AnalyticCosts:
         :class:`~edgenas.cost.MemoryCalibration` maps this to what a runtime really holds)."""
         return self.size_mb + self.peak_activation_mb
 
+    @property
+    def bytes_moved(self) -> int:
+        """fp32 weights read once plus activations read and written: the memory traffic of one
+        inference that the energy estimate charges for."""
+        return self.params * _FLOAT_BYTES + self.activation_bytes
+
 
 def analytic_costs(genotype: Genotype, in_channels: int, num_classes: int) -> AnalyticCosts:
-    """Parameters, MACs, size and peak activation memory of a genotype's network at batch 1."""
+    """Parameters, MACs, size, peak activation memory and activation traffic of a genotype's
+    network at batch 1.
+
+    Traffic counts elements: every convolution reads its input and writes its output; additions
+    (residuals, long skips) read two tensors and write one; squeeze-excite reads its input twice
+    (pooling, gating) and writes it once; the normalisation reads and writes the image twice.
+    Activations are taken as fused into the operation before them, as runtimes do.
+    """
     g = genotype
     stem = ConvOp(in_channels, g.stem, (3, 3), 2, 1, g.resolution)
     params, macs = stem.weights, stem.macs
@@ -132,6 +147,7 @@ def analytic_costs(genotype: Genotype, in_channels: int, num_classes: int) -> An
     # The network standardises the image itself ((x - mean) / std) before the stem: two
     # image-sized tensors exist at once before the stem convolution reads the second.
     peak = max(2 * image, image + stem.out_elems)
+    traffic = 4 * image + stem.in_elems + stem.out_elems
     out_elems = [stem.out_elems] + [s.out_channels * s.out_size**2 for s in g.shapes()]
     # (source output index, consuming block) of every long skip; output 0 is the stem's
     skips = [(s.index - s.gene.skip + 1, s.index) for s in g.shapes() if s.gene.skip]
@@ -158,6 +174,12 @@ def analytic_costs(genotype: Genotype, in_channels: int, num_classes: int) -> An
             if projection:  # the main path's output waits for the shortcut it is added to
                 live += main_out
             peak = max(peak, live)
+            traffic += op.in_elems + op.out_elems
+        se_ops = [op for op in ops if op.bias]
+        if se_ops:
+            traffic += 3 * se_ops[0].in_channels * shape.out_size**2
+        if shape.gene.residual:
+            traffic += 3 * main_out
         if shape.gene.skip:
             src = i - shape.gene.skip + 1
             src_channels = out_elems[src] // shape.out_size**2
@@ -165,6 +187,8 @@ def analytic_costs(genotype: Genotype, in_channels: int, num_classes: int) -> An
                 proj = ConvOp(src_channels, shape.out_channels, (1, 1), 1, 1, shape.out_size)
                 params += proj.weights
                 macs += proj.macs
+                traffic += proj.in_elems + proj.out_elems
+            traffic += 3 * main_out
             # the block's output, the (projected) source and their sum
             peak = max(peak, held + 2 * shape.out_channels * shape.out_size**2)
     last = out_elems[-1]
@@ -174,12 +198,16 @@ def analytic_costs(genotype: Genotype, in_channels: int, num_classes: int) -> An
         params += head.weights
         macs += head.macs
         peak = max(peak, last + head.out_elems)
+        traffic += head.in_elems + head.out_elems
     params += g.final_channels * num_classes + num_classes
     macs += g.final_channels * num_classes
+    # global pooling, then the classifier
+    traffic += g.final_channels * g.final_size**2 + 2 * g.final_channels + num_classes
     return AnalyticCosts(
         params=params,
         macs=macs,
         size_mb=params * _FLOAT_BYTES / MB,
         size_int8_mb=params / MB,
         peak_activation_mb=peak * _FLOAT_BYTES / MB,
+        activation_bytes=traffic * _FLOAT_BYTES,
     )

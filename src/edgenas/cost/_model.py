@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import contextlib
-from dataclasses import asdict, dataclass, fields
+import math
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
 from edgenas._io import read_json, write_json
 from edgenas.arch import Genotype, build_model, export_onnx
 from edgenas.cost._analytic import analytic_costs
+from edgenas.cost._energy import EnergyModel
 from edgenas.cost._memory import MemoryCalibration
-from edgenas.cost._units import parse_count, parse_latency, parse_size
+from edgenas.cost._units import parse_count, parse_energy, parse_latency, parse_size
 from edgenas.device._timing import measure_onnx_latency
 
 __all__ = ["COST_FIELDS", "Constraints", "CostModel", "Costs"]
@@ -26,6 +28,7 @@ class Costs:
     size_mb: float  # fp32 weights
     params: int
     macs: int
+    energy_mj: float = math.nan  # estimated energy per inference; NaN: not estimated
 
     @property
     def size_int8_mb(self) -> float:
@@ -33,11 +36,17 @@ class Costs:
         return self.params / 1e6
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "size_int8_mb": self.size_int8_mb}
+        d = {**asdict(self), "size_int8_mb": self.size_int8_mb}
+        if math.isnan(self.energy_mj):
+            d["energy_mj"] = None
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Costs:
-        return cls(**{f.name: d[f.name] for f in fields(cls)})
+        """Read back from ``to_dict``; results written before a field existed (such as
+        ``energy_mj``) leave it at its default."""
+        values = {f.name: d[f.name] for f in fields(cls) if d.get(f.name) is not None}
+        return cls(**values)
 
 
 COST_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Costs))
@@ -49,6 +58,7 @@ _LIMITS = {
     "max_size_mb": ("size_mb", "MB"),
     "max_macs": ("macs", "MACs"),
     "max_params": ("params", "params"),
+    "max_energy_mj": ("energy_mj", "mJ (estimated)"),
 }
 
 
@@ -61,6 +71,7 @@ class Constraints:
     max_size_mb: float | None = None
     max_macs: float | None = None
     max_params: float | None = None
+    max_energy_mj: float | None = None  # on the estimated energy per inference
 
     @classmethod
     def parse(
@@ -69,14 +80,16 @@ class Constraints:
         max_memory: str | float | None = None,
         max_size: str | float | None = None,
         max_macs: str | float | None = None,
+        max_energy: str | float | None = None,
     ) -> Constraints:
-        """Limits as users write them (``"5ms"``, ``"50MB"``, ``"2MB"``, ``"100M"``); numbers are
-        taken in ms, MB, MB and MACs."""
+        """Limits as users write them (``"5ms"``, ``"50MB"``, ``"2MB"``, ``"100M"``, ``"5mJ"``);
+        numbers are taken in ms, MB, MB, MACs and mJ."""
         return cls(
             max_latency_ms=parse_latency(max_latency) if max_latency is not None else None,
             max_memory_mb=parse_size(max_memory) if max_memory is not None else None,
             max_size_mb=parse_size(max_size) if max_size is not None else None,
             max_macs=parse_count(max_macs) if max_macs is not None else None,
+            max_energy_mj=parse_energy(max_energy) if max_energy is not None else None,
         )
 
     def active(self) -> dict[str, float]:
@@ -107,14 +120,17 @@ class Constraints:
 class CostModel:
     """Estimates the costs of genotypes for one input shape and class count.
 
-    Parameters, MACs, size and peak memory are analytic (microseconds); latency is measured with
-    ONNX Runtime on this machine (batch 1, ``threads`` threads) and cached per genotype, in memory
-    and, when ``cache_file`` is given, on disk so a resumed search does not measure again.
+    Parameters, MACs, size, peak memory and energy are analytic (microseconds); latency is
+    measured with ONNX Runtime on this machine (batch 1, ``threads`` threads) and cached per
+    genotype, in memory and, when ``cache_file`` is given, on disk so a resumed search does not
+    measure again.
 
     Peak memory is the analytic estimate mapped through ``memory`` (a
-    :class:`MemoryCalibration`) to what ONNX Runtime really holds. With a device ``profile`` (as
-    ``edgenas-device`` writes it), the calibration is fitted on its measured reference networks
-    (the defaults when it has too few); an explicit ``memory`` wins.
+    :class:`MemoryCalibration`) to what ONNX Runtime really holds; energy is the estimate of
+    ``energy`` (an :class:`EnergyModel`). With a device ``profile`` (as ``edgenas-device``
+    writes it), both come from the profile: the calibration fitted on its measured reference
+    networks, the energy coefficients from its ``"energy"`` object; each falls back to the
+    defaults when the profile lacks it, and an explicit argument wins.
     """
 
     def __init__(
@@ -126,13 +142,17 @@ class CostModel:
         cache_file: Path | None = None,
         profile: dict[str, Any] | None = None,
         memory: MemoryCalibration | None = None,
+        energy: EnergyModel | None = None,
     ) -> None:
         self.in_channels = in_channels
         self.num_classes = num_classes
         self.threads = threads
         if memory is None:
             memory = MemoryCalibration.from_profile(profile) if profile else MemoryCalibration()
+        if energy is None:
+            energy = EnergyModel.from_profile(profile) if profile else EnergyModel()
         self.memory = memory
+        self.energy = energy
         self.cache_file = Path(cache_file) if cache_file else None
         self._latency: dict[str, float] = {}
         data = read_json(self.cache_file) if self.cache_file else None
@@ -150,12 +170,18 @@ class CostModel:
     def analytic(self, genotype: Genotype) -> Costs:
         """Costs without latency (``latency_ms`` is NaN): cheap enough for every candidate."""
         a = analytic_costs(genotype, self.in_channels, self.num_classes)
-        return Costs(float("nan"), self.memory.peak_memory_mb(a), a.size_mb, a.params, a.macs)
+        return Costs(
+            float("nan"),
+            self.memory.peak_memory_mb(a),
+            a.size_mb,
+            a.params,
+            a.macs,
+            self.energy.energy_mj(a.macs, a.bytes_moved),
+        )
 
     def estimate(self, genotype: Genotype, *, limit_ms: float | None = None) -> Costs:
         a = self.analytic(genotype)
-        latency = self.latency_ms(genotype, limit_ms=limit_ms)
-        return Costs(latency, a.peak_memory_mb, a.size_mb, a.params, a.macs)
+        return replace(a, latency_ms=self.latency_ms(genotype, limit_ms=limit_ms))
 
     def latency_ms(
         self, genotype: Genotype, *, fresh: bool = False, limit_ms: float | None = None

@@ -1,4 +1,4 @@
-"""Quantities with units as users write them: ``5ms``, ``50MB``, ``100M``, ``30m``."""
+"""Quantities with units as users write them: ``5ms``, ``50MB``, ``100M``, ``5mJ``, ``30m``."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import re
 
 from edgenas.errors import ConfigError
 
-__all__ = ["parse_count", "parse_duration", "parse_latency", "parse_size"]
+__all__ = ["parse_count", "parse_duration", "parse_energy", "parse_latency", "parse_size"]
 
 _NUMBER = r"(?P<num>\d+(?:\.\d*)?|\.\d+)"
 
@@ -16,6 +16,9 @@ _SIZE_UNITS = {
     "kib": 1024 / 1e6, "mib": 1024**2 / 1e6, "gib": 1024**3 / 1e6,
 }  # fmt: skip
 _COUNT_UNITS = {"": 1.0, "k": 1e3, "m": 1e6, "g": 1e9, "b": 1e9}
+# Units are lower-cased before the look-up, so "MJ" reads as millijoules too (no inference
+# costs megajoules).
+_ENERGY_UNITS = {"": 1.0, "mj": 1.0, "j": 1e3, "uj": 1e-3, "µj": 1e-3, "μj": 1e-3, "nj": 1e-6}
 _DURATION_UNITS = {"s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
 
 
@@ -44,6 +47,11 @@ def parse_latency(text: str | float) -> float:
 def parse_size(text: str | float) -> float:
     """Megabytes (10^6 bytes): ``"50MB"``, ``"2MiB"``, ``"512KB"``; a bare number is MB."""
     return _parse(text, _SIZE_UNITS, "size", "50MB")
+
+
+def parse_energy(text: str | float) -> float:
+    """Millijoules: ``"5mJ"``, ``"800uJ"``, ``"0.01J"``; a bare number is millijoules."""
+    return _parse(text, _ENERGY_UNITS, "energy", "5mJ")
 
 
 def parse_count(text: str | float) -> float:

@@ -1,8 +1,8 @@
 """Stop training a candidate that is clearly behind completed ones at the same epoch.
 
 Optuna's pruners handle one objective only. This rule works for Pareto searches too: a candidate
-is behind when enough completed candidates that cost no more (latency and size) were at least
-``margin`` more accurate at the same epoch. For a single accuracy objective the cost condition
+is behind when enough completed candidates that cost no more (latency and size, and estimated
+energy when the objective weighs it) were at least ``margin`` more accurate at the same epoch. For a single accuracy objective the cost condition
 is dropped and the rule becomes "below the median of completed candidates by a margin".
 """
 
@@ -31,6 +31,7 @@ class EarlyStopping:
     share: float = 0.5  # ... and at least this share of those that are comparable
     cost_aware: bool = False  # only count leaders that cost no more (Pareto searches)
     enabled: bool = True
+    cost_fields: tuple[str, ...] = ("latency_ms", "size_mb")  # what "cost no more" compares
 
     def should_stop(
         self, epoch: int, accuracy: float, costs: Costs, completed: Sequence[EpochCurve]
@@ -47,7 +48,7 @@ class EarlyStopping:
             if c.history[epoch - 1] >= accuracy + self.margin
             and (
                 not self.cost_aware
-                or (c.costs.latency_ms <= costs.latency_ms and c.costs.size_mb <= costs.size_mb)
+                or all(getattr(c.costs, f) <= getattr(costs, f) for f in self.cost_fields)
             )
         ]
         if len(leaders) >= self.min_better and len(leaders) >= self.share * len(comparable):

@@ -15,14 +15,26 @@ __all__ = ["OBJECTIVES", "Objective", "parse_weights"]
 OBJECTIVES: dict[str, str] = {
     "accuracy": "maximise validation accuracy subject to the constraints",
     "pareto": "accuracy against latency (a Pareto front), subject to the constraints",
-    "weighted": "maximise a weighted score of accuracy, latency and size (--weights)",
+    "weighted": "maximise a weighted score of accuracy, latency, size and estimated energy "
+    "(--weights)",
 }
 
-_WEIGHT_KEYS = ("accuracy", "latency", "size")
+_WEIGHT_KEYS = ("accuracy", "latency", "size", "energy")
+
+# weight -> (Costs field, Constraints limit it is normalised by, the option that sets it)
+_NORMALISED = {
+    "latency": ("latency_ms", "max_latency_ms", "--max-latency"),
+    "size": ("size_mb", "max_size_mb", "--max-size"),
+    "energy": ("energy_mj", "max_energy_mj", "--max-energy"),
+}
 
 
 def parse_weights(text: str | dict[str, float] | None) -> dict[str, float]:
-    """``"accuracy=0.6,latency=0.3,size=0.1"`` → a dict; the default is 0.6 / 0.3 / 0.1."""
+    """``"accuracy=0.6,latency=0.3,size=0.1"`` → a dict; the default is 0.6 / 0.3 / 0.1.
+
+    ``energy`` weighs the estimated energy per inference, so
+    ``accuracy=0.7,energy=0.3`` (with ``--max-energy``) searches for accuracy against energy.
+    """
     if text is None:
         return {"accuracy": 0.6, "latency": 0.3, "size": 0.1}
     if isinstance(text, dict):
@@ -65,17 +77,19 @@ class Objective:
         if self.kind == "weighted":
             w = parse_weights(self.weights or None)
             object.__setattr__(self, "weights", w)
-            c = self.constraints
-            if w.get("latency") and c.max_latency_ms is None:
-                raise ConfigError(
-                    "the weighted objective normalises latency by --max-latency: set it, "
-                    "or give latency no weight (--weights accuracy=0.8,size=0.2)"
-                )
-            if w.get("size") and c.max_size_mb is None:
-                raise ConfigError(
-                    "the weighted objective normalises size by --max-size: set it, "
-                    "or give size no weight (--weights accuracy=0.7,latency=0.3)"
-                )
+            for key, (_, limit, option) in _NORMALISED.items():
+                if w.get(key) and getattr(self.constraints, limit) is None:
+                    others = ",".join(f"{k}={v:g}" for k, v in w.items() if k != key and v)
+                    others = others or "accuracy=1"
+                    raise ConfigError(
+                        f"the weighted objective normalises {key} by {option}: set it, "
+                        f"or give {key} no weight (such as --weights {others})"
+                    )
+
+    @property
+    def uses_energy(self) -> bool:
+        """Whether the estimated energy enters the values told to the study."""
+        return self.kind == "weighted" and bool(self.weights.get("energy"))
 
     @property
     def directions(self) -> list[StudyDirection]:
@@ -99,10 +113,9 @@ class Objective:
             return accuracy
         w, c = self.weights, self.constraints
         score = w.get("accuracy", 0.0) * accuracy
-        if w.get("latency") and c.max_latency_ms:
-            score += w["latency"] * (1.0 - costs.latency_ms / c.max_latency_ms)
-        if w.get("size") and c.max_size_mb:
-            score += w["size"] * (1.0 - costs.size_mb / c.max_size_mb)
+        for key, (cost, limit, _) in _NORMALISED.items():
+            if w.get(key) and getattr(c, limit):
+                score += w[key] * (1.0 - getattr(costs, cost) / getattr(c, limit))
         return score
 
     def values(self, accuracy: float, costs: Costs) -> list[float]:

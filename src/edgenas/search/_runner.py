@@ -23,7 +23,7 @@ from optuna.trial import TrialState
 
 from edgenas._io import read_json, write_json
 from edgenas.arch import Genotype, baseline, build_model, export_onnx
-from edgenas.cost import Constraints, CostModel, Costs
+from edgenas.cost import Constraints, CostModel, Costs, EnergyModel
 from edgenas.errors import ConfigError, EdgenasError
 from edgenas.search import _records as R
 from edgenas.search._early_stop import EarlyStopping, EpochCurve
@@ -42,7 +42,8 @@ RESULTS_FILE = "results.json"
 BEST_ONNX = "best.onnx"
 # Settings that change what a trial's numbers mean: a resumed run must keep them.
 # (The data is compared by its fingerprint, so ./parts and parts are the same data.)
-_SPEC_KEYS = ("data_fingerprint", "space", "constraints", "objective", "epochs", "data_fraction")
+_SPEC_KEYS = ("data_fingerprint", "space", "constraints", "objective", "epochs", "data_fraction",
+              "energy")  # fmt: skip
 
 
 @dataclass
@@ -63,6 +64,7 @@ class SearchConfig:
     seed: int = 0
     threads: int | None = None  # CPU threads for training; None: all cores
     latency_threads: int = 1  # ONNX Runtime threads when measuring latency
+    energy: EnergyModel = field(default_factory=EnergyModel)  # coefficients of the estimate
     batch_size: int = 64
     device: str = "auto"  # training device: auto (CUDA when present), cpu, cuda
     baselines: tuple[str, ...] = ()  # baseline genotypes evaluated first (such as mobilenetv2:0.5)
@@ -215,6 +217,7 @@ class _Search:
             self.data.num_classes,
             threads=config.latency_threads,
             cache_file=self.run_dir / "latency_cache.json",
+            energy=config.energy,
         )
         self.train_config = TrainConfig(
             batch_size=config.batch_size, threads=config.threads, device=config.device
@@ -222,6 +225,8 @@ class _Search:
         self.stopping = EarlyStopping(
             enabled=config.early_stopping and config.epochs > 1,
             cost_aware=self.objective.multi or self.objective.kind == "weighted",
+            cost_fields=("latency_ms", "size_mb")
+            + (("energy_mj",) if self.objective.uses_energy else ()),
         )
         self.spec = {
             "data": str(config.data),
@@ -235,6 +240,10 @@ class _Search:
             "strategy": config.strategy,
             "seed": config.seed,
             "latency": {"runtime": "onnxruntime", "threads": config.latency_threads, "batch": 1},
+            # Only where energy decides something, so runs from before it existed still resume.
+            "energy": config.energy.to_dict()
+            if self.objective.uses_energy or config.constraints.max_energy_mj is not None
+            else None,
         }
         _check_spec(self.run_dir, self.spec)
         self.study = open_study(self.run_dir, self.objective.directions)
@@ -640,6 +649,7 @@ class _Search:
             "epochs": self.config.epochs,
             "seed": self.config.seed,
             "latency": self.spec["latency"],
+            "energy": {**self.config.energy.to_dict(), "estimate": True},
         }
 
 
