@@ -1,4 +1,4 @@
-"""The latency predictor: pieces keyed as the plan keys them, calibration, fallbacks, profiles."""
+"""The latency predictor: convolutions keyed as the plan keys them, calibration, fallbacks."""
 
 from __future__ import annotations
 
@@ -8,39 +8,44 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgenas.cost import LatencyPredictor, analytic_costs, piece_specs
+from edgenas.cost import LatencyPredictor, analytic_costs, conv_key, network_ops, parse_conv_key
 from edgenas.errors import ConfigError
-from edgenas.profile import genotype_pieces, load_profile, network_key, prediction_metrics
+from edgenas.profile import load_profile, network_key, prediction_metrics
+from edgenas.profile._check import ms_per_mac
 from edgenas.space import edge_space
 
 SPACE = edge_space()
 
 
-def test_predictor_keys_are_the_plans_keys() -> None:
+def test_conv_keys_round_trip() -> None:
     rng = np.random.default_rng(3)
-    for _ in range(30):
-        g = SPACE.sample(rng)
-        assert [s.key for s in piece_specs(g, 1, 2)] == [p.key for p in genotype_pieces(g, 1, 2)]
+    for _ in range(20):
+        for op in network_ops(SPACE.sample(rng), 3, 10).convs:
+            assert parse_conv_key(conv_key(op)) == op
+    assert conv_key(parse_conv_key("conv_k3x5_s2_g1|16>24@48")) == "conv_k3x5_s2_g1|16>24@48"
+    with pytest.raises(ConfigError, match="not a convolution key"):
+        parse_conv_key("ir_k3_e4_c24_s2|in16x48")
 
 
-def fake_profile(alpha: float = 1.1, beta: float = 0.01, gamma: float = 0.05) -> dict[str, object]:
-    """Pieces cost 1 ms per 10 MMACs plus 0.01 ms; networks add calibration terms on top."""
+def _fake_ms(key: str) -> float:
+    return parse_conv_key(key).macs / 1e7 + 0.005
+
+
+def fake_profile(scale: float = 1.1, per_conv: float = 0.02, overhead: float = 0.05,
+                 networks: int = 40) -> dict[str, object]:  # fmt: skip
+    """Convolutions cost 1 ms per 10 MMACs plus 5 µs; networks add calibration terms on top."""
     rng = np.random.default_rng(0)
     measurements: dict[str, object] = {}
-    genotypes = [SPACE.sample(rng) for _ in range(40)]
+    genotypes = [SPACE.sample(rng) for _ in range(60)]
     for g in genotypes:
-        total = 0.0
-        specs = piece_specs(g, 3, 10)
-        for s in specs:
-            ms = s.macs / 1e7 + 0.01
-            measurements[s.key] = {"kind": s.group.split(":")[0], "median_ms": ms}
-            total += ms
-    for g in genotypes[:10]:
-        specs = piece_specs(g, 3, 10)
-        total = sum(s.macs / 1e7 + 0.01 for s in specs)
+        for op in network_ops(g, 3, 10).convs:
+            measurements[conv_key(op)] = {"kind": "conv", "median_ms": _fake_ms(conv_key(op))}
+    for g in genotypes[:networks]:
+        convs = network_ops(g, 3, 10).convs
+        total = sum(_fake_ms(conv_key(op)) for op in convs)
         measurements[network_key(g, 3, 10)] = {
             "kind": "network",
-            "median_ms": alpha * total + beta * len(specs) + gamma,
+            "median_ms": scale * total + per_conv * len(convs) + overhead,
         }
     return {"format": "edgenas-profile", "version": 1, "threads": 1, "runtime": {},
             "plan": {"in_channels": 3, "num_classes": 10}, "measurements": measurements}  # fmt: skip
@@ -48,26 +53,44 @@ def fake_profile(alpha: float = 1.1, beta: float = 0.01, gamma: float = 0.05) ->
 
 def test_calibration_recovers_the_network_terms() -> None:
     predictor = LatencyPredictor(fake_profile(), 3, 10)
-    assert (predictor.alpha, predictor.beta, predictor.gamma) == pytest.approx(
-        (1.1, 0.01, 0.05), abs=1e-6
-    )
+    assert predictor.residual < 0.01
     g = next(iter(predictor.references))
-    ms, sigma = predictor.predict(g)
-    assert ms == pytest.approx(predictor.references[g], rel=1e-6) and sigma == 0.0
+    ms, _ = predictor.predict(g)
+    assert ms == pytest.approx(predictor.references[g], rel=0.01)
     assert predictor.coverage(g) == 1.0
+    # the uncalibrated sum misses the scale and the per-convolution overhead
+    assert predictor.block_sum(g) < 0.95 * predictor.references[g]
 
 
-def test_unmeasured_pieces_fall_back_with_an_uncertainty() -> None:
+def test_unmeasured_convolutions_fall_back_with_an_uncertainty() -> None:
     predictor = LatencyPredictor(fake_profile(), 3, 10)
     g = SPACE.sample(np.random.default_rng(99))
     assert predictor.coverage(g) < 1.0
     ms, sigma = predictor.predict(g)
     assert ms > 0 and sigma > 0
-    assert predictor.predict_many([g, g]).shape == (2,)
-    # the fallback tracks MACs, as the fake pieces do
+    many = predictor.predict_many([g, g])
+    assert many.shape == (2,) and many[0] == pytest.approx(ms)
+    # the fallback tracks MACs, as the fake convolutions do
     small, big = sorted((SPACE.sample(np.random.default_rng(s)) for s in range(5)),
                         key=lambda g: analytic_costs(g, 3, 10).macs)[::4]  # fmt: skip
     assert predictor.predict(big)[0] > predictor.predict(small)[0]
+
+
+def test_unseen_architectures_are_predicted_closely_when_the_table_is_exact() -> None:
+    predictor = LatencyPredictor(fake_profile(), 3, 10)
+    rng = np.random.default_rng(123)
+    fresh = [SPACE.sample(rng) for _ in range(30)]
+    truth = [1.1 * sum(_fake_ms(conv_key(op)) for op in network_ops(g, 3, 10).convs)
+             + 0.02 * len(network_ops(g, 3, 10).convs) + 0.05 for g in fresh]  # fmt: skip
+    assert prediction_metrics(predictor.predict_many(fresh), truth)["within_10"] >= 0.9
+
+
+def test_a_profile_without_convolutions_is_refused() -> None:
+    profile = fake_profile()
+    profile["measurements"] = {k: m for k, m in profile["measurements"].items()  # type: ignore[attr-defined]
+                               if m["kind"] == "network"}  # fmt: skip
+    with pytest.raises(ConfigError, match="profile plan"):
+        LatencyPredictor(profile, 3, 10)
 
 
 def test_metrics() -> None:
@@ -100,4 +123,10 @@ def test_bad_profiles_are_named(tmp_path: Path, text: str, message: str) -> None
 def test_profile_round_trips_through_json(tmp_path: Path) -> None:
     path = tmp_path / "p.json"
     path.write_text(json.dumps(fake_profile()))
-    assert LatencyPredictor(load_profile(path), 3, 10).alpha == pytest.approx(1.1)
+    assert LatencyPredictor(load_profile(path), 3, 10).residual < 0.01
+
+
+def test_flops_reference_factor_survives_large_mac_counts() -> None:
+    # 200 networks of about a GMAC: their squared MACs overflow 64-bit integers
+    macs = [10**9 + i for i in range(200)]
+    assert ms_per_mac(macs, [m * 2e-8 for m in macs]) == pytest.approx(2e-8)

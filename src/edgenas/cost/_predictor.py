@@ -1,23 +1,31 @@
-"""Latency predicted from a device profile: a sum over a network's pieces, calibrated.
+"""Latency predicted from a device profile: a table of measured convolutions, calibrated.
 
-A network is cut into pieces — stem, each block at its input shape, each long skip, head — whose
-latencies the device measured (``edgenas-device``). The prediction is
+A network runs as a chain of convolutions (each with its batch norm folded in and its ReLU
+fused, as ONNX Runtime executes them) and a few elementwise operators (hard-swish, residual and
+skip additions, squeeze-excite gates, the pooling and classifier of the head). The device times
+every distinct convolution of the plan on its own (``edgenas-device``); the convolutions are
+keyed by everything that sets their cost, such as ``conv_k3x5_s2_g1|16>24@48`` (kernel 3×5,
+stride 2, 1 group, 16 → 24 channels on a 48×48 input). The prediction is
 
-    latency = α · Σ piece latencies + β · number of pieces + γ
+    latency = Σ_kind a_kind · Σ table latencies + b_kind · convolutions + c_kind · tensor size
+              + Σ elementwise coefficients · elements moved + fixed overhead
 
-with α, β, γ fitted on whole reference networks timed on the same device (they absorb what
-timing pieces one by one adds or misses: per-call overhead, cache effects between pieces).
-Pieces the profile lacks fall back to a linear model of latency in operator count, MACs of
-dense, pointwise and depthwise convolutions, and activations moved, fitted per piece kind on the
-measured pieces; such predictions carry the
-model's residual spread as their uncertainty.
+with kinds dense (k×k), pointwise (1×1) and depthwise, and every coefficient fitted on whole
+reference networks timed on the same device. The calibration absorbs what timing operators one
+by one adds (the runtime's per-call overhead, the layout reorders at a lone operator's input and
+output) and what it misses (cache effects between operators, the elementwise work). Convolutions
+the profile lacks fall back to a linear model per kind fitted on the measured ones; such
+predictions carry that model's residual spread as their uncertainty. A single timing is noisy
+too (a shared or throttling CPU): the device times every 20th operator twice, the spread of
+those pairs sets how much a table entry (the mean of its timings) is trusted against the
+model.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -26,97 +34,149 @@ from edgenas.arch import BlockGene, BlockShape, Genotype
 from edgenas.cost._analytic import ConvOp, block_ops
 from edgenas.errors import ConfigError
 
-__all__ = [
-    "LatencyPredictor",
-    "PieceSpec",
-    "block_spec",
-    "head_spec",
-    "piece_specs",
-    "skip_spec",
-    "stem_spec",
-]
+__all__ = ["LatencyPredictor", "NetworkOps", "conv_key", "network_ops", "parse_conv_key"]
+
+KINDS = ("dense", "pointwise", "depthwise")
+ELEMENTWISE = ("hswish", "add", "se", "pool", "fc")
+# Columns of the calibration: per kind the summed table latency, the count and the tensor size
+# (MB of activations read and written), then elements moved per elementwise operator, then a
+# constant.
+FEATURES = (
+    *(f"{f}_{k}" for k in KINDS for f in ("ms", "n", "elems")),
+    *(f"elems_{e}" for e in ELEMENTWISE),
+    "n_elementwise",
+    "overhead",
+)
+HUBER_ROUNDS = 4
+_INDEX = {f: i for i, f in enumerate(FEATURES)}
+_OVERHEAD = _INDEX["overhead"]
+_PRIOR = np.array([1.0 if f.startswith("ms_") else 0.0 for f in FEATURES])
 
 
-@dataclass(frozen=True)
-class PieceSpec:
-    """A piece's key (as the plan names it), its group for the fallback model and its sizes."""
-
-    key: str
-    group: str  # stem, skip, head, or block:<type>
-    macs: int
-    params: int
-    elems: int  # activations read and written
-    macs_dense: int = 0  # k×k convolutions
-    macs_pointwise: int = 0  # 1×1 convolutions
-    macs_depthwise: int = 0  # grouped (depthwise) convolutions
-    ops: int = 0
-
-    def features(self) -> list[float]:
-        # Latency adds up over operators; each kind of operator runs at its own speed
-        # (depthwise convolutions are bound by memory, dense ones by arithmetic).
-        return [
-            1.0,
-            self.ops,
-            self.macs_dense / 1e6,
-            self.macs_pointwise / 1e6,
-            self.macs_depthwise / 1e6,
-            self.elems / 1e6,
-        ]
+def conv_kind(op: ConvOp) -> str:
+    if op.groups > 1:
+        return "depthwise"
+    return "pointwise" if op.kernel == (1, 1) else "dense"
 
 
-def _ops_spec(key: str, group: str, ops: Sequence[ConvOp], extra_elems: int = 0) -> PieceSpec:
-    return PieceSpec(
-        key,
-        group,
-        sum(o.macs for o in ops),
-        sum(o.weights for o in ops),
-        sum(o.in_elems + o.out_elems for o in ops) + extra_elems,
-        macs_dense=sum(o.macs for o in ops if o.groups == 1 and o.kernel != (1, 1)),
-        macs_pointwise=sum(o.macs for o in ops if o.groups == 1 and o.kernel == (1, 1)),
-        macs_depthwise=sum(o.macs for o in ops if o.groups > 1),
-        ops=len(ops),
+def conv_key(op: ConvOp) -> str:
+    """The profile key of one convolution, such as ``conv_k3x5_s2_g1|16>24@48``."""
+    kh, kw = op.kernel
+    return (
+        f"conv_k{kh}x{kw}_s{op.stride}_g{op.groups}|{op.in_channels}>{op.out_channels}@{op.in_size}"
     )
 
 
-def stem_spec(in_channels: int, stem: int, resolution: int) -> PieceSpec:
-    ops = [ConvOp(in_channels, stem, (3, 3), 2, 1, resolution)]
-    return _ops_spec(f"stem{stem}|in{in_channels}x{resolution}", "stem", ops)
+def parse_conv_key(key: str) -> ConvOp:
+    """The convolution a key names (the inverse of :func:`conv_key`)."""
+    try:
+        head, shape = key.split("|", 1)
+        name, k, s, g = head.split("_")
+        channels, size = shape.split("@")
+        cin, cout = channels.split(">")
+        kh, kw = k[1:].split("x")
+        if name != "conv" or s[0] != "s" or g[0] != "g":
+            raise ValueError(key)
+        return ConvOp(int(cin), int(cout), (int(kh), int(kw)), int(s[1:]), int(g[1:]), int(size))
+    except ValueError:
+        raise ConfigError(
+            f"{key!r} is not a convolution key like conv_k3x3_s1_g1|16>24@48"
+        ) from None
 
 
-def block_spec(gene: BlockGene, in_channels: int, in_size: int) -> PieceSpec:
-    """A block at its input shape, such as ``ir_k3_e4_c24_s2|in16x48`` (its long skip apart)."""
-    gene = replace(gene, skip=0)
+@dataclass(frozen=True)
+class NetworkOps:
+    """What a network runs: its convolutions and the elements its elementwise operators move."""
+
+    convs: tuple[ConvOp, ...]
+    elementwise: dict[str, float]  # elements (millions) per elementwise kind, and their count
+
+
+def _add(d: dict[str, float], key: str, value: float) -> None:
+    d[key] = d.get(key, 0.0) + value
+
+
+def _block(gene: BlockGene, in_channels: int, in_size: int) -> NetworkOps:
     out_size = (in_size + gene.stride - 1) // gene.stride
+    # (a block's long skip is not part of it: see _outer)
     shape = BlockShape(0, gene, in_channels, in_size, gene.out_channels, out_size)
-    return _ops_spec(f"{gene}|in{in_channels}x{in_size}", f"block:{gene.type}", block_ops(shape))
+    ops = block_ops(shape)
+    main = [o for o in ops if not o.bias]
+    se = [o for o in ops if o.bias]  # squeeze-excite's convolutions on the pooled tensor
+    ew: dict[str, float] = {}
+    out_elems = gene.out_channels * out_size**2
+    if se:  # pool, gate and multiply over the full tensor; its two 1×1 convolutions are tiny
+        _add(ew, "elems_se", 2 * se[0].in_channels * out_size**2 / 1e6)
+        _add(ew, "n_elementwise", 5)
+    if gene.act == "hswish":
+        # Hard-swish runs as its own operators; ReLU is fused into the convolution.
+        acted = {"conv": 1, "res": 1, "bneck": 2, "ds": 1, "ir": 2 if gene.expansion > 1 else 1}
+        for op in main[: acted[gene.type]]:
+            _add(ew, "elems_hswish", op.out_elems / 1e6)
+            _add(ew, "n_elementwise", 2)
+        if gene.type in ("res", "bneck"):  # the activation after the addition
+            _add(ew, "elems_hswish", out_elems / 1e6)
+            _add(ew, "n_elementwise", 2)
+    if gene.residual:
+        _add(ew, "elems_add", out_elems / 1e6)
+        _add(ew, "n_elementwise", 1)
+    return NetworkOps(tuple(main), ew)
 
 
-def skip_spec(src_channels: int, out_channels: int, size: int) -> PieceSpec:
-    c = out_channels
-    ops = [] if src_channels == c else [ConvOp(src_channels, c, (1, 1), 1, 1, size)]
-    return _ops_spec(f"skip_c{c}|in{src_channels}x{size}", "skip", ops, 3 * c * size * size)
-
-
-def head_spec(in_channels: int, head: int, size: int, num_classes: int) -> PieceSpec:
-    ops = [ConvOp(in_channels, head, (1, 1), 1, 1, size)] if head else []
-    final = head or in_channels
-    ops.append(ConvOp(final, num_classes, (1, 1), 1, 1, 1, bias=True))
-    return _ops_spec(f"head{head}_n{num_classes}|in{in_channels}x{size}", "head", ops,
-                     final * size * size)  # fmt: skip
-
-
-def piece_specs(g: Genotype, in_channels: int, num_classes: int) -> list[PieceSpec]:
-    """The pieces of a genotype's network in execution order: stem, each block followed by its
-    long skip if it has one, head. ``edgenas profile plan`` plans exactly these keys."""
-    specs = [stem_spec(in_channels, g.stem, g.resolution)]
+def _outer(g: Genotype, in_channels: int, num_classes: int) -> NetworkOps:
+    """What runs outside the blocks: stem, long skips (projection and addition) and head."""
+    convs: list[ConvOp] = [ConvOp(in_channels, g.stem, (3, 3), 2, 1, g.resolution)]
+    ew: dict[str, float] = {}
     out_channels = [g.stem] + [s.out_channels for s in g.shapes()]
     for s in g.shapes():
-        specs.append(block_spec(s.gene, s.in_channels, s.in_size))
         if s.gene.skip:
             src = out_channels[s.index - s.gene.skip + 1]
-            specs.append(skip_spec(src, s.out_channels, s.out_size))
-    specs.append(head_spec(out_channels[-1], g.head, g.final_size, num_classes))
-    return specs
+            if src != s.out_channels:
+                convs.append(ConvOp(src, s.out_channels, (1, 1), 1, 1, s.out_size))
+            _add(ew, "elems_add", s.out_channels * s.out_size**2 / 1e6)
+            _add(ew, "n_elementwise", 1)
+    if g.head:
+        convs.append(ConvOp(out_channels[-1], g.head, (1, 1), 1, 1, g.final_size))
+    final = g.head or out_channels[-1]
+    _add(ew, "elems_pool", final * g.final_size**2 / 1e6)
+    _add(ew, "elems_fc", final * num_classes / 1e6)
+    _add(ew, "n_elementwise", 2)
+    return NetworkOps(tuple(convs), ew)
+
+
+def network_ops(g: Genotype, in_channels: int, num_classes: int) -> NetworkOps:
+    """The convolutions of a genotype's network (stem, blocks, skip projections, head; the tiny
+    ones of squeeze-excite are left to its elementwise term) and its elementwise work."""
+    outer = _outer(g, in_channels, num_classes)
+    convs = list(outer.convs)
+    ew = dict(outer.elementwise)
+    for s in g.shapes():
+        block = _block(s.gene, s.in_channels, s.in_size)
+        convs.extend(block.convs)
+        for k, v in block.elementwise.items():
+            _add(ew, k, v)
+    return NetworkOps(tuple(convs), ew)
+
+
+# -- the fallback for convolutions the profile lacks --------------------------------------------
+
+
+def _pad(c: int, block: int = 8) -> int:
+    return -(-c // block) * block
+
+
+def _conv_features(op: ConvOp) -> list[float]:
+    """What sets a lone convolution's time: MACs on channels padded to the runtime's blocks,
+    with small output widths running slower per MAC, and the tensors read and written."""
+    kh, kw = op.kernel
+    pixels = op.out_size**2
+    if op.groups > 1:
+        macs = _pad(op.in_channels) * pixels * kh * kw
+    else:
+        macs = _pad(op.out_channels) * _pad(op.in_channels) * pixels * kh * kw
+    narrow = macs if op.out_channels < 16 else 0
+    narrowish = macs if op.out_channels < 32 else 0
+    return [1.0, macs / 1e6, narrow / 1e6, narrowish / 1e6, op.in_elems / 1e6, op.out_elems / 1e6]
 
 
 @dataclass(frozen=True)
@@ -124,124 +184,212 @@ class _Fallback:
     coef: np.ndarray
     sigma: float  # relative residual spread of the fit
 
-    def __call__(self, spec: PieceSpec) -> float:
-        return max(float(np.dot(self.coef, spec.features())), 1e-4)
+    def __call__(self, op: ConvOp) -> float:
+        return max(
+            sum(c * f for c, f in zip(self.coef.tolist(), _conv_features(op), strict=True)), 1e-4
+        )
 
 
-def _fit_linear(specs: Sequence[PieceSpec], ms: Sequence[float]) -> _Fallback:
-    """Least squares weighted by 1/latency, so small pieces count as much as large ones."""
-    x = np.array([s.features() for s in specs])
+def _fit_fallback(ops: Sequence[ConvOp], ms: Sequence[float]) -> _Fallback | None:
+    """Least squares weighted by 1/latency, so small convolutions count as much as large ones."""
+    if len(ops) < 12:
+        return None
+    x = np.array([_conv_features(o) for o in ops])
     y = np.array(ms)
     w = 1.0 / np.maximum(y, 1e-4)
     coef, *_ = np.linalg.lstsq(x * w[:, None], y * w, rcond=None)
     rel = (x @ coef - y) / y
-    sigma = float(np.sqrt(np.mean(rel**2))) if len(y) > x.shape[1] else 1.0
-    return _Fallback(coef, sigma)
+    return _Fallback(coef, float(np.sqrt(np.mean(rel**2))))
+
+
+def _table_noise(measurements: Iterable[dict[str, Any]]) -> float:
+    """Relative spread of one timing, from the operators the device timed twice (a robust
+    estimate: 1.4826 × median absolute log ratio / √2); 10% when fewer than 10 were."""
+    ratios = [
+        math.log(float(m["repeat_ms"]) / float(m["median_ms"]))
+        for m in measurements
+        if isinstance(m.get("repeat_ms"), (int, float)) and m["repeat_ms"] > 0
+    ]
+    if len(ratios) < 10:
+        return 0.1
+    return max(1.4826 * float(np.median(np.abs(ratios))) / math.sqrt(2), 0.01)
+
+
+# features, the fallbacks' variance per kind (ms², before calibration), convolutions measured, all
+_Row = tuple[np.ndarray, np.ndarray, int, int]
 
 
 class LatencyPredictor:
-    """Predicts the latency of genotypes on one device from its profile (see the module doc)."""
+    """Predicts the latency of genotypes on one device from its profile (see the module doc).
+
+    ``coefficients`` are the calibration (one per name in ``FEATURES``), ``residual`` the
+    relative spread of the calibration on the reference networks.
+    """
 
     def __init__(self, profile: dict[str, Any], in_channels: int, num_classes: int) -> None:
         self.in_channels = in_channels
         self.num_classes = num_classes
         measurements = profile.get("measurements", {})
+        convs = {k: m for k, m in measurements.items() if m.get("kind") == "conv"}
+        # An operator timed twice counts with the mean of both timings.
         self.table: dict[str, float] = {
-            k: float(m["median_ms"]) for k, m in measurements.items() if m.get("kind") != "network"
+            k: (float(m["median_ms"]) + float(m["repeat_ms"])) / 2
+            if isinstance(m.get("repeat_ms"), (int, float)) and m["repeat_ms"] > 0
+            else float(m["median_ms"])
+            for k, m in convs.items()
         }
-        networks = {
-            k.split("|", 1)[0]: float(m["median_ms"])
+        self.table_noise = _table_noise(convs.values())
+        if len(self.table) < 5:
+            raise ConfigError(
+                "the profile has fewer than 5 timed convolutions; it was written from an older "
+                "or a tiny plan: write a plan with `edgenas profile plan` and time it again"
+            )
+        suffix = f"|in{in_channels}_n{num_classes}"
+        self.references: dict[Genotype, float] = {
+            Genotype.parse(k[: -len(suffix)]): float(m["median_ms"])
             for k, m in measurements.items()
-            if m.get("kind") == "network" and k.endswith(f"|in{in_channels}_n{num_classes}")
+            if m.get("kind") == "network" and k.endswith(suffix)
         }
-        self._fit_fallbacks(measurements)
-        self.alpha, self.beta, self.gamma = 1.0, 0.0, 0.0
-        self.references = {Genotype.parse(k): v for k, v in networks.items()}
+        self._fit_fallbacks()
+        self._blocks: dict[tuple[BlockGene, int, int], _Row] = {}
+        self._outer_rows: dict[tuple[Any, ...], _Row] = {}
+        self._conv_cache: dict[ConvOp, tuple[int, float, float, bool, float]] = {}
+        self.coefficients = _PRIOR.copy()
+        self.residual = float("nan")
         self._calibrate()
 
     # -- fitting --------------------------------------------------------------------------
-    def _fit_fallbacks(self, measurements: dict[str, Any]) -> None:
-        # A key names everything that sets a piece's cost, so its sizes are read back from it.
-        specs: list[PieceSpec] = []
-        ms: list[float] = []
+    def _fit_fallbacks(self) -> None:
+        by_kind: dict[str, tuple[list[ConvOp], list[float]]] = {k: ([], []) for k in KINDS}
         for key, value in self.table.items():
-            spec = _spec_from_key(key)
-            if spec is not None:
-                specs.append(spec)
-                ms.append(value)
-        if len(specs) < 5:
-            raise ConfigError(
-                "the profile has too few measured pieces to predict from; "
-                "write a plan with more --architectures"
-            )
-        self._global = _fit_linear(specs, ms)
+            op = parse_conv_key(key)
+            by_kind[conv_kind(op)][0].append(op)
+            by_kind[conv_kind(op)][1].append(value)
+        every = _fit_fallback(
+            [o for ops, _ in by_kind.values() for o in ops],
+            [v for _, values in by_kind.values() for v in values],
+        )
         self._fallbacks: dict[str, _Fallback] = {}
-        for group in {s.group for s in specs}:
-            idx = [i for i, s in enumerate(specs) if s.group == group]
-            if len(idx) >= 12:
-                self._fallbacks[group] = _fit_linear([specs[i] for i in idx],
-                                                         [ms[i] for i in idx])  # fmt: skip
+        for kind, (ops, ms) in by_kind.items():
+            model = _fit_fallback(ops, ms) or every
+            if model is not None:
+                self._fallbacks[kind] = model
+        if not self._fallbacks:
+            raise ConfigError("the profile has too few timed convolutions to predict from")
 
     def _calibrate(self) -> None:
+        """Ridge regression of the reference networks' latencies on the features, relative
+        errors weighted equally, pulled towards 'the table is right' when references are few.
+        A few rounds of Huber reweighting keep a reference timed during a slow spell of the
+        machine from bending the fit."""
         if len(self.references) < 3:
             return
-        rows, y = [], []
-        for g, measured in self.references.items():
-            total, n, _ = self._sum(g)
-            rows.append([total, n, 1.0])
-            y.append(measured)
-        coef, *_ = np.linalg.lstsq(np.array(rows), np.array(y), rcond=None)
-        self.alpha, self.beta, self.gamma = (float(c) for c in coef)
+        x = np.array([self._row(g)[0] for g in self.references])
+        y = np.array(list(self.references.values()))
+        huber = np.ones(len(y))
+        for _ in range(HUBER_ROUNDS):
+            w = np.sqrt(huber) / y
+            scale = np.maximum(np.abs(x * w[:, None]).max(axis=0), 1e-9)
+            xs = x * w[:, None] / scale
+            lam = 1e-3 * len(y)
+            a = np.vstack([xs, math.sqrt(lam) * np.eye(len(FEATURES))])
+            b = np.concatenate([y * w - xs @ (_PRIOR * scale), np.zeros(len(FEATURES))])
+            delta, *_ = np.linalg.lstsq(a, b, rcond=None)
+            self.coefficients = _PRIOR + delta / scale
+            rel = (x @ self.coefficients - y) / y
+            # Huber weights with the threshold at 1.345 robust standard deviations
+            spread = 1.4826 * float(np.median(np.abs(rel))) or 1e-9
+            huber = np.minimum(1.0, 1.345 * spread / np.maximum(np.abs(rel), 1e-12))
+        self.residual = float(np.sqrt(np.mean(rel**2)))
 
     # -- prediction -----------------------------------------------------------------------
-    def _piece(self, spec: PieceSpec) -> tuple[float, float]:
-        value = self.table.get(spec.key)
+    def _conv(self, op: ConvOp) -> tuple[float, float, bool]:
+        """Latency of one convolution, its variance (ms²) and whether it was measured."""
+        value = self.table.get(conv_key(op))
+        model = self._fallbacks.get(conv_kind(op)) or next(iter(self._fallbacks.values()))
+        ms = model(op)
         if value is not None:
-            return value, 0.0
-        model = self._fallbacks.get(spec.group, self._global)
-        return model(spec), model.sigma
+            # A single timing is noisy too: weigh it against the model by their spreads.
+            w_table, w_model = self.table_noise**-2, model.sigma**-2
+            return (w_table * value + w_model * ms) / (w_table + w_model), 0.0, True
+        return ms, (ms * model.sigma) ** 2, False
 
-    def _sum(self, g: Genotype) -> tuple[float, int, float]:
-        """Σ piece latencies, number of pieces, and the variance the fallbacks add (ms²)."""
-        total, var = 0.0, 0.0
-        specs = piece_specs(g, self.in_channels, self.num_classes)
-        for spec in specs:
-            ms, sigma = self._piece(spec)
-            total += ms
-            var += (ms * sigma) ** 2
-        return total, len(specs), var
+    def _ops_row(self, ops: NetworkOps) -> _Row:
+        row = np.zeros(len(FEATURES))
+        var = np.zeros(len(KINDS))
+        measured = 0
+        for op in ops.convs:
+            c = self._conv_cache.get(op)
+            if c is None:
+                kind = KINDS.index(conv_kind(op))
+                ms, v, hit = self._conv(op)
+                c = (kind, ms, v, hit, (op.in_elems + op.out_elems) / 1e6)
+                self._conv_cache[op] = c
+            kind, ms, v, hit, elems = c
+            row[3 * kind] += ms
+            row[3 * kind + 1] += 1
+            row[3 * kind + 2] += elems
+            var[kind] += v
+            measured += hit
+        for k, value in ops.elementwise.items():
+            row[_INDEX[k]] += value
+        return row, var, measured, len(ops.convs)
 
-    def block_sum(self, g: Genotype) -> float:
-        """The plain sum of piece latencies, without calibration (a reference for checks)."""
-        return self._sum(g)[0]
+    def _row(self, g: Genotype) -> _Row:
+        """The feature row of a genotype, the fallbacks' variance, convolutions measured, all.
+
+        Rows of blocks (and of the parts outside them) are cached: a search proposes the same
+        blocks at the same shapes again and again."""
+        shapes = g.shapes()
+        last = shapes[-1].out_channels if shapes else g.stem
+        skips = tuple((s.index, s.gene.skip, s.out_channels, s.out_size) for s in shapes
+                      if s.gene.skip)  # fmt: skip
+        outer_key = (g.stem, g.resolution, g.head, last, g.final_size,
+                     tuple(s.out_channels for s in shapes) if skips else (), skips)  # fmt: skip
+        part = self._outer_rows.get(outer_key)
+        if part is None:
+            part = self._ops_row(_outer(g, self.in_channels, self.num_classes))
+            self._outer_rows[outer_key] = part
+        row, var = part[0].copy(), part[1].copy()
+        measured, total = part[2], part[3]
+        for s in shapes:
+            key = (s.gene, s.in_channels, s.in_size)
+            block = self._blocks.get(key)
+            if block is None:
+                block = self._ops_row(_block(s.gene, s.in_channels, s.in_size))
+                self._blocks[key] = block
+            row += block[0]
+            var += block[1]
+            measured += block[2]
+            total += block[3]
+        row[_OVERHEAD] = 1.0
+        return row, var, measured, total
 
     def predict(self, g: Genotype) -> tuple[float, float]:
-        """Predicted latency in ms and its standard uncertainty in ms (0 when every piece was
-        measured)."""
-        total, n, var = self._sum(g)
-        return self.alpha * total + self.beta * n + self.gamma, self.alpha * math.sqrt(var)
+        """Predicted latency in ms and its standard uncertainty in ms: the fallbacks' spread for
+        unmeasured convolutions and the calibration's residual spread."""
+        row, var_by_kind, _, _ = self._row(g)
+        ms = float(row @ self.coefficients)
+        scales = self.coefficients[[FEATURES.index(f"ms_{k}") for k in KINDS]]
+        var = float(var_by_kind @ scales**2)
+        residual = 0.0 if math.isnan(self.residual) else self.residual * ms
+        return ms, math.sqrt(var + residual**2)
 
     def predict_many(self, genotypes: Iterable[Genotype]) -> np.ndarray:
-        return np.array([self.predict(g)[0] for g in genotypes])
+        """Predicted latencies (ms) of many genotypes: blocks seen before are looked up, and the
+        rows go through the calibration as one matrix product."""
+        rows = [self._row(g)[0] for g in genotypes]
+        if not rows:
+            return np.zeros(0)
+        return np.asarray(rows) @ self.coefficients
+
+    def block_sum(self, g: Genotype) -> float:
+        """The plain sum of the table's convolution latencies, without calibration (a
+        reference for checks)."""
+        row = self._row(g)[0]
+        return float(sum(row[FEATURES.index(f"ms_{k}")] for k in KINDS))
 
     def coverage(self, g: Genotype) -> float:
-        """Share of the genotype's pieces that the profile measured."""
-        specs = piece_specs(g, self.in_channels, self.num_classes)
-        return sum(s.key in self.table for s in specs) / len(specs)
-
-
-def _spec_from_key(key: str) -> PieceSpec | None:
-    """The sizes of a piece from its key (``ir_k3_e4_c24_s2|in16x48``, ``stem16|in3x96``, ...)."""
-    try:
-        head, shape = key.split("|", 1)
-        channels, size = (int(v) for v in shape[2:].split("x"))
-        if head.startswith("stem"):
-            return stem_spec(channels, int(head[4:]), size)
-        if head.startswith("skip_c"):
-            return skip_spec(channels, int(head[6:]), size)
-        if head.startswith("head"):
-            width, _, classes = head[4:].partition("_n")
-            return head_spec(channels, int(width), size, int(classes))
-        return block_spec(BlockGene.parse(head), channels, size)
-    except (ValueError, IndexError):  # GenotypeError is a ValueError
-        return None
+        """Share of the genotype's convolutions that the profile measured."""
+        _, _, measured, total = self._row(g)
+        return measured / max(total, 1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -15,11 +16,17 @@ from edgenas.device import measure_onnx_latency
 from edgenas.errors import ConfigError
 from edgenas.space import SearchSpace
 
+log = logging.getLogger("edgenas")
+
 __all__ = ["check_profile", "load_profile", "prediction_metrics"]
 
 
-def load_profile(path: Path) -> dict[str, Any]:
-    """A profile written by ``edgenas-device``, with its required fields checked."""
+def load_profile(path: Path, *, threads: int | None = None) -> dict[str, Any]:
+    """A profile written by ``edgenas-device``, with its required fields checked.
+
+    Logs a warning when the profile was timed with another ONNX Runtime version than the one
+    installed here, or (with ``threads``) with another thread count than the one in use:
+    latencies shift with either."""
     try:
         profile = json.loads(Path(path).read_text())
     except OSError as exc:
@@ -36,6 +43,14 @@ def load_profile(path: Path) -> dict[str, Any]:
     if missing:
         raise ConfigError(f"profile {path} lacks {', '.join(missing)}")
     for key, m in profile["measurements"].items():
+        other = [
+            u for u in ("median_s", "median_us", "median_ns") if isinstance(m, dict) and u in m
+        ]
+        if other:
+            raise ConfigError(
+                f"profile {path}: the measurement of {key!r} gives {other[0]}; profiles store "
+                "milliseconds as median_ms (convert the values, or time the plan again)"
+            )
         if (
             not isinstance(m, dict)
             or not isinstance(m.get("median_ms"), (int, float))
@@ -44,7 +59,33 @@ def load_profile(path: Path) -> dict[str, Any]:
             raise ConfigError(
                 f"profile {path}: the measurement of {key!r} is not a positive median_ms"
             )
+    if not isinstance(profile["threads"], int) or profile["threads"] < 1:
+        raise ConfigError(f"profile {path}: threads must be a positive integer")
+    if profile.get("version") not in (1,) or not isinstance(profile["measurements"], dict):
+        raise ConfigError(
+            f"profile {path} has version {profile.get('version')!r}; this edgenas reads "
+            "version 1: time the plan again with this version's edgenas-device"
+        )
+    _warn_if_different(path, profile, threads)
     return profile
+
+
+def _warn_if_different(path: Path, profile: dict[str, Any], threads: int | None) -> None:
+    import onnxruntime
+
+    version = profile.get("runtime", {}).get("version")
+    if version and version != onnxruntime.__version__:
+        log.warning(
+            "profile %s was timed with ONNX Runtime %s, this machine has %s: predictions may be "
+            "off by what changed between versions; time the plan again to be sure",
+            path, version, onnxruntime.__version__,
+        )  # fmt: skip
+    if threads is not None and threads != profile["threads"]:
+        log.warning(
+            "profile %s was timed with %d thread(s), %d are in use here: latencies differ "
+            "with the thread count; time the plan with --threads %d",
+            path, profile["threads"], threads, threads,
+        )  # fmt: skip
 
 
 def _ranks(x: np.ndarray) -> np.ndarray:
@@ -54,7 +95,9 @@ def _ranks(x: np.ndarray) -> np.ndarray:
     return ranks
 
 
-def prediction_metrics(predicted: Sequence[float], measured: Sequence[float]) -> dict[str, float]:
+def prediction_metrics(
+    predicted: Sequence[float] | np.ndarray, measured: Sequence[float] | np.ndarray
+) -> dict[str, float]:
     """Share within ±5% and ±10%, mean absolute percentage error, Spearman rank correlation."""
     p, m = np.asarray(predicted, float), np.asarray(measured, float)
     rel = np.abs(p - m) / m
@@ -68,42 +111,57 @@ def prediction_metrics(predicted: Sequence[float], measured: Sequence[float]) ->
     }
 
 
+def ms_per_mac(macs: Sequence[int], latency_ms: Sequence[float]) -> float:
+    """The least-squares factor of a FLOPs-proportional estimate (``latency ≈ factor · MACs``);
+    computed in floating point, since squared MAC counts overflow 64-bit integers."""
+    m = np.asarray(macs, dtype=float)
+    return float(m @ np.asarray(latency_ms, dtype=float) / (m @ m)) if len(m) else 0.0
+
+
 def check_profile(
     profile: dict[str, Any],
     space: SearchSpace,
     n: int = 100,
     *,
     seed: int = 1,
+    rounds: int = 3,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
-    """Measure ``n`` random architectures here and compare three predictions with them."""
+    """Measure ``n`` random architectures here and compare three predictions with them: the
+    predictor, a FLOPs-proportional estimate (one ms-per-MAC factor fitted on the profile's
+    reference networks) and the plain sum of the profile's operator latencies."""
     in_channels = int(profile["plan"].get("in_channels") or 3)
     num_classes = int(profile["plan"].get("num_classes") or 10)
     threads = int(profile["threads"])
     predictor = LatencyPredictor(profile, in_channels, num_classes)
     # FLOPs-proportional reference: one ms-per-MAC factor fitted on the reference networks.
     refs = predictor.references
-    macs = np.array([analytic_costs(g, in_channels, num_classes).macs for g in refs])
-    lat = np.array(list(refs.values()))
-    per_mac = float(macs @ lat / (macs @ macs)) if len(refs) else 0.0
+    per_mac = ms_per_mac(
+        [analytic_costs(g, in_channels, num_classes).macs for g in refs], list(refs.values())
+    )
     rng = np.random.default_rng(seed)
     genotypes: list[Genotype] = [space.sample(rng) for _ in range(n)]
-    measured, pred, flops, block_sum, coverage = [], [], [], [], []
-    for i, g in enumerate(genotypes):
-        model = build_model(g, in_channels, num_classes)
-        measured.append(
-            measure_onnx_latency(export_onnx(model), threads=threads, min_runs=20,
-                                 min_seconds=0.2, stable_within=0.01, max_seconds=3.0).median_ms
-        )  # fmt: skip
-        pred.append(predictor.predict(g)[0])
-        flops.append(per_mac * analytic_costs(g, in_channels, num_classes).macs)
-        block_sum.append(predictor.block_sum(g))
-        coverage.append(predictor.coverage(g))
-        if progress:
-            progress(i + 1, n)
+    models = [export_onnx(build_model(g, in_channels, num_classes)) for g in genotypes]
+    # Each network is timed in `rounds` passes over all of them and the median pass is kept:
+    # a slow spell of a shared machine then hits one pass of a network, not its result.
+    times = np.zeros((rounds, n))
+    for r in range(rounds):
+        for i, model in enumerate(models):
+            times[r, i] = measure_onnx_latency(model, threads=threads, min_runs=20,
+                                               min_seconds=0.15, stable_within=0.01,
+                                               max_seconds=2.0).median_ms  # fmt: skip
+            if progress:
+                progress(r * n + i + 1, rounds * n)
+    measured = np.median(times, axis=0)
+    pred = predictor.predict_many(genotypes)
+    flops = [per_mac * analytic_costs(g, in_channels, num_classes).macs for g in genotypes]
+    block_sum = [predictor.block_sum(g) for g in genotypes]
+    coverage = [predictor.coverage(g) for g in genotypes]
     return {
         "n": n,
         "threads": threads,
+        "references": len(refs),
+        "calibration_residual": predictor.residual,
         "coverage": float(np.mean(coverage)),
         "predictor": prediction_metrics(pred, measured),
         "flops": prediction_metrics(flops, measured),
