@@ -31,16 +31,20 @@ def _duration(seconds: float) -> str:
 
 
 def front_table(
-    records: Sequence[TrialRecord], title: str = "Pareto front", limit: int = 12
+    records: Sequence[TrialRecord],
+    title: str = "Pareto front",
+    limit: int = 12,
+    predicted: bool = False,
 ) -> Group:
     """Accuracy against latency: trained, feasible candidates no other beats on both.
 
     Genotypes are long, so they are listed under the table, one line each, instead of being
     folded into a column. Peak memory and energy are estimates (calibrated analytic and from
-    MACs and bytes moved); latency is measured.
+    MACs and bytes moved); latency is measured, or ``predicted`` from a device profile.
     """
     table = Table(title=title, title_justify="left", expand=False)
-    for name in ("trial", "val acc", "latency", "memory", "size", "params", "MACs",
+    latency = "latency (pred.)" if predicted else "latency"
+    for name in ("trial", "val acc", latency, "memory", "size", "params", "MACs",
                  "energy (est.)"):  # fmt: skip
         table.add_column(name, justify="right")
     front = pareto_front(records)
@@ -115,6 +119,7 @@ class LiveView:
             f"  objective {info['objective']} · strategy {info['strategy']} · "
             f"constraints: {info['constraints']} · {info['trials']} trainings"
             + (f" ({info['trained_before']} done before)" if info["trained_before"] else "")
+            + (f"\n  latency {info['latency']}" if info.get("latency") else "")
         )
         if self.interactive:
             self._live = Live(self, console=self.console, refresh_per_second=2, transient=True)
@@ -186,5 +191,6 @@ class LiveView:
             )
         if self.current or self.phase:
             lines.append(Text(self.current or self.phase, style="cyan", overflow="ellipsis"))
-        lines.append(front_table(self.records, limit=8))
+        predicted = str(self.info.get("latency", "")).startswith("predicted")
+        lines.append(front_table(self.records, limit=8, predicted=predicted))
         return Panel(Group(*lines), title="edgenas search", border_style="blue")

@@ -160,6 +160,14 @@ def search(
     ] = 1,
     batch_size: Annotated[int, typer.Option(help="Training batch size.")] = 64,
     device: Annotated[
+        Path | None,
+        typer.Option(
+            help="Device profile (from edgenas-device or edgenas profile local): predict latency "
+            "from it instead of measuring each candidate here; the final Pareto front and the best "
+            "are measured at the end."
+        ),
+    ] = None,
+    train_device: Annotated[
         str, typer.Option(help="Training device: auto (CUDA when present), cpu or cuda.")
     ] = "auto",
     no_early_stop: Annotated[
@@ -208,6 +216,7 @@ def search(
             energy=EnergyModel.parse(energy_coefficients),
             batch_size=batch_size,
             device=device,
+            train_device=train_device,
             baselines=tuple(baseline or ()),
             early_stopping=not no_early_stop,
         )
@@ -231,7 +240,7 @@ def search(
     err.print(summary_table(result.trials))
     err.print(f"stopped because {result.stopped_because}")
     out_console = err if as_json else console
-    out_console.print(front_table(result.trials))
+    out_console.print(front_table(result.trials, predicted=device is not None))
     _print_best(out_console, result.best_details, result.run_dir)
     out_console.print(f"results: {result.run_dir / 'results.json'}", soft_wrap=True)
     if as_json:
@@ -245,7 +254,12 @@ def _print_best(console: Console, best: dict[str, Any] | None, run_dir: Path) ->
     console.print(
         f"[bold green]best:[/] trial {best['trial']} · validation {100 * best['accuracy']:.1f}% · "
         f"holdout {100 * best['holdout_accuracy']:.1f}% · "
-        f"{best['latency_ms_measured']:.2f} ms measured again · model: {run_dir / best['onnx']}",
+        + (
+            f"{best['latency_ms_predicted']:.2f} ms predicted, "
+            if best.get("latency_ms_predicted") is not None
+            else ""
+        )
+        + f"{best['latency_ms_measured']:.2f} ms measured again · model: {run_dir / best['onnx']}",
         highlight=False,
     )
     console.print(Text(best["genotype"], overflow="fold"))
@@ -287,6 +301,7 @@ def show(
     from edgenas._live import front_table, summary_table
     from edgenas.cost import Constraints
     from edgenas.search import load_result, results_dict
+    from edgenas.search._records import STUDY_FRONT
 
     try:
         study, records, spec = load_result(run)
@@ -297,7 +312,9 @@ def show(
     constraints = Constraints.from_dict(spec.get("constraints", {}))
     if as_json:
         run_info = {k: spec.get(k) for k in ("data", "strategy", "epochs", "seed")}
-        sys.stdout.write(json.dumps(results_dict(records, constraints, best, run_info), indent=2))
+        measured = {int(k): v for k, v in study.user_attrs.get(STUDY_FRONT, {}).items()}
+        results = results_dict(records, constraints, best, run_info, measured)
+        sys.stdout.write(json.dumps(results, indent=2))
         sys.stdout.write("\n")
         return
     console.print(
@@ -307,7 +324,7 @@ def show(
     running = [r.number for r in records if r.state == "running"]
     if running:
         console.print(f"running now: trial {', '.join(map(str, running))}")
-    console.print(front_table(records))
+    console.print(front_table(records, predicted=bool(spec.get("latency_profile"))))
     _print_best(console, best, run)
 
 
@@ -350,10 +367,13 @@ _SpaceOption = Annotated[
     str, typer.Option(help="Search space: edge, a TOML file, or module:attribute.")
 ]
 _ArchitecturesOption = Annotated[
-    int, typer.Option(help="Architectures sampled from the space whose pieces are planned.")
+    int,
+    typer.Option(
+        help="Architectures sampled from the space whose distinct convolutions are planned."
+    ),
 ]
 _ReferencesOption = Annotated[
-    int, typer.Option(help="Whole networks planned, to calibrate and check a predictor.")
+    int, typer.Option(help="Whole networks planned, to calibrate the predictor.")
 ]
 _ChannelsOption = Annotated[int, typer.Option(help="Input channels of the data (1 gray, 3 RGB).")]
 _ClassesOption = Annotated[int, typer.Option(help="Number of classes.")]
@@ -380,14 +400,15 @@ def _write_plan(out: Path, space: str, architectures: int, references: int, chan
 def profile_plan_command(
     out: Annotated[Path, typer.Option(help="Plan to write, such as plan.zip.")],
     space: _SpaceOption = "edge",
-    architectures: _ArchitecturesOption = 200,
-    references: _ReferencesOption = 30,
+    architectures: _ArchitecturesOption = 2000,
+    references: _ReferencesOption = 200,
     channels: _ChannelsOption = 3,
     classes: _ClassesOption = 10,
     seed: _PlanSeedOption = 0,
 ) -> None:
-    """Write the ONNX models a device must time: the distinct stems, blocks (at their input
-    shapes), long skips and heads of sampled architectures, plus whole reference networks.
+    """Write the ONNX models a device must time: the distinct convolutions (at their input
+    shapes) of sampled architectures, plus whole reference networks that calibrate the
+    predictor.
 
     Copy the plan to the device and run `edgenas-device PLAN --threads N --out PROFILE.json`
     there (it needs only onnxruntime and numpy); it also measures the peak memory of the
@@ -399,7 +420,15 @@ def profile_plan_command(
     except EdgenasError as exc:
         _fail(str(exc))
         return
+    from edgenas.device import read_plan
+
     summary = ", ".join(f"{n} {kind}" for kind, n in counts.items())
+    coverage = read_plan(out)[0].get("coverage") or {}
+    if "convolutions" in coverage:
+        summary += (
+            f"; they hold {100 * coverage['convolutions']:.1f}% of the convolutions of other "
+            "random architectures (the rest are modelled)"
+        )
     console.print(f"{out}: {summary}", soft_wrap=True)
 
 
@@ -408,8 +437,8 @@ def profile_local_command(
     out: Annotated[Path, typer.Option(help="Profile to write, such as local.json.")],
     threads: Annotated[int, typer.Option(help="ONNX Runtime threads.")] = 1,
     space: _SpaceOption = "edge",
-    architectures: _ArchitecturesOption = 200,
-    references: _ReferencesOption = 30,
+    architectures: _ArchitecturesOption = 2000,
+    references: _ReferencesOption = 200,
     channels: _ChannelsOption = 3,
     classes: _ClassesOption = 10,
     seed: _PlanSeedOption = 0,
@@ -469,7 +498,8 @@ def profile_check_command(
     ] = False,
 ) -> None:
     """Measure random architectures on this machine and compare the profile's predictor, a
-    FLOPs-proportional estimate and a plain sum of piece latencies with the measurements."""
+    FLOPs-proportional estimate and a plain sum of operator latencies with the measurements.
+    Each architecture is timed in three passes and its median pass kept."""
     _setup_logging(False)
     from rich.progress import Progress
     from rich.table import Table
@@ -480,7 +510,7 @@ def profile_check_command(
     try:
         data = load_profile(profile)
         with Progress(console=err, transient=True) as bar:
-            task = bar.add_task("measuring architectures", total=n)
+            task = bar.add_task("measuring architectures", total=3 * n)
             figures = check_profile(
                 data, load_space(space), n, seed=seed,
                 progress=lambda done, total: bar.update(task, completed=done),
@@ -493,12 +523,22 @@ def profile_check_command(
         return
     table = Table("estimate", "within ±5%", "within ±10%", "MAPE", "Spearman",
                   title=f"{n} architectures, {figures['threads']} thread(s), "
-                  f"{100 * figures['coverage']:.0f}% of their pieces in the profile")  # fmt: skip
+                  f"{100 * figures['coverage']:.0f}% of their convolutions in the profile")  # fmt: skip
     for name, label in (("predictor", "predictor"), ("flops", "FLOPs-proportional"),
-                        ("block_sum", "sum of pieces")):  # fmt: skip
+                        ("block_sum", "sum of operators")):  # fmt: skip
         f = figures[name]
         table.add_row(label, f"{100 * f['within_5']:.0f}%", f"{100 * f['within_10']:.0f}%",
                       f"{f['mape']:.1f}%", f"{f['spearman']:.3f}")  # fmt: skip
+    steady = figures.get("at_profile_speed")
+    if steady:
+        f = steady["predictor"]
+        table.add_row("predictor, at the profile's speed", f"{100 * f['within_5']:.0f}%",
+                      f"{100 * f['within_10']:.0f}%", f"{f['mape']:.1f}%",
+                      f"{f['spearman']:.3f}")  # fmt: skip
+        table.caption = (
+            f"this machine ran {figures['speed_now_vs_profile']:.2f}× the profile's time for "
+            "the anchor model; the last row divides each measurement by that drift"
+        )
     console.print(table)
 
 

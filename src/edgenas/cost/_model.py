@@ -13,6 +13,7 @@ from edgenas.arch import Genotype, build_model, export_onnx
 from edgenas.cost._analytic import analytic_costs
 from edgenas.cost._energy import EnergyModel
 from edgenas.cost._memory import MemoryCalibration
+from edgenas.cost._predictor import LatencyPredictor
 from edgenas.cost._units import parse_count, parse_energy, parse_latency, parse_size
 from edgenas.device._timing import measure_onnx_latency
 
@@ -121,7 +122,8 @@ class CostModel:
     """Estimates the costs of genotypes for one input shape and class count.
 
     Parameters, MACs, size, peak memory and energy are analytic (microseconds); latency is
-    measured with ONNX Runtime on this machine (batch 1, ``threads`` threads) and cached per
+    predicted by ``predictor`` (a :class:`LatencyPredictor` from a device profile) when one is
+    given, otherwise measured with ONNX Runtime on this machine (batch 1, ``threads`` threads) and cached per
     genotype, in memory and, when ``cache_file`` is given, on disk so a resumed search does not
     measure again.
 
@@ -143,6 +145,7 @@ class CostModel:
         profile: dict[str, Any] | None = None,
         memory: MemoryCalibration | None = None,
         energy: EnergyModel | None = None,
+        predictor: LatencyPredictor | None = None,
     ) -> None:
         self.in_channels = in_channels
         self.num_classes = num_classes
@@ -153,6 +156,7 @@ class CostModel:
             energy = EnergyModel.from_profile(profile) if profile else EnergyModel()
         self.memory = memory
         self.energy = energy
+        self.predictor = predictor
         self.cache_file = Path(cache_file) if cache_file else None
         self._latency: dict[str, float] = {}
         data = read_json(self.cache_file) if self.cache_file else None
@@ -186,11 +190,14 @@ class CostModel:
     def latency_ms(
         self, genotype: Genotype, *, fresh: bool = False, limit_ms: float | None = None
     ) -> float:
-        """Measured latency in ms; ``fresh=True`` measures again instead of using the cache.
+        """Latency in ms: predicted from the device profile when the model has a ``predictor``,
+        else measured here (and cached). ``fresh=True`` always measures here, now.
 
         With ``limit_ms``, a model whose warm-up runs already take over three times the limit is
         not timed further (its rough latency is enough to reject it).
         """
+        if self.predictor is not None and not fresh:
+            return self.predictor.predict(genotype)[0]
         key = str(genotype)
         if not fresh and key in self._latency:
             return self._latency[key]

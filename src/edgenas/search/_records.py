@@ -32,6 +32,7 @@ ATTR_BASELINE = "baseline"
 ATTR_RETRY_OF = "retry_of"
 
 STUDY_BEST = "best"  # study user attribute: the chosen best with its final checks
+STUDY_FRONT = "front_latency_measured"  # study user attribute: trial → latency measured at the end
 
 
 @dataclass(frozen=True)
@@ -159,15 +160,23 @@ def results_dict(
     constraints: Constraints,
     best: dict[str, Any] | None,
     run: dict[str, Any],
+    measured: dict[int, float] | None = None,
 ) -> dict[str, Any]:
-    """The content of ``results.json``."""
+    """The content of ``results.json``. ``measured``: latency measured for trials whose latency
+    was predicted from a device profile (the Pareto front, at the end of the search)."""
     front = pareto_front(records)
+    measured = measured or {}
     trials = []
     for r in records:
         d = r.to_json()
+        if r.number in measured:
+            d["latency_ms_predicted"] = r.costs.latency_ms if r.costs else None
+            d["latency_ms_measured"] = measured[r.number]
         if best and r.number == best.get("trial"):
             d["holdout_accuracy"] = best.get("holdout_accuracy")
             d["latency_ms_measured"] = best.get("latency_ms_measured")
+            if best.get("latency_ms_predicted") is not None:
+                d["latency_ms_predicted"] = best["latency_ms_predicted"]
         trials.append(d)
     counts: dict[str, int] = {}
     for r in records:
@@ -186,5 +195,6 @@ def results_dict(
         "best": best.get("trial") if best else None,
         "best_holdout_accuracy": best.get("holdout_accuracy") if best else None,
         "best_latency_ms_measured": best.get("latency_ms_measured") if best else None,
+        "best_latency_ms_predicted": best.get("latency_ms_predicted") if best else None,
         "best_details": best,
     }

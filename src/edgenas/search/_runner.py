@@ -23,7 +23,7 @@ from optuna.trial import TrialState
 
 from edgenas._io import read_json, write_json
 from edgenas.arch import Genotype, baseline, build_model, export_onnx
-from edgenas.cost import Constraints, CostModel, Costs, EnergyModel
+from edgenas.cost import Constraints, CostModel, Costs, EnergyModel, LatencyPredictor
 from edgenas.errors import ConfigError, EdgenasError
 from edgenas.search import _records as R
 from edgenas.search._early_stop import EarlyStopping, EpochCurve
@@ -43,7 +43,7 @@ BEST_ONNX = "best.onnx"
 # Settings that change what a trial's numbers mean: a resumed run must keep them.
 # (The data is compared by its fingerprint, so ./parts and parts are the same data.)
 _SPEC_KEYS = ("data_fingerprint", "space", "constraints", "objective", "epochs", "data_fraction",
-              "energy")  # fmt: skip
+              "energy", "latency_profile")  # fmt: skip
 
 
 @dataclass
@@ -66,7 +66,10 @@ class SearchConfig:
     latency_threads: int = 1  # ONNX Runtime threads when measuring latency
     energy: EnergyModel = field(default_factory=EnergyModel)  # coefficients of the estimate
     batch_size: int = 64
-    device: str = "auto"  # training device: auto (CUDA when present), cpu, cuda
+    train_device: str = "auto"  # training device: auto (CUDA when present), cpu, cuda
+    # A device profile (edgenas-device): latency is predicted from it instead of measured here;
+    # only the final Pareto front and the best are measured (here) at the end.
+    device: Path | str | None = None
     baselines: tuple[str, ...] = ()  # baseline genotypes evaluated first (such as mobilenetv2:0.5)
     early_stopping: bool = True
     max_rejected: int | None = None  # proposals rejected by the constraints before giving up
@@ -176,6 +179,53 @@ def _check_spec(run_dir: Path, spec: dict[str, Any]) -> None:
     write_json(path, spec, indent=2)
 
 
+def _load_device_profile(config: SearchConfig) -> dict[str, Any] | None:
+    """The profile ``--device`` names, checked; warnings when it was made differently."""
+    if config.device is None:
+        return None
+    from edgenas.profile import load_profile
+
+    text = str(config.device)
+    if text in ("auto", "cpu", "cuda") or text.startswith("cuda:"):
+        raise ConfigError(
+            f"device {text!r} is a training device; --device (device= in Python) takes a "
+            "device profile such as pi4.json. Choose the training device with --train-device "
+            "(train_device=)."
+        )
+    profile = load_profile(Path(text), threads=None)
+    if config.latency_threads != 1 and config.latency_threads != profile["threads"]:
+        log.warning(
+            "--latency-threads %d is ignored: latency is predicted for the %d thread(s) the "
+            "profile %s was timed with",
+            config.latency_threads,
+            profile["threads"],
+            text,
+        )
+    return profile
+
+
+def _same_machine(profile: dict[str, Any] | None) -> bool:
+    """Whether the profile was timed on this machine, with this runtime."""
+    from edgenas.device import device_info
+
+    if not profile:
+        return True
+    here = device_info()
+    return (
+        profile.get("device", {}).get("cpu") == here["device"]["cpu"]
+        and profile.get("device", {}).get("cores") == here["device"]["cores"]
+        and profile.get("runtime", {}).get("version") == here["runtime"]["version"]
+    )
+
+
+def _profile_identity(profile: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "device": profile.get("device", {}).get("name"),
+        "plan": profile.get("plan", {}).get("sha256"),
+        "threads": profile.get("threads"),
+    }
+
+
 def _trial_seed(seed: int, number: int) -> int:
     digest = hashlib.sha256(f"{seed}:{number}".encode()).digest()
     return int.from_bytes(digest[:4], "little")
@@ -212,15 +262,36 @@ class _Search:
         )
         self.run_dir = provisional
         self.space = config.space
+        self.profile = _load_device_profile(config)
         self.cost = CostModel(
             self.data.channels,
             self.data.num_classes,
-            threads=config.latency_threads,
+            threads=int(self.profile["threads"]) if self.profile else config.latency_threads,
             cache_file=self.run_dir / "latency_cache.json",
             energy=config.energy,
+            profile=self.profile,
+            predictor=(
+                LatencyPredictor(self.profile, self.data.channels, self.data.num_classes)
+                if self.profile
+                else None
+            ),
         )
+        predictor = self.cost.predictor
+        if predictor is not None and len(predictor.references) < 3:
+            plan = self.profile.get("plan", {}) if self.profile else {}
+            log.warning(
+                "the profile's reference networks were planned for %s channel(s) and %s "
+                "classes, the data has %d and %d: predictions are not calibrated. Plan and time "
+                "again with `edgenas profile plan --channels %d --classes %d`",
+                plan.get("in_channels"),
+                plan.get("num_classes"),
+                self.data.channels,
+                self.data.num_classes,
+                self.data.channels,
+                self.data.num_classes,
+            )
         self.train_config = TrainConfig(
-            batch_size=config.batch_size, threads=config.threads, device=config.device
+            batch_size=config.batch_size, threads=config.threads, device=config.train_device
         )
         self.stopping = EarlyStopping(
             enabled=config.early_stopping and config.epochs > 1,
@@ -228,7 +299,7 @@ class _Search:
             cost_fields=("latency_ms", "size_mb")
             + (("energy_mj",) if self.objective.uses_energy else ()),
         )
-        self.spec = {
+        self.spec: dict[str, Any] = {
             "data": str(config.data),
             "data_fingerprint": self.data.fingerprint(),
             "classes": list(self.data.class_names),
@@ -239,7 +310,9 @@ class _Search:
             "data_fraction": config.data_fraction,
             "strategy": config.strategy,
             "seed": config.seed,
-            "latency": {"runtime": "onnxruntime", "threads": config.latency_threads, "batch": 1},
+            "latency": {"runtime": "onnxruntime", "threads": self.cost.threads, "batch": 1},
+            # Only with a profile, so runs from before profiles existed still resume.
+            "latency_profile": _profile_identity(self.profile) if self.profile else None,
             # Only where energy decides something, so runs from before it existed still resume.
             "energy": config.energy.to_dict()
             if self.objective.uses_energy or config.constraints.max_energy_mj is not None
@@ -349,6 +422,13 @@ class _Search:
                 "objective": self.objective.kind,
                 "strategy": config.strategy,
                 "space_size": len(self.distributions),
+                "latency": (
+                    f"predicted from {config.device} "
+                    f"({self.profile.get('device', {}).get('name', 'unnamed device')}, "
+                    f"{self.profile['threads']} thread(s))"
+                    if self.profile
+                    else f"measured here ({self.cost.threads} thread(s))"
+                ),
             }
         )
         stopped_because = "the trial budget is spent"
@@ -577,12 +657,18 @@ class _Search:
         best: R.TrialRecord | None = None
         limit = self.config.constraints.max_latency_ms
         tried: list[dict[str, Any]] = []
+        predicted = self.cost.predictor is not None
+        if predicted:
+            self._measure_front(records)
+        # With a profile of another device, a measurement here says nothing of the device's
+        # limit: the prediction decides, and the measurement is recorded beside it.
+        measured_decides = not predicted or _same_machine(self.profile)
         for candidate in self._ranked_candidates(records)[:5]:
             self.progress.on_phase(f"checking trial {candidate.number}: latency measured again")
             genotype = Genotype.parse(candidate.genotype or "")
             measured = self.cost.latency_ms(genotype, fresh=True)
             tried.append({"trial": candidate.number, "latency_ms_measured": measured})
-            if limit is not None and measured > limit:
+            if limit is not None and measured_decides and measured > limit:
                 log.warning(
                     "trial %d measured %.3f ms again, over the %.3g ms limit: next candidate",
                     candidate.number,
@@ -601,6 +687,16 @@ class _Search:
         return SearchResult(
             self.run_dir, records, front, best, best_details, results, stopped_because
         )
+
+    def _measure_front(self, records: list[R.TrialRecord]) -> None:
+        """Latency predicted during the search is measured here for the Pareto front."""
+        done = dict(self.study.user_attrs.get(R.STUDY_FRONT, {}))
+        for r in R.pareto_front(records):
+            if str(r.number) in done or not r.genotype:
+                continue
+            self.progress.on_phase(f"trial {r.number} of the front: latency measured")
+            done[str(r.number)] = self.cost.latency_ms(Genotype.parse(r.genotype), fresh=True)
+            self.study.set_user_attr(R.STUDY_FRONT, done)
 
     def _check_best(
         self, record: R.TrialRecord, genotype: Genotype, measured: float
@@ -626,6 +722,9 @@ class _Search:
             "validation_images": len(self.data.splits.val),
             "latency_ms": record.costs.latency_ms if record.costs else None,
             "latency_ms_measured": measured,
+            "latency_ms_predicted": (
+                record.costs.latency_ms if record.costs and self.cost.predictor else None
+            ),
             "onnx": BEST_ONNX,
             "onnx_max_abs_diff": max_diff,
         }
@@ -635,7 +734,9 @@ class _Search:
     ) -> dict[str, Any]:
         if best is None:
             best = self.study.user_attrs.get(R.STUDY_BEST)
-        results = R.results_dict(records, self.config.constraints, best, self._run_info())
+        measured = {int(k): v for k, v in self.study.user_attrs.get(R.STUDY_FRONT, {}).items()}
+        results = R.results_dict(records, self.config.constraints, best, self._run_info(),
+                                 measured)  # fmt: skip
         write_json(self.run_dir / RESULTS_FILE, results, indent=2, default=_json_default)
         return results
 
@@ -648,7 +749,15 @@ class _Search:
             "space": self.space.name,
             "epochs": self.config.epochs,
             "seed": self.config.seed,
-            "latency": self.spec["latency"],
+            "latency": {
+                **self.spec["latency"],
+                "source": "predicted" if self.profile else "measured",
+                **(
+                    {"profile": str(self.config.device), **_profile_identity(self.profile)}
+                    if self.profile
+                    else {}
+                ),
+            },
             "energy": {**self.config.energy.to_dict(), "estimate": True},
         }
 
