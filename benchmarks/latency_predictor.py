@@ -13,18 +13,24 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import re
 import sys
 import time
+import zipfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
+from edgenas.arch import Genotype
 from edgenas.config import load_space
 from edgenas.cost import LatencyPredictor
-from edgenas.device import device_info, profile_plan
+from edgenas.device import device_info, measure_onnx_latency, profile_plan, read_plan
+from edgenas.errors import EdgenasError
 from edgenas.profile import check_profile, load_profile, write_plan
+from edgenas.space import StagedSpace
 
 ROOT = Path(__file__).resolve().parent.parent
 MARK = "latency_predictor"
@@ -41,20 +47,57 @@ def write_section(text: str) -> None:
     path.write_text(body)
 
 
-def throughput(profile: dict, genotypes: list, repeats: int = 3) -> tuple[float, float]:
-    """Architectures per second of ``predict_many``: cold (a new predictor, every block new to
-    its cache) and warm (the same architectures again, blocks cached, as in a long search);
-    medians of ``repeats``."""
-    cold, warm = [], []
-    for _ in range(repeats):
-        predictor = LatencyPredictor(profile, 3, 10)
-        t0 = time.perf_counter()
-        predictor.predict_many(genotypes)
-        cold.append(len(genotypes) / (time.perf_counter() - t0))
-        t0 = time.perf_counter()
-        predictor.predict_many(genotypes)
-        warm.append(len(genotypes) / (time.perf_counter() - t0))
-    return float(np.median(cold)), float(np.median(warm))
+def mutation_stream(space: StagedSpace, n: int, seed: int) -> list[Genotype]:
+    """What an evolutionary search proposes: children of a population of 100, each differing
+    from its parent in one label."""
+    rng = np.random.default_rng(seed)
+    population = [space.encode(space.sample(rng)) for _ in range(100)]
+    labels = list(space.distributions())
+    children = []
+    while len(children) < n:
+        params = dict(population[int(rng.integers(len(population)))])
+        label = labels[int(rng.integers(len(labels)))]
+        params[label] = rng.choice(space.distributions()[label].choices)  # type: ignore[attr-defined]
+        try:
+            child = space.decode(params)
+        except EdgenasError:  # a choice the rest of the genotype cannot take
+            continue
+        children.append(child)
+        population[int(rng.integers(len(population)))] = space.encode(child)
+    return children
+
+
+def throughput(profile: dict[str, Any], space: StagedSpace, n: int = 10_000) -> dict[str, float]:
+    """Architectures per second of ``predict_many`` (medians of three runs, each with a new
+    predictor): random architectures, where nearly every block is new to the predictor's
+    cache; the same again (all cached); and a mutation stream as a search proposes it."""
+    rng = np.random.default_rng(7)
+    fresh = [space.sample(rng) for _ in range(n)]
+    stream = mutation_stream(space, n, seed=8)
+    rates: dict[str, list[float]] = {"random": [], "cached": [], "mutations": []}
+    for _ in range(3):
+        for name, genotypes, new in (("random", fresh, True), ("cached", fresh, False),
+                                     ("mutations", stream, True)):  # fmt: skip
+            if new:
+                predictor = LatencyPredictor(profile, 3, 10)
+            t0 = time.perf_counter()
+            predictor.predict_many(genotypes)
+            rates[name].append(len(genotypes) / (time.perf_counter() - t0))
+    return {name: float(np.median(r)) for name, r in rates.items()}
+
+
+def repeatability(plan: Path, profile: dict[str, Any], threads: int, n: int = 30) -> list[float]:
+    """The first ``n`` reference networks timed again now, as ratios to their timing in the
+    profile: how far this machine's own timings move between one moment and another."""
+    _, entries, _ = read_plan(plan)
+    ratios = []
+    with zipfile.ZipFile(plan) as z:
+        for entry in [e for e in entries if e.kind == "network"][:n]:
+            ms = measure_onnx_latency(z.read(entry.file), threads=threads, min_runs=20,
+                                      min_seconds=0.3, stable_within=0.01,
+                                      max_seconds=2.0).median_ms  # fmt: skip
+            ratios.append(ms / profile["measurements"][entry.key]["median_ms"])
+    return [float(np.percentile(ratios, q)) for q in (10, 50, 90)]
 
 
 def main() -> None:
@@ -65,41 +108,68 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=100)
     parser.add_argument("--work", type=Path, default=ROOT / "runs" / "latency-bench")
     parser.add_argument("--no-write", action="store_true", help="print, do not touch BENCHMARKS.md")
+    parser.add_argument(
+        "--recheck",
+        action="store_true",
+        help="keep the plan and profiles of an earlier run; check again",
+    )
+    parser.add_argument("--reuse", action="store_true",
+                        help="keep the plan, profiles and check figures of an earlier run in "
+                        "--work; measure the throughput again")  # fmt: skip
     args = parser.parse_args()
     torch.set_num_threads(1)
     args.work.mkdir(parents=True, exist_ok=True)
     space = load_space("edge")
+    assert isinstance(space, StagedSpace)
     plan = args.work / "plan.zip"
-    t0 = time.perf_counter()
-    counts = write_plan(space, plan, architectures=args.architectures, references=args.references)
-    plan_s = time.perf_counter() - t0
-    print(f"plan: {counts} in {plan_s:.0f} s", file=sys.stderr)
+    plan_file = args.work / "plan.json"
+    if not ((args.reuse or args.recheck) and plan_file.exists()):
+        t0 = time.perf_counter()
+        counts = write_plan(space, plan, architectures=args.architectures,
+                            references=args.references)  # fmt: skip
+        plan_file.write_text(json.dumps({"counts": counts, "seconds": time.perf_counter() - t0}))
+    written = json.loads(plan_file.read_text())
+    counts, plan_s = written["counts"], written["seconds"]
+    coverage = read_plan(plan)[0].get("coverage", {}).get("convolutions", float("nan"))
+    print(f"plan: {counts} in {plan_s:.0f} s, coverage {coverage:.3f}", file=sys.stderr)
 
     rows, extra = [], []
     for threads in args.threads:
         out = args.work / f"profile-t{threads}.json"
-        out.unlink(missing_ok=True)
-        t0 = time.perf_counter()
-        profile_plan(plan, out, threads=threads, memory=False)
-        profile_s = time.perf_counter() - t0
-        profile = load_profile(out)
-        t0 = time.perf_counter()
-        figures = check_profile(profile, space, args.n, seed=1)
-        check_s = time.perf_counter() - t0
-        rng = np.random.default_rng(7)
-        fresh = [space.sample(rng) for _ in range(10_000)]
-        cold, warm = throughput(profile, fresh)
-        print(threads, figures, f"{cold:.0f}/s cold, {warm:.0f}/s warm", file=sys.stderr)
-        for name, label in (("predictor", "predictor"), ("flops", "FLOPs-proportional"),
-                            ("block_sum", "sum of operators, uncalibrated")):  # fmt: skip
-            f = figures[name]
+        figures_file = args.work / f"check-t{threads}.json"
+        reuse = (args.reuse or args.recheck) and figures_file.exists()
+        if not reuse:
+            out.unlink(missing_ok=True)
+            t0 = time.perf_counter()
+            profile_plan(plan, out, threads=threads, memory=False)
+            profile_s = time.perf_counter() - t0
+        else:
+            profile_s = json.loads(figures_file.read_text())["profile_s"]
+        if not reuse or args.recheck:
+            t0 = time.perf_counter()
+            figures = check_profile(load_profile(out), space, args.n, seed=1)
+            figures["profile_s"], figures["check_s"] = profile_s, time.perf_counter() - t0
+            figures_file.write_text(json.dumps(figures))
+        figures = json.loads(figures_file.read_text())
+        rates = throughput(load_profile(out), space)
+        again = repeatability(plan, load_profile(out), threads)
+        print(threads, figures, rates, file=sys.stderr)
+        estimates = [(figures[name], label) for name, label in (
+            ("predictor", "predictor"), ("flops", "FLOPs-proportional"),
+            ("block_sum", "sum of operators, uncalibrated"))]  # fmt: skip
+        if "at_profile_speed" in figures:
+            estimates.append((figures["at_profile_speed"]["predictor"],
+                              "predictor, measurements at the profile's speed"))  # fmt: skip
+        for f, label in estimates:
             rows.append(f"| {threads} | {label} | {100 * f['within_5']:.0f}% | "
                         f"{100 * f['within_10']:.0f}% | {f['mape']:.1f}% | "
                         f"{f['spearman']:.3f} |")  # fmt: skip
         extra.append(
-            f"| {threads} | {profile_s / 60:.1f} min | {check_s / 60:.1f} min | "
+            f"| {threads} | {figures['profile_s'] / 60:.1f} min | {figures['check_s'] / 60:.1f} min | "
             f"{100 * figures['coverage']:.1f}% | {100 * figures['calibration_residual']:.1f}% | "
-            f"{cold:,.0f} cold · {warm:,.0f} warm |"
+            f"{rates['random']:,.0f} · {rates['cached']:,.0f} · {rates['mutations']:,.0f} | "
+            f"{again[1]:.2f} ({again[0]:.2f}–{again[2]:.2f}) | "
+            f"{figures.get('speed_now_vs_profile', float('nan')):.2f} |"
         )
     info = device_info()
     text = "\n".join(
@@ -110,20 +180,32 @@ def main() -> None:
             f"{info['device']['cores']} cores · ONNX Runtime {info['runtime']['version']} (CPU) · "
             "`python benchmarks/latency_predictor.py --threads "
             + " ".join(map(str, args.threads))
-            + "`",
+            + (" --recheck" if args.recheck else " --reuse" if args.reuse else "")
+            + "`"
+            + (" (the profiles of the run before it, checked again later)" if args.recheck else ""),
             "",
             f"Plan: the distinct convolutions of {args.architectures} random architectures of "
             f"the `edge` space ({counts.get('conv', 0)} models) and {args.references} reference "
-            f"networks, written in {plan_s:.0f} s. Check: {args.n} other random architectures, "
-            "each measured end to end in three passes (median pass kept).",
+            f"networks, written in {plan_s:.0f} s; its convolutions are {100 * coverage:.1f}% of "
+            "those of other random architectures. Check: "
+            f"{args.n} other random architectures, each measured end to end in three passes "
+            "(median pass kept). Throughput: `predict_many` on 10,000 architectures: random "
+            "ones (nearly every block new to the predictor's cache), the same again (cached), "
+            "and a mutation stream as an evolutionary search proposes it (children of a "
+            "population of 100, one label changed), each with a new predictor. The machine's "
+            "speed drifts: the profile's anchor model, timed during the check, gives the ratio "
+            "in the last column, and the last row of each thread count divides every "
+            "measurement by that drift.",
             "",
             "| threads | estimate | within ±5% | within ±10% | MAPE | Spearman |",
             "| --- | --- | --- | --- | --- | --- |",
             *rows,
             "",
             "| threads | profiling (timing the plan) | check | convolutions found in the profile "
-            "| calibration residual (references) | predictor throughput (architectures/s, 10,000 random) |",
-            "| --- | --- | --- | --- | --- | --- |",
+            "| calibration residual (references) | predictor throughput, architectures/s: random · cached · mutations "
+            "| 30 references timed again: ratio to the profile, median (10th–90th percentile) "
+            "| anchor model during the check: ratio to the profile |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- |",
             *extra,
         ]
     )

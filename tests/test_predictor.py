@@ -130,3 +130,22 @@ def test_flops_reference_factor_survives_large_mac_counts() -> None:
     # 200 networks of about a GMAC: their squared MACs overflow 64-bit integers
     macs = [10**9 + i for i in range(200)]
     assert ms_per_mac(macs, [m * 2e-8 for m in macs]) == pytest.approx(2e-8)
+
+
+def test_drift_of_the_machine_during_profiling_is_taken_out() -> None:
+    steady = fake_profile()
+    drifted = json.loads(json.dumps(steady))
+    # anchors say the machine ran 25% slower for the second half of the run
+    drifted["anchors"] = [{"median_ms": 1.0}] * 10 + [{"median_ms": 1.25}] * 10
+    for i, m in enumerate(drifted["measurements"].values()):
+        m["anchor"] = i % 20
+        if i % 20 >= 10:
+            m["median_ms"] *= 1.25
+    expected = LatencyPredictor(steady, 3, 10)
+    corrected = LatencyPredictor(drifted, 3, 10)
+    g = SPACE.sample(np.random.default_rng(5))
+    # the speed is relative to the run's median, which lies between the two halves
+    scale = corrected.predict(g)[0] / expected.predict(g)[0]
+    assert 1.0 <= scale <= 1.25
+    for key, value in expected.table.items():
+        assert corrected.table[key] == pytest.approx(value * scale, rel=1e-6)

@@ -50,6 +50,11 @@ FEATURES = (
 HUBER_ROUNDS = 4
 _INDEX = {f: i for i, f in enumerate(FEATURES)}
 _OVERHEAD = _INDEX["overhead"]
+# A part's row: the features, then the fallbacks' variance per kind, convolutions measured, all.
+_VAR = len(FEATURES)
+_MEASURED = _VAR + 3
+_TOTAL = _VAR + 4
+_WIDTH = _VAR + 5
 _PRIOR = np.array([1.0 if f.startswith("ms_") else 0.0 for f in FEATURES])
 
 
@@ -202,6 +207,34 @@ def _fit_fallback(ops: Sequence[ConvOp], ms: Sequence[float]) -> _Fallback | Non
     return _Fallback(coef, float(np.sqrt(np.mean(rel**2))))
 
 
+def _drift(anchors: Sequence[dict[str, Any]]) -> np.ndarray:
+    """The machine's relative speed at each anchor timing (1 = its median over the run): the
+    running median of five anchor timings, divided by their overall median."""
+    ms = np.array([float(a["median_ms"]) for a in anchors if a.get("median_ms")], float)
+    if len(ms) < 3:
+        return np.ones(len(anchors))
+    smooth = np.array([np.median(ms[max(0, i - 2) : i + 3]) for i in range(len(ms))])
+    return smooth / np.median(ms)
+
+
+def _corrected(m: dict[str, Any], speed: np.ndarray) -> dict[str, Any]:
+    """A measurement with its timings divided by the machine's speed when they were taken."""
+
+    def factor(index: Any) -> float:
+        if isinstance(index, int) and 0 <= index < len(speed):
+            return float(speed[index])
+        return 1.0
+
+    out = dict(m)
+    out["median_ms"] = float(m["median_ms"]) / factor(m.get("anchor"))
+    repeat = m.get("repeat_ms")
+    if isinstance(repeat, (int, float)) and repeat > 0:
+        out["repeat_ms"] = float(repeat) / factor(m.get("repeat_anchor"))
+    else:
+        out.pop("repeat_ms", None)
+    return out
+
+
 def _table_noise(measurements: Iterable[dict[str, Any]]) -> float:
     """Relative spread of one timing, from the operators the device timed twice (a robust
     estimate: 1.4826 × median absolute log ratio / √2); 10% when fewer than 10 were."""
@@ -215,10 +248,6 @@ def _table_noise(measurements: Iterable[dict[str, Any]]) -> float:
     return max(1.4826 * float(np.median(np.abs(ratios))) / math.sqrt(2), 0.01)
 
 
-# features, the fallbacks' variance per kind (ms², before calibration), convolutions measured, all
-_Row = tuple[np.ndarray, np.ndarray, int, int]
-
-
 class LatencyPredictor:
     """Predicts the latency of genotypes on one device from its profile (see the module doc).
 
@@ -230,12 +259,12 @@ class LatencyPredictor:
         self.in_channels = in_channels
         self.num_classes = num_classes
         measurements = profile.get("measurements", {})
-        convs = {k: m for k, m in measurements.items() if m.get("kind") == "conv"}
+        self.speed = _drift(profile.get("anchors") or [])
+        timed = {k: _corrected(m, self.speed) for k, m in measurements.items()}
+        convs = {k: m for k, m in timed.items() if m.get("kind") == "conv"}
         # An operator timed twice counts with the mean of both timings.
         self.table: dict[str, float] = {
-            k: (float(m["median_ms"]) + float(m["repeat_ms"])) / 2
-            if isinstance(m.get("repeat_ms"), (int, float)) and m["repeat_ms"] > 0
-            else float(m["median_ms"])
+            k: (m["median_ms"] + m["repeat_ms"]) / 2 if "repeat_ms" in m else m["median_ms"]
             for k, m in convs.items()
         }
         self.table_noise = _table_noise(convs.values())
@@ -246,13 +275,15 @@ class LatencyPredictor:
             )
         suffix = f"|in{in_channels}_n{num_classes}"
         self.references: dict[Genotype, float] = {
-            Genotype.parse(k[: -len(suffix)]): float(m["median_ms"])
-            for k, m in measurements.items()
+            Genotype.parse(k[: -len(suffix)]): m["median_ms"]
+            for k, m in timed.items()
             if m.get("kind") == "network" and k.endswith(suffix)
         }
         self._fit_fallbacks()
-        self._blocks: dict[tuple[BlockGene, int, int], _Row] = {}
-        self._outer_rows: dict[tuple[Any, ...], _Row] = {}
+        self._parts: list[list[float]] = []
+        self._matrix = np.zeros((0, _WIDTH))
+        self._block_ids: dict[tuple[BlockGene, int, int], int] = {}
+        self._outer_ids: dict[tuple[Any, ...], int] = {}
         self._conv_cache: dict[ConvOp, tuple[int, float, float, bool, float]] = {}
         self.coefficients = _PRIOR.copy()
         self.residual = float("nan")
@@ -284,7 +315,7 @@ class LatencyPredictor:
         machine from bending the fit."""
         if len(self.references) < 3:
             return
-        x = np.array([self._row(g)[0] for g in self.references])
+        x = self._rows(self.references)[:, : len(FEATURES)]
         y = np.array(list(self.references.values()))
         huber = np.ones(len(y))
         for _ in range(HUBER_ROUNDS):
@@ -314,10 +345,11 @@ class LatencyPredictor:
             return (w_table * value + w_model * ms) / (w_table + w_model), 0.0, True
         return ms, (ms * model.sigma) ** 2, False
 
-    def _ops_row(self, ops: NetworkOps) -> _Row:
-        row = np.zeros(len(FEATURES))
-        var = np.zeros(len(KINDS))
-        measured = 0
+    def _part(self, ops: NetworkOps) -> int:
+        """Add a part (a block at its input shape, or what runs outside the blocks) to the
+        part matrix and return its row: features, the fallbacks' variance per kind (ms², before
+        calibration), convolutions measured, convolutions."""
+        vec = [0.0] * _WIDTH
         for op in ops.convs:
             c = self._conv_cache.get(op)
             if c is None:
@@ -326,70 +358,82 @@ class LatencyPredictor:
                 c = (kind, ms, v, hit, (op.in_elems + op.out_elems) / 1e6)
                 self._conv_cache[op] = c
             kind, ms, v, hit, elems = c
-            row[3 * kind] += ms
-            row[3 * kind + 1] += 1
-            row[3 * kind + 2] += elems
-            var[kind] += v
-            measured += hit
+            vec[3 * kind] += ms
+            vec[3 * kind + 1] += 1
+            vec[3 * kind + 2] += elems
+            vec[_VAR + kind] += v
+            vec[_MEASURED] += hit
+        vec[_TOTAL] = len(ops.convs)
         for k, value in ops.elementwise.items():
-            row[_INDEX[k]] += value
-        return row, var, measured, len(ops.convs)
+            vec[_INDEX[k]] += value
+        self._parts.append(vec)
+        return len(self._parts) - 1
 
-    def _row(self, g: Genotype) -> _Row:
-        """The feature row of a genotype, the fallbacks' variance, convolutions measured, all.
-
-        Rows of blocks (and of the parts outside them) are cached: a search proposes the same
-        blocks at the same shapes again and again."""
+    def _part_ids(self, g: Genotype) -> list[int]:
+        """The parts a genotype is made of. Parts are cached: a search proposes the same blocks
+        at the same shapes again and again, so most candidates cost a few dictionary lookups."""
         shapes = g.shapes()
         last = shapes[-1].out_channels if shapes else g.stem
         skips = tuple((s.index, s.gene.skip, s.out_channels, s.out_size) for s in shapes
                       if s.gene.skip)  # fmt: skip
         outer_key = (g.stem, g.resolution, g.head, last, g.final_size,
                      tuple(s.out_channels for s in shapes) if skips else (), skips)  # fmt: skip
-        part = self._outer_rows.get(outer_key)
-        if part is None:
-            part = self._ops_row(_outer(g, self.in_channels, self.num_classes))
-            self._outer_rows[outer_key] = part
-        row, var = part[0].copy(), part[1].copy()
-        measured, total = part[2], part[3]
+        outer = self._outer_ids.get(outer_key)
+        if outer is None:
+            outer = self._outer_ids[outer_key] = self._part(
+                _outer(g, self.in_channels, self.num_classes)
+            )
+        ids = [outer]
+        blocks = self._block_ids
         for s in shapes:
             key = (s.gene, s.in_channels, s.in_size)
-            block = self._blocks.get(key)
-            if block is None:
-                block = self._ops_row(_block(s.gene, s.in_channels, s.in_size))
-                self._blocks[key] = block
-            row += block[0]
-            var += block[1]
-            measured += block[2]
-            total += block[3]
-        row[_OVERHEAD] = 1.0
-        return row, var, measured, total
+            part = blocks.get(key)
+            if part is None:
+                part = blocks[key] = self._part(_block(s.gene, s.in_channels, s.in_size))
+            ids.append(part)
+        return ids
+
+    def _rows(self, genotypes: Iterable[Genotype]) -> np.ndarray:
+        """One row per genotype (the sum of its parts' rows, overhead 1): Python finds the
+        parts, NumPy adds them up for all genotypes at once."""
+        ids: list[int] = []
+        starts: list[int] = []
+        for g in genotypes:
+            starts.append(len(ids))
+            ids.extend(self._part_ids(g))
+        if not starts:
+            return np.zeros((0, _WIDTH))
+        if len(self._matrix) != len(self._parts):
+            self._matrix = np.array(self._parts)
+        rows = np.add.reduceat(self._matrix[ids], starts, axis=0)
+        rows[:, _OVERHEAD] = 1.0
+        return rows
+
+    def _row(self, g: Genotype) -> np.ndarray:
+        return self._rows([g])[0]
 
     def predict(self, g: Genotype) -> tuple[float, float]:
         """Predicted latency in ms and its standard uncertainty in ms: the fallbacks' spread for
         unmeasured convolutions and the calibration's residual spread."""
-        row, var_by_kind, _, _ = self._row(g)
-        ms = float(row @ self.coefficients)
+        row = self._row(g)
+        ms = float(row[: len(FEATURES)] @ self.coefficients)
         scales = self.coefficients[[FEATURES.index(f"ms_{k}") for k in KINDS]]
-        var = float(var_by_kind @ scales**2)
+        var = float(row[_VAR : _VAR + len(KINDS)] @ scales**2)
         residual = 0.0 if math.isnan(self.residual) else self.residual * ms
         return ms, math.sqrt(var + residual**2)
 
     def predict_many(self, genotypes: Iterable[Genotype]) -> np.ndarray:
-        """Predicted latencies (ms) of many genotypes: blocks seen before are looked up, and the
-        rows go through the calibration as one matrix product."""
-        rows = [self._row(g)[0] for g in genotypes]
-        if not rows:
-            return np.zeros(0)
-        return np.asarray(rows) @ self.coefficients
+        """Predicted latencies (ms) of many genotypes, vectorised: parts seen before are looked
+        up, and all rows go through the calibration as one matrix product."""
+        return self._rows(genotypes)[:, : len(FEATURES)] @ self.coefficients
 
     def block_sum(self, g: Genotype) -> float:
         """The plain sum of the table's convolution latencies, without calibration (a
         reference for checks)."""
-        row = self._row(g)[0]
+        row = self._row(g)
         return float(sum(row[FEATURES.index(f"ms_{k}")] for k in KINDS))
 
     def coverage(self, g: Genotype) -> float:
         """Share of the genotype's convolutions that the profile measured."""
-        _, _, measured, total = self._row(g)
-        return measured / max(total, 1)
+        row = self._row(g)
+        return float(row[_MEASURED] / max(row[_TOTAL], 1))

@@ -156,10 +156,14 @@ def profile_plan(
             "space": header.get("space"),
             "in_channels": header.get("in_channels"),
             "num_classes": header.get("num_classes"),
+            # measured: every entry of "measurements"; modelled: what the plan says it left out
+            "coverage": header.get("coverage"),
         },
         "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "complete": False,
         "measurements": measurements,
+        # timings of one model repeated through the run: how the machine's speed drifted
+        "anchors": list(old.get("anchors", [])) if isinstance(old, dict) else [],
     }
     if isinstance(old, dict) and old.get("energy") is not None:
         profile["energy"] = old["energy"]  # coefficients a user added by hand stay
@@ -170,8 +174,8 @@ def profile_plan(
             "unit": "MB",
         }
     try:
-        _time_entries(plan, entries, measurements, threads, max_seconds, progress,
-                      lambda: write_json(out, profile))  # fmt: skip
+        _time_entries(plan, entries, measurements, profile["anchors"], threads, max_seconds,
+                      progress, lambda: write_json(out, profile))  # fmt: skip
         if memory:
             _measure_memory(plan, entries, measurements, threads, memory_progress,
                             lambda: write_json(out, profile))  # fmt: skip
@@ -205,41 +209,49 @@ def _time(data: bytes, kind: str, threads: int, max_seconds: float) -> Any:
     )
 
 
+#: One model is timed again every this many entries; a machine's speed drifts (thermal
+#: throttling, a busy neighbour) and these timings let the predictor take the drift out.
+ANCHOR_EVERY = 100
+
+
 def _time_entries(
     plan: Path,
     entries: list[PlanEntry],
     measurements: dict[str, Any],
+    anchors: list[dict[str, Any]],
     threads: int,
     max_seconds: float,
     progress: Callable[[int, int, PlanEntry, float], None] | None,
     save: Callable[[], None],
 ) -> None:
+    """Time every entry not yet measured, then every REPEAT_EVERY-th operator again. Each
+    timing records the index of the latest anchor timing (``anchor``/``repeat_anchor``)."""
     repeats = [e for e in entries if e.kind != "network"][::REPEAT_EVERY]
     total = len(entries) + len(repeats)
+    anchor = next((e for e in entries if e.kind == "network"), entries[0] if entries else None)
+    todo = [(i, e, False) for i, e in enumerate(entries) if e.key not in measurements]
+    todo += [(len(entries) + j, e, True) for j, e in enumerate(repeats)
+             if "repeat_ms" not in measurements.get(e.key, {})]  # fmt: skip
     last_write = time.monotonic()
     with zipfile.ZipFile(plan) as z:
-        for i, entry in enumerate(entries):
-            if entry.key in measurements:
-                continue
+        for n, (i, entry, repeat) in enumerate(todo):
+            if anchor is not None and n % ANCHOR_EVERY == 0:
+                a = _time(z.read(anchor.file), anchor.kind, threads, max_seconds)
+                anchors.append({"key": anchor.key, "median_ms": round(a.median_ms, 5)})
             m = _time(z.read(entry.file), entry.kind, threads, max_seconds)
-            measurements[entry.key] = {
-                "kind": entry.kind,
-                "median_ms": round(m.median_ms, 5),
-                "iqr_ms": round(m.spread_ms, 5),
-                "runs": m.runs,
-            }
+            if repeat:
+                measurements[entry.key]["repeat_ms"] = round(m.median_ms, 5)
+                measurements[entry.key]["repeat_anchor"] = len(anchors) - 1
+            else:
+                measurements[entry.key] = {
+                    "kind": entry.kind,
+                    "median_ms": round(m.median_ms, 5),
+                    "iqr_ms": round(m.spread_ms, 5),
+                    "runs": m.runs,
+                    "anchor": len(anchors) - 1,
+                }
             if progress:
                 progress(i + 1, total, entry, m.median_ms)
-            if time.monotonic() - last_write > 1.0:
-                save()
-                last_write = time.monotonic()
-        for j, entry in enumerate(repeats):
-            if "repeat_ms" in measurements[entry.key]:
-                continue
-            m = _time(z.read(entry.file), entry.kind, threads, max_seconds)
-            measurements[entry.key]["repeat_ms"] = round(m.median_ms, 5)
-            if progress:
-                progress(len(entries) + j + 1, total, entry, m.median_ms)
             if time.monotonic() - last_write > 1.0:
                 save()
                 last_write = time.monotonic()

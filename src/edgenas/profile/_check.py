@@ -129,7 +129,13 @@ def check_profile(
 ) -> dict[str, Any]:
     """Measure ``n`` random architectures here and compare three predictions with them: the
     predictor, a FLOPs-proportional estimate (one ms-per-MAC factor fitted on the profile's
-    reference networks) and the plain sum of the profile's operator latencies."""
+    reference networks) and the plain sum of the profile's operator latencies.
+
+    When the profile has anchor timings, the anchor model is timed here too (every 25
+    architectures): ``speed_now_vs_profile`` says how much slower (>1) this machine runs now
+    than while it was profiled, and ``at_profile_speed`` gives the same figures with each
+    measurement divided by that speed at its moment — what the predictor can be asked for,
+    since it predicts the machine as it was profiled."""
     in_channels = int(profile["plan"].get("in_channels") or 3)
     num_classes = int(profile["plan"].get("num_classes") or 10)
     threads = int(profile["threads"])
@@ -142,14 +148,21 @@ def check_profile(
     rng = np.random.default_rng(seed)
     genotypes: list[Genotype] = [space.sample(rng) for _ in range(n)]
     models = [export_onnx(build_model(g, in_channels, num_classes)) for g in genotypes]
+    # The anchor model the device timed again and again while profiling: timed here too, it
+    # tells how fast this machine runs now compared with then.
+    anchor = _anchor_model(profile, in_channels, num_classes)
+    anchor_times: list[float] = []
     # Each network is timed in `rounds` passes over all of them and the median pass is kept:
     # a slow spell of a shared machine then hits one pass of a network, not its result.
     times = np.zeros((rounds, n))
+    speed = np.ones((rounds, n))
     for r in range(rounds):
         for i, model in enumerate(models):
-            times[r, i] = measure_onnx_latency(model, threads=threads, min_runs=20,
-                                               min_seconds=0.15, stable_within=0.01,
-                                               max_seconds=2.0).median_ms  # fmt: skip
+            if anchor is not None and i % 25 == 0:
+                anchor_times.append(_timing(anchor, threads))
+            times[r, i] = _timing(model, threads)
+            if anchor_times:
+                speed[r, i] = anchor_times[-1]
             if progress:
                 progress(r * n + i + 1, rounds * n)
     measured = np.median(times, axis=0)
@@ -157,6 +170,17 @@ def check_profile(
     flops = [per_mac * analytic_costs(g, in_channels, num_classes).macs for g in genotypes]
     block_sum = [predictor.block_sum(g) for g in genotypes]
     coverage = [predictor.coverage(g) for g in genotypes]
+    figures: dict[str, Any] = {}
+    if anchor is not None:
+        then = float(np.median([a["median_ms"] for a in profile["anchors"]]))
+        # each timing divided by the machine's speed at that moment (relative to the profile)
+        steady = np.median(times / (speed / then), axis=0)
+        figures["speed_now_vs_profile"] = float(np.median(anchor_times) / then)
+        figures["at_profile_speed"] = {
+            "predictor": prediction_metrics(pred, steady),
+            "flops": prediction_metrics(flops, steady),
+            "block_sum": prediction_metrics(block_sum, steady),
+        }
     return {
         "n": n,
         "threads": threads,
@@ -166,4 +190,21 @@ def check_profile(
         "predictor": prediction_metrics(pred, measured),
         "flops": prediction_metrics(flops, measured),
         "block_sum": prediction_metrics(block_sum, measured),
+        **figures,
     }
+
+
+def _timing(model: bytes, threads: int) -> float:
+    return measure_onnx_latency(model, threads=threads, min_runs=20, min_seconds=0.15,
+                                stable_within=0.01, max_seconds=2.0).median_ms  # fmt: skip
+
+
+def _anchor_model(profile: dict[str, Any], in_channels: int, num_classes: int) -> bytes | None:
+    """The ONNX model of the profile's anchor (a reference network, rebuilt from its key)."""
+    anchors = profile.get("anchors") or []
+    key = anchors[0].get("key") if anchors and isinstance(anchors[0], dict) else None
+    suffix = f"|in{in_channels}_n{num_classes}"
+    if not isinstance(key, str) or not key.endswith(suffix) or len(anchors) < 3:
+        return None
+    genotype = Genotype.parse(key[: -len(suffix)])
+    return export_onnx(build_model(genotype, in_channels, num_classes))

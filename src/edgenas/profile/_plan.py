@@ -27,6 +27,10 @@ from edgenas.space import SearchSpace
 __all__ = ["conv_model", "network_key", "write_plan"]
 
 
+#: Random architectures (not planned) whose convolutions measure the plan's coverage.
+COVERAGE_PROBE = 200
+
+
 def network_key(genotype: Genotype, in_channels: int, num_classes: int) -> str:
     return f"{genotype}|in{in_channels}_n{num_classes}"
 
@@ -89,24 +93,46 @@ def write_plan(
         for op in network_ops(g, in_channels, num_classes).convs:
             convs.setdefault(conv_key(op), op)
     networks = genotypes[:references]
+    # How much of the space the table covers: the share of the convolutions of other random
+    # architectures that the plan holds (the rest the predictor models).
+    probe_rng = np.random.default_rng([seed, 1])
+    probe = [
+        conv_key(op)
+        for _ in range(COVERAGE_PROBE)
+        for op in network_ops(space.sample(probe_rng), in_channels, num_classes).convs
+    ]
+    coverage = sum(k in convs for k in probe) / max(len(probe), 1)
     total = len(convs) + len(networks)
     models = []
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
+    # Reference networks are spread evenly among the convolutions, so that a machine whose
+    # speed drifts during the hours of timing drifts alike for the table and the calibration.
+    conv_items = list(convs.items())
+    slots: dict[int, list[int]] = {}
+    for j in range(len(networks)):
+        slots.setdefault(round((j + 1) * len(conv_items) / (len(networks) + 1)), []).append(j)
     with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
-        for i, (key, op) in enumerate(convs.items()):
+        done = 0
+        for i in range(len(conv_items) + 1):
+            for j in slots.get(i, []):
+                g = networks[j]
+                name = f"networks/{j:05d}.onnx"
+                z.writestr(name, export_onnx(_zeroed(build_model(g, in_channels, num_classes))))
+                models.append({"key": network_key(g, in_channels, num_classes),
+                               "kind": "network", "file": name, "genotype": str(g)})  # fmt: skip
+                done += 1
+                if progress:
+                    progress(done, total)
+            if i == len(conv_items):
+                break
+            key, op = conv_items[i]
             name = f"models/{i:05d}.onnx"
             z.writestr(name, conv_model(op))
             models.append({"key": key, "kind": "conv", "file": name})
-            if progress and (i % 100 == 0 or i + 1 == len(convs)):
-                progress(i + 1, total)
-        for j, g in enumerate(networks):
-            name = f"networks/{j:05d}.onnx"
-            z.writestr(name, export_onnx(_zeroed(build_model(g, in_channels, num_classes))))
-            models.append({"key": network_key(g, in_channels, num_classes), "kind": "network",
-                           "file": name, "genotype": str(g)})  # fmt: skip
-            if progress:
-                progress(len(convs) + j + 1, total)
+            done += 1
+            if progress and (done % 100 == 0 or done == total):
+                progress(done, total)
         header = {
             "format": PLAN_FORMAT,
             "version": 2,
@@ -114,6 +140,12 @@ def write_plan(
             "space": space.name,
             "in_channels": in_channels,
             "num_classes": num_classes,
+            "coverage": {
+                "convolutions": round(coverage, 4),
+                "probed_architectures": COVERAGE_PROBE,
+                "modelled": "convolutions not in the plan are predicted by a linear model per "
+                "kind (dense, pointwise, depthwise) fitted on the timed ones",
+            },
             "models": models,
         }
         z.writestr("plan.json", json.dumps(header, indent=1))
