@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import math
-import re
 import sys
 import time
 from pathlib import Path
@@ -20,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import optuna
 import torch
+from _section import write_section
 
 import edgenas
 from edgenas.arch import baseline, build_model
@@ -29,7 +29,6 @@ from edgenas.device import device_info
 from edgenas.search import open_study
 from edgenas.train import Fidelity, TrainConfig, evaluate, fit
 
-ROOT = Path(__file__).resolve().parent.parent
 MARK = "elpv_search"
 
 
@@ -58,17 +57,6 @@ def train_baseline(name: str, data: edgenas.data.ImageDataset, args: argparse.Na
 
 def result_study_trials(run_dir: str) -> list[optuna.trial.FrozenTrial]:
     return open_study(Path(run_dir)).get_trials(deepcopy=False)
-
-
-def write_section(text: str) -> None:
-    path = ROOT / "BENCHMARKS.md"
-    body = path.read_text() if path.exists() else "# Benchmarks\n"
-    block = f"<!-- {MARK} -->\n{text.rstrip()}\n<!-- /{MARK} -->"
-    pattern = re.compile(rf"<!-- {MARK} -->.*?<!-- /{MARK} -->", re.S)
-    body = (
-        pattern.sub(block, body) if pattern.search(body) else body.rstrip() + "\n\n" + block + "\n"
-    )
-    path.write_text(body)
 
 
 def main() -> None:
@@ -162,7 +150,7 @@ def main() -> None:
     text = "\n".join(lines)
     print(text)
     if not args.no_write:
-        write_section(text)
+        write_section(MARK, text)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import re
 import sys
 import time
 import zipfile
@@ -23,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from _section import write_section
 
 from edgenas.arch import Genotype
 from edgenas.config import load_space
@@ -34,17 +34,6 @@ from edgenas.space import StagedSpace
 
 ROOT = Path(__file__).resolve().parent.parent
 MARK = "latency_predictor"
-
-
-def write_section(text: str) -> None:
-    path = ROOT / "BENCHMARKS.md"
-    body = path.read_text() if path.exists() else "# Benchmarks\n"
-    block = f"<!-- {MARK} -->\n{text.rstrip()}\n<!-- /{MARK} -->"
-    pattern = re.compile(rf"<!-- {MARK} -->.*?<!-- /{MARK} -->", re.S)
-    body = (
-        pattern.sub(block, body) if pattern.search(body) else body.rstrip() + "\n\n" + block + "\n"
-    )
-    path.write_text(body)
 
 
 def mutation_stream(space: StagedSpace, n: int, seed: int) -> list[Genotype]:
@@ -211,7 +200,7 @@ def main() -> None:
     )
     print(text)
     if not args.no_write:
-        write_section(text)
+        write_section(MARK, text)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import re
 import sys
 import time
 from pathlib import Path
@@ -25,13 +24,13 @@ from typing import Any
 import numpy as np
 import onnxruntime
 import torch
+from _section import write_section
 
 from edgenas.arch import Genotype, build_model, export_onnx
 from edgenas.cost import AnalyticCosts, MemoryCalibration, analytic_costs
 from edgenas.device import device_info, measure_onnx_memory
 from edgenas.space import edge_space
 
-ROOT = Path(__file__).resolve().parent.parent
 MARK = "memory_check"
 IN_CHANNELS, NUM_CLASSES = 3, 10
 
@@ -59,17 +58,6 @@ def measure(
         rows.append((analytic_costs(g, IN_CHANNELS, NUM_CLASSES), peak))
         print(f"[{i + 1}/{len(genotypes)}] {peak:7.1f} MB  {g}", file=sys.stderr, flush=True)
     return rows
-
-
-def write_section(text: str) -> None:
-    path = ROOT / "BENCHMARKS.md"
-    body = path.read_text() if path.exists() else "# Benchmarks\n"
-    block = f"<!-- {MARK} -->\n{text.rstrip()}\n<!-- /{MARK} -->"
-    pattern = re.compile(rf"<!-- {MARK} -->.*?<!-- /{MARK} -->", re.S)
-    body = (
-        pattern.sub(block, body) if pattern.search(body) else body.rstrip() + "\n\n" + block + "\n"
-    )
-    path.write_text(body)
 
 
 def main() -> None:
@@ -159,7 +147,7 @@ def main() -> None:
     text = "\n".join(lines)
     print(text)
     if not args.no_write:
-        write_section(text)
+        write_section(MARK, text)
 
 
 if __name__ == "__main__":

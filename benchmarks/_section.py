@@ -1,0 +1,21 @@
+"""BENCHMARKS.md is written by several benchmarks, each owning one section between markers."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "BENCHMARKS.md"
+
+
+def write_section(mark: str, text: str, path: Path = BENCHMARKS) -> None:
+    """Replace the section between ``<!-- mark -->`` and ``<!-- /mark -->`` with ``text``, or
+    append it; the rest of the file is left as it is."""
+    body = path.read_text() if path.exists() else "# Benchmarks\n"
+    block = f"<!-- {mark} -->\n{text.rstrip()}\n<!-- /{mark} -->"
+    pattern = re.compile(rf"<!-- {re.escape(mark)} -->.*?<!-- /{re.escape(mark)} -->", re.S)
+    if pattern.search(body):
+        body = pattern.sub(lambda _: block, body)
+    else:
+        body = body.rstrip() + "\n\n" + block + "\n"
+    path.write_text(body)
