@@ -18,7 +18,6 @@ import argparse
 import datetime as dt
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
