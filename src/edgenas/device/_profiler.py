@@ -54,7 +54,7 @@ class PlanError(Exception):
 @dataclass(frozen=True)
 class PlanEntry:
     key: str  # what the model measures, such as "ir_k3_e4_c24_s2|in16x48"
-    kind: str  # "block", "network", or another piece a predictor adds up
+    kind: str  # "conv" (one operator), "network" (a whole reference network)
     file: str  # path inside the zip
 
 
