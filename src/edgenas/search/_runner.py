@@ -250,6 +250,7 @@ class _Search:
             raise ConfigError(f"--data-fraction must be within (0, 1], got {config.data_fraction}")
         self.fidelity = Fidelity(epochs=config.epochs, data_fraction=config.data_fraction)
         self.baselines = [baseline(b) for b in config.baselines]  # check names before any work
+        self.profile = _load_device_profile(config)  # a bad profile is named before data loads
         progress.on_phase(f"loading data {config.data}")
         name_hint = Path(str(config.data)).stem if config.data else "run"
         provisional = config.run_dir(name_hint)
@@ -262,7 +263,6 @@ class _Search:
         )
         self.run_dir = provisional
         self.space = config.space
-        self.profile = _load_device_profile(config)
         self.cost = CostModel(
             self.data.channels,
             self.data.num_classes,
