@@ -22,6 +22,7 @@ from edgenas.cost import (
     LatencyMeasurement,
     MemoryCalibration,
     analytic_costs,
+    block_ops,
     measure_onnx_latency,
     parse_count,
     parse_duration,
@@ -581,3 +582,26 @@ def test_calibration_never_shrinks_as_a_network_grows() -> None:
         samples.append((a, max(1.0, 100.0 - a.size_mb)))
     fitted = MemoryCalibration.fit(samples)
     assert min(fitted.weights_factor, fitted.activations_factor, fitted.overhead_mb) >= 0.0
+
+
+def test_block_ops_mark_the_convolutions_the_activation_follows() -> None:
+    """block_ops says which convolutions carry the block's activation (the predictor counts
+    hard-swish operators from it): as many as the PyTorch block has hard-swish modules, less
+    the one after a ResNet block's addition."""
+    from dataclasses import replace as replace_gene
+
+    from edgenas.arch import BLOCKS, BlockShape
+
+    rng = np.random.default_rng(4)
+    space = edge_space()
+    checked = set()
+    for _ in range(40):
+        for s in space.sample(rng).shapes():
+            gene = replace_gene(s.gene, act="hswish", skip=0)
+            block = BLOCKS[gene.type](s.in_channels, gene)
+            modules = sum(isinstance(m, torch.nn.Hardswish) for m in block.modules())
+            ops = block_ops(BlockShape(0, gene, s.in_channels, s.in_size, s.out_channels,
+                                       s.out_size))  # fmt: skip
+            assert sum(o.act for o in ops) == modules - gene.always_residual, gene
+            checked.add((gene.type, gene.expansion > 1))
+    assert {t for t, _ in checked} == {"conv", "res", "bneck", "ds", "ir"}

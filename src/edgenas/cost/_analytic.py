@@ -8,7 +8,7 @@ block type needs one entry here and nothing else.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from edgenas.arch import BlockShape, Genotype, make_divisible
 from edgenas.arch._blocks import bottleneck_width
@@ -30,7 +30,9 @@ class ConvOp:
     groups: int
     in_size: int
     bias: bool = False  # a plain bias instead of batch norm (the SE convolutions)
-    elementwise_input: bool = False  # output multiplies/adds back into an earlier tensor
+    # Followed by the block's activation (fused into the convolution when ReLU, separate
+    # operators when hard-swish). Not part of equality: the convolution costs the same.
+    act: bool = field(default=False, compare=False)
 
     @property
     def out_size(self) -> int:
@@ -72,31 +74,31 @@ def block_ops(shape: BlockShape) -> list[ConvOp]:
     s_out, cout = shape.out_size, shape.out_channels
     ops: list[ConvOp] = []
     if g.type == "conv":
-        ops.append(ConvOp(cin, cout, g.kernel, g.stride, 1, s_in))
+        ops.append(ConvOp(cin, cout, g.kernel, g.stride, 1, s_in, act=True))
         if g.se:
             ops += _se_ops(cout, s_out)
     elif g.type == "res":
-        ops.append(ConvOp(cin, cout, g.kernel, g.stride, 1, s_in))
+        ops.append(ConvOp(cin, cout, g.kernel, g.stride, 1, s_in, act=True))
         ops.append(ConvOp(cout, cout, g.kernel, 1, 1, s_out))
         if g.se:
             ops += _se_ops(cout, s_out)
     elif g.type == "bneck":
         mid = bottleneck_width(cout)
-        ops.append(ConvOp(cin, mid, (1, 1), 1, 1, s_in))
-        ops.append(ConvOp(mid, mid, g.kernel, g.stride, 1, s_in))
+        ops.append(ConvOp(cin, mid, (1, 1), 1, 1, s_in, act=True))
+        ops.append(ConvOp(mid, mid, g.kernel, g.stride, 1, s_in, act=True))
         if g.se:
             ops += _se_ops(mid, s_out)
         ops.append(ConvOp(mid, cout, (1, 1), 1, 1, s_out))
     elif g.type == "ds":
-        ops.append(ConvOp(cin, cin, g.kernel, g.stride, cin, s_in))
+        ops.append(ConvOp(cin, cin, g.kernel, g.stride, cin, s_in, act=True))
         if g.se:
             ops += _se_ops(cin, s_out)
         ops.append(ConvOp(cin, cout, (1, 1), 1, 1, s_out))
     elif g.type == "ir":
         hidden = cin * g.expansion
         if g.expansion > 1:
-            ops.append(ConvOp(cin, hidden, (1, 1), 1, 1, s_in))
-        ops.append(ConvOp(hidden, hidden, g.kernel, g.stride, hidden, s_in))
+            ops.append(ConvOp(cin, hidden, (1, 1), 1, 1, s_in, act=True))
+        ops.append(ConvOp(hidden, hidden, g.kernel, g.stride, hidden, s_in, act=True))
         if g.se:
             ops += _se_ops(hidden, s_out)
         ops.append(ConvOp(hidden, cout, (1, 1), 1, 1, s_out))

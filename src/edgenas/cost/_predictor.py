@@ -115,11 +115,11 @@ def _block(gene: BlockGene, in_channels: int, in_size: int) -> NetworkOps:
         _add(ew, "n_elementwise", 5)
     if gene.act == "hswish":
         # Hard-swish runs as its own operators; ReLU is fused into the convolution.
-        acted = {"conv": 1, "res": 1, "bneck": 2, "ds": 1, "ir": 2 if gene.expansion > 1 else 1}
-        for op in main[: acted[gene.type]]:
-            _add(ew, "elems_hswish", op.out_elems / 1e6)
-            _add(ew, "n_elementwise", 2)
-        if gene.type in ("res", "bneck"):  # the activation after the addition
+        for op in main:
+            if op.act:
+                _add(ew, "elems_hswish", op.out_elems / 1e6)
+                _add(ew, "n_elementwise", 2)
+        if gene.always_residual:  # ResNet blocks activate again after the addition
             _add(ew, "elems_hswish", out_elems / 1e6)
             _add(ew, "n_elementwise", 2)
     if gene.residual:
@@ -210,7 +210,7 @@ def _fit_fallback(ops: Sequence[ConvOp], ms: Sequence[float]) -> _Fallback | Non
 def _drift(anchors: Sequence[dict[str, Any]]) -> np.ndarray:
     """The machine's relative speed at each anchor timing (1 = its median over the run): the
     running median of five anchor timings, divided by their overall median."""
-    ms = np.array([float(a["median_ms"]) for a in anchors if a.get("median_ms")], float)
+    ms = np.array([float(a["median_ms"]) for a in anchors], float)
     if len(ms) < 3:
         return np.ones(len(anchors))
     smooth = np.array([np.median(ms[max(0, i - 2) : i + 3]) for i in range(len(ms))])
