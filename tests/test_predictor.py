@@ -111,6 +111,11 @@ def test_metrics() -> None:
             ' "measurements": {"a|in3x8": {"median_ms": -1}}}',
             "positive median_ms",
         ),
+        (
+            '{"format": "edgenas-profile", "version": 1, "threads": 1, "runtime": {}, "plan": {},'
+            ' "measurements": {}, "anchors": [{"median_ms": "fast"}]}',
+            "anchors must be a list",
+        ),
     ],
 )
 def test_bad_profiles_are_named(tmp_path: Path, text: str, message: str) -> None:

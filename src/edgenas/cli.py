@@ -499,7 +499,9 @@ def profile_check_command(
 ) -> None:
     """Measure random architectures on this machine and compare the profile's predictor, a
     FLOPs-proportional estimate and a plain sum of operator latencies with the measurements.
-    Each architecture is timed in three passes and its median pass kept."""
+    Each architecture is timed in three passes and its median pass kept. When the profile
+    has anchor timings, the anchor is timed too and the figures are also given with the
+    machine's drift since profiling divided out."""
     _setup_logging(False)
     from rich.progress import Progress
     from rich.table import Table

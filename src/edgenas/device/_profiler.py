@@ -8,6 +8,10 @@ Run on the target (a Raspberry Pi, a phone board, any CPU) with only NumPy and O
 The plan (written on the host by ``edgenas profile plan``) is a zip with ``plan.json`` and one
 ONNX file per model. Progress is saved to the output file as it goes, so an interrupted run
 started again with the same arguments times and measures only what is left.
+
+Every 20th operator is timed a second time at the end (``repeat_ms``: how noisy one timing is),
+and one reference network is timed again every 100 timings (``anchors``, with each entry's
+``anchor`` index: how the machine's speed drifted through the run).
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from typing import Any
 
 from edgenas._io import read_json, write_json
 from edgenas.device._memory import InputSpec, MemoryMeasurementError, measure_onnx_memory
-from edgenas.device._timing import measure_onnx_latency
+from edgenas.device._timing import LatencyMeasurement, measure_onnx_latency
 
 __all__ = [
     "PLAN_FORMAT",
@@ -193,7 +197,7 @@ def profile_plan(
 REPEAT_EVERY = 20
 
 
-def _time(data: bytes, kind: str, threads: int, max_seconds: float) -> Any:
+def _time(data: bytes, kind: str, threads: int, max_seconds: float) -> LatencyMeasurement:
     # Whole networks calibrate the predictor and need steady medians; the thousands of lone
     # operators get a shorter timing each.
     network = kind == "network"

@@ -59,6 +59,14 @@ def load_profile(path: Path, *, threads: int | None = None) -> dict[str, Any]:
             raise ConfigError(
                 f"profile {path}: the measurement of {key!r} is not a positive median_ms"
             )
+    anchors = profile.get("anchors", [])
+    if not isinstance(anchors, list) or not all(
+        isinstance(a, dict) and isinstance(a.get("median_ms"), (int, float)) and a["median_ms"] > 0
+        for a in anchors
+    ):
+        raise ConfigError(
+            f"profile {path}: anchors must be a list of timings with a positive median_ms"
+        )
     if not isinstance(profile["threads"], int) or profile["threads"] < 1:
         raise ConfigError(f"profile {path}: threads must be a positive integer")
     if profile.get("version") not in (1,) or not isinstance(profile["measurements"], dict):
