@@ -92,6 +92,11 @@ class Objective:
         return self.kind == "weighted" and bool(self.weights.get("energy"))
 
     @property
+    def uses_latency(self) -> bool:
+        """Whether latency enters the values told to the study."""
+        return self.kind == "pareto" or (self.kind == "weighted" and bool(self.weights.get("latency")))
+
+    @property
     def directions(self) -> list[StudyDirection]:
         if self.kind == "pareto":
             return [StudyDirection.MAXIMIZE, StudyDirection.MINIMIZE]

@@ -12,7 +12,7 @@ import hashlib
 import logging
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -28,7 +28,7 @@ from edgenas.errors import ConfigError, EdgenasError
 from edgenas.search import _records as R
 from edgenas.search._early_stop import EarlyStopping, EpochCurve
 from edgenas.search._objectives import Objective
-from edgenas.search._strategies import make_sampler
+from edgenas.search._strategies import Check, make_sampler
 from edgenas.space import SearchSpace, edge_space
 from edgenas.train import Fidelity, TrainConfig, evaluate, fit
 
@@ -324,9 +324,26 @@ class _Search:
         # A sampler restarted with the seed it had would propose the same first candidates
         # again; offsetting by the trials already told keeps a resumed search moving forward.
         self.study.sampler = make_sampler(
-            config.strategy, self.space, config.seed + 7919 * previous, self.objective.multi
+            config.strategy,
+            self.space,
+            config.seed + 7919 * previous,
+            self.objective.multi,
+            check=self._check,
         )
         self.distributions = self.space.distributions()
+
+    def _check(self, params: dict[str, Any]) -> Check:
+        """What a strategy may know of an assignment before training: whether its predicted
+        (or already measured) costs meet the constraints, and its latency."""
+        limits = self.config.constraints
+        genotype = self.space.decode(params)
+        analytic = self.cost.analytic(genotype)  # microseconds; latency may take a measurement
+        if any(v > 0 for v in limits.violations(replace(analytic, latency_ms=0.0)).values()):
+            return Check(False, math.nan)
+        if limits.max_latency_ms is None and not self.objective.uses_latency:
+            return Check(True, math.nan)
+        latency = self.cost.latency_ms(genotype, limit_ms=limits.max_latency_ms)
+        return Check(limits.max_latency_ms is None or latency <= limits.max_latency_ms, latency)
 
     # -- bookkeeping ----------------------------------------------------------------------
     def _records(self) -> list[R.TrialRecord]:

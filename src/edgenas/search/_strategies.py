@@ -6,15 +6,26 @@ Optuna samplers they get storage, resumption and constraint handling from Optuna
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import optuna
 
 from edgenas.errors import ConfigError
 from edgenas.space import SearchSpace
 
-__all__ = ["STRATEGIES", "Strategy", "make_sampler", "register_strategy"]
+__all__ = ["STRATEGIES", "Check", "Strategy", "make_sampler", "register_strategy"]
+
+
+class Check(NamedTuple):
+    """What is known of an assignment before training it."""
+
+    feasible: bool  # its predicted costs meet every constraint
+    latency_ms: float  # predicted or measured; NaN where nothing needed it
+
+
+Checker = Callable[[Mapping[str, Any]], Check]
 
 SamplerFactory = Callable[[SearchSpace, int, bool], optuna.samplers.BaseSampler]
 
@@ -61,7 +72,11 @@ def _nsga2(space: SearchSpace, seed: int, multi: bool) -> optuna.samplers.BaseSa
 
 
 def make_sampler(
-    name: str, space: SearchSpace, seed: int, multi_objective: bool
+    name: str,
+    space: SearchSpace,
+    seed: int,
+    multi_objective: bool,
+    check: Checker | None = None,
 ) -> optuna.samplers.BaseSampler:
     """The sampler of a registered strategy, seeded."""
     try:
