@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import edgenas
@@ -182,3 +183,32 @@ def test_search_function_survives_importing_the_subpackage() -> None:
     sub = importlib.import_module("edgenas.search")
     assert callable(edgenas.search) and edgenas.search is not sub
     assert sub.SearchConfig is edgenas.SearchConfig
+
+
+def test_train_config_optimizer_sgd_learns() -> None:
+    import torch
+    from torch import nn
+
+    from edgenas.train import Fidelity, TrainConfig, fit
+
+    with pytest.raises(ConfigError, match="optimizer"):
+        TrainConfig(optimizer="lamb")
+
+    class Splits:
+        train, val = np.arange(0, 160), np.arange(160, 200)
+
+    class Data:  # dark against bright images
+        num_classes, channels, allow_rot90, allow_flips = 2, 1, True, True
+        labels = np.arange(200) % 2
+        splits = Splits()
+
+        def images(self, resolution: int) -> torch.Tensor:
+            level = torch.as_tensor(self.labels)[:, None, None, None] * 120 + 60
+            return (level + torch.randint(0, 60, (200, 1, 8, 8))).to(torch.uint8)
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 8, 3), nn.BatchNorm2d(8), nn.ReLU(),
+                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 2))  # fmt: skip
+    config = TrainConfig(batch_size=32, lr=3e-2, optimizer="sgd", device="cpu")
+    result = fit(model, Data(), Fidelity(epochs=3), resolution=8, seed=0, config=config)
+    assert result.status == "complete" and result.accuracy is not None and result.accuracy > 0.8
