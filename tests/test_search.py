@@ -185,6 +185,105 @@ def test_search_function_survives_importing_the_subpackage() -> None:
     assert sub.SearchConfig is edgenas.SearchConfig
 
 
+# -- multi-fidelity schedules ---------------------------------------------------------------
+def test_fidelity_schedule_rungs_and_brackets() -> None:
+    from edgenas.search import FidelitySchedule
+
+    sh = FidelitySchedule.parse("sh", epochs=9)
+    assert sh.rungs() == (1, 3) and sh.brackets == 1  # epoch 9 is the end, not a rung
+    assert FidelitySchedule.parse("sh:eta=2,min_epochs=2", epochs=9).rungs() == (2, 4, 8)
+    hb = FidelitySchedule.parse("hyperband", epochs=9)
+    assert [hb.rungs(b) for b in range(hb.brackets)] == [(1, 3), (3,), ()]
+    assert [hb.bracket_for(i) for i in range(5)] == [0, 1, 2, 0, 1]
+    assert FidelitySchedule.parse("none", epochs=9).rungs() == ()
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [("asha", "'asha' is unknown"), ("sh:eta=1", "eta must be"), ("sh:speed=2", "speed=2"),
+     ("sh:eta=two", "whole number"), ("none:eta=2", "no options")],
+)  # fmt: skip
+def test_fidelity_schedule_bad_text(text: str, message: str) -> None:
+    from edgenas.search import FidelitySchedule
+
+    with pytest.raises(ConfigError, match=message):
+        FidelitySchedule.parse(text, epochs=9)
+
+
+def test_successive_halving_keeps_the_top_third_of_a_rung() -> None:
+    from edgenas.search import FidelitySchedule, RungEntry
+
+    sh = FidelitySchedule.parse("sh", epochs=9)
+    done = [RungEntry(((a,), (a + 0.1,))) for a in (0.9, 0.8, 0.7, 0.6, 0.5)]
+    # Six reached epoch 1 (five before, itself): the top two go on.
+    assert sh.should_stop(1, (0.85,), done) is None  # second
+    reason = sh.should_stop(1, (0.75,), done)  # third
+    assert reason == (
+        "rung 1 (epoch 1): 2 of the 6 candidates that reached it rank ahead; only the top 2 go on"
+    )
+    assert sh.should_stop(2, (0.1,), done) is None  # epoch 2 is no rung
+    # Fewer than η at a rung: only the best so far goes on.
+    assert sh.should_stop(1, (0.95,), done[:1]) is None
+    assert sh.should_stop(1, (0.85,), done[:1]) is not None
+    assert sh.should_stop(1, (0.9,), done[:1]) is None  # ties favour the candidate
+    # At epoch 3 only the two candidates that reached it compete.
+    late = [RungEntry(((0.5,), (0.6,), (0.9,))), RungEntry(((0.5,), (0.6,), (0.7,)))]
+    assert sh.should_stop(3, (0.8,), [*done, *late]) is not None
+    assert sh.should_stop(3, (0.95,), [*done, *late]) is None
+
+
+def test_hyperband_compares_within_a_bracket() -> None:
+    from edgenas.search import FidelitySchedule, RungEntry
+
+    hb = FidelitySchedule.parse("hyperband", epochs=9)
+    others = [RungEntry(((0.9,),), bracket=1), RungEntry(((0.3,), (0.4,), (0.5,)), bracket=0)]
+    assert hb.should_stop(1, (0.6,), others, bracket=0) is None  # beats its bracket's only rival
+    assert hb.should_stop(1, (0.2,), others, bracket=0) == (
+        "bracket 0, rung 1 (epoch 1): 1 of the 2 candidates that reached it rank ahead; "
+        "only the top 1 go on"
+    )
+    assert hb.should_stop(1, (0.2,), others, bracket=1) is None  # bracket 1 starts at epoch 3
+    assert hb.should_stop(3, (0.2,), others, bracket=2) is None  # bracket 2 trains fully
+
+
+def test_pareto_rungs_rank_by_non_dominated_sorting_then_crowding() -> None:
+    from edgenas.search import ranked_ahead
+
+    # Points are (accuracy, -latency): higher is better in both.
+    front = [(0.9, -5.0), (0.8, -3.0), (0.6, -1.0)]
+    # Dominated by one point only, yet in the second front: behind the whole first one.
+    assert ranked_ahead((0.7, -4.0), front) == 3
+    # Ahead of a point it dominates: (0.5, -6) is in the third front.
+    assert ranked_ahead((0.7, -4.0), [(0.9, -5.0), (0.8, -3.0), (0.5, -6.0)]) == 2
+    # On the front itself: the two extremes have infinite crowding, the middle one less.
+    assert ranked_ahead((0.8, -3.0), [(0.9, -5.0), (0.6, -1.0)]) == 2
+    assert ranked_ahead((0.9, -5.0), [(0.8, -3.0), (0.6, -1.0)]) == 0
+    # Faster, though less accurate, than every other: not behind anyone.
+    assert ranked_ahead((0.1, -0.5), front) == 0
+
+
+# -- the front's measure --------------------------------------------------------------------
+def test_hypervolume_2d_by_hand() -> None:
+    from edgenas.search import hypervolume_2d
+
+    # Reference latency 10 ms. Points: (0.5, 2 ms), (0.8, 6 ms), (0.6, 7 ms) dominated by the
+    # second, (0.9, 12 ms) slower than the reference. The staircase covers
+    # 0.5 × (10 − 2) + (0.8 − 0.5) × (10 − 6) = 4 + 1.2 = 5.2 of the 10-wide box.
+    points = [(0.5, 2.0), (0.8, 6.0), (0.6, 7.0), (0.9, 12.0)]
+    assert hypervolume_2d(points, 10.0) == pytest.approx(0.52)
+    assert hypervolume_2d([], 10.0) == 0.0
+    assert hypervolume_2d([(1.0, 0.0)], 10.0) == pytest.approx(1.0)  # the whole box
+
+
+def test_stable_for_counts_trainings_since_the_last_improvement() -> None:
+    from edgenas.search import stable_for
+
+    assert stable_for([]) == 0
+    assert stable_for([0.0, 0.0]) == 2  # no front yet: nothing improved
+    assert stable_for([0.1, 0.3, 0.3, 0.2]) == 2
+    assert stable_for([0.1, 0.3, 0.3, 0.4]) == 0
+
+
 def test_train_config_optimizer_sgd_learns() -> None:
     import torch
     from torch import nn

@@ -1,8 +1,11 @@
-"""The search: strategies, objectives, early stopping, the ask/tell loop and its records."""
+"""The search: strategies, objectives, early stopping and fidelity schedules, the ask/tell loop
+and its records."""
 
 from __future__ import annotations
 
 from edgenas.search._early_stop import EarlyStopping, EpochCurve
+from edgenas.search._fidelity import FIDELITY_SCHEDULES, FidelitySchedule, RungEntry, ranked_ahead
+from edgenas.search._frontier import hypervolume_2d, stable_for
 from edgenas.search._objectives import OBJECTIVES, Objective, parse_weights
 from edgenas.search._records import TrialRecord, pareto_front, records_from_study, results_dict
 from edgenas.search._runner import (
@@ -16,23 +19,29 @@ from edgenas.search._runner import (
 from edgenas.search._strategies import STRATEGIES, Strategy, make_sampler, register_strategy
 
 __all__ = [
+    "FIDELITY_SCHEDULES",
     "OBJECTIVES",
     "STRATEGIES",
     "EarlyStopping",
     "EpochCurve",
+    "FidelitySchedule",
     "Objective",
+    "RungEntry",
     "SearchConfig",
     "SearchProgress",
     "SearchResult",
     "Strategy",
     "TrialRecord",
+    "hypervolume_2d",
     "load_result",
     "make_sampler",
     "open_study",
     "pareto_front",
     "parse_weights",
+    "ranked_ahead",
     "records_from_study",
     "register_strategy",
     "results_dict",
     "run_search",
+    "stable_for",
 ]
