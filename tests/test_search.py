@@ -284,6 +284,37 @@ def test_stable_for_counts_trainings_since_the_last_improvement() -> None:
     assert stable_for([0.1, 0.3, 0.3, 0.4]) == 0
 
 
+# -- training hyperparameters in the space --------------------------------------------------
+def test_training_space_adds_categorical_training_choices() -> None:
+    from optuna.distributions import CategoricalDistribution
+
+    from edgenas.search import TrainingSpace
+    from edgenas.train import TrainConfig
+
+    inner = edge_space(max_depth=1, resolutions="32")
+    space = TrainingSpace(inner, TrainConfig(batch_size=64))
+    dists = space.distributions()
+    labels = ("train.lr", "train.batch", "train.optimizer", "train.wd", "train.augment")
+    assert set(dists) == set(inner.distributions()) | set(labels)
+    assert all(isinstance(d, CategoricalDistribution) for d in dists.values())
+    genotype = inner.sample(np.random.default_rng(0))
+    params = space.encode(genotype)
+    assert space.decode(params) == genotype and space.contains(genotype)
+    assert {k: params[k] for k in labels} == {
+        "train.lr": 3e-3, "train.batch": 64, "train.optimizer": "adamw", "train.wd": 5e-2,
+        "train.augment": 1.0,
+    }  # fmt: skip
+    base = TrainConfig(threads=1, device="cpu")
+    adamw = TrainingSpace.train_config({**params, "train.lr": 1e-2, "train.batch": 32}, base)
+    assert (adamw.lr, adamw.batch_size, adamw.optimizer) == (1e-2, 32, "adamw")
+    assert adamw.threads == 1 and adamw.device == "cpu"  # the rest is the search's own
+    sgd = TrainingSpace.train_config({**params, "train.optimizer": "sgd", "train.augment": 0.0},
+                                     base)  # fmt: skip
+    # On AdamW's scale: SGD gets ten times the rate and the same shrink per step.
+    assert sgd.optimizer == "sgd" and sgd.lr == pytest.approx(3e-2)
+    assert sgd.weight_decay == pytest.approx(5e-3) and sgd.augment_strength == 0.0
+
+
 def test_train_config_optimizer_sgd_learns() -> None:
     import torch
     from torch import nn
@@ -311,3 +342,49 @@ def test_train_config_optimizer_sgd_learns() -> None:
     config = TrainConfig(batch_size=32, lr=3e-2, optimizer="sgd", device="cpu")
     result = fit(model, Data(), Fidelity(epochs=3), resolution=8, seed=0, config=config)
     assert result.status == "complete" and result.accuracy is not None and result.accuracy > 0.8
+
+
+# -- warm starts ----------------------------------------------------------------------------
+def test_warm_start_baselines_enqueues_those_the_space_holds(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from edgenas.search import warm_start
+
+    found = warm_start("baselines", edge_space(), 96)
+    assert [w.label for w in found] == ["mobilenetv2@r96"]  # the others are not in this space
+    assert found[0].baseline == "mobilenetv2@r96"
+    assert edge_space().decode(found[0].params) == edgenas.baseline("mobilenetv2")
+    assert "resnet@r96" in caplog.text and "--baseline" in caplog.text
+
+
+def test_warm_start_from_a_run_encodes_its_front(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import json
+
+    from edgenas.search import warm_start
+
+    space = edge_space(max_depth=1, resolutions="32")
+    inside = space.sample(np.random.default_rng(1))
+    elsewhere = inside.replace(resolution=96)  # another data set's input size: moved to 32
+    outside = edgenas.baseline("vgg", resolution=32)
+    run = tmp_path / "earlier"
+    run.mkdir()
+    trials = [{"number": n, "genotype": str(g)} for n, g in enumerate((inside, elsewhere, outside))]
+    trials.append({"number": 3, "genotype": "not on the front"})
+    (run / "results.json").write_text(json.dumps({"trials": trials, "pareto": [0, 1, 2]}))
+    found = warm_start(str(run), space, 32)
+    assert [w.label for w in found] == ["earlier trial 0", "earlier trial 1"]
+    assert [space.decode(w.params) for w in found] == [inside, inside]
+    assert "earlier trial 2" in caplog.text and "do not fit" in caplog.text
+
+
+@pytest.mark.parametrize("source", ["nowhere", "empty"])
+def test_warm_start_bad_source_is_named(tmp_path: Path, source: str) -> None:
+    from edgenas.search import warm_start
+
+    (tmp_path / "empty").mkdir()
+    path = str(tmp_path / source)
+    with pytest.raises(ConfigError, match="--warm-start") as caught:
+        warm_start(path, edge_space(), 96)
+    assert path in str(caught.value) and "baselines" in str(caught.value)

@@ -1,11 +1,12 @@
-"""The search: strategies, objectives, early stopping and fidelity schedules, the ask/tell loop
-and its records."""
+"""The search: strategies, objectives, early stopping and fidelity schedules, warm starts,
+the ask/tell loop and its records."""
 
 from __future__ import annotations
 
 from edgenas.search._early_stop import EarlyStopping, EpochCurve
 from edgenas.search._fidelity import FIDELITY_SCHEDULES, FidelitySchedule, RungEntry, ranked_ahead
 from edgenas.search._frontier import hypervolume_2d, stable_for
+from edgenas.search._hyper import TRAINING_CHOICES, TrainingSpace
 from edgenas.search._objectives import OBJECTIVES, Objective, parse_weights
 from edgenas.search._records import TrialRecord, pareto_front, records_from_study, results_dict
 from edgenas.search._runner import (
@@ -17,11 +18,13 @@ from edgenas.search._runner import (
     run_search,
 )
 from edgenas.search._strategies import STRATEGIES, Strategy, make_sampler, register_strategy
+from edgenas.search._warm import WarmStart, warm_start
 
 __all__ = [
     "FIDELITY_SCHEDULES",
     "OBJECTIVES",
     "STRATEGIES",
+    "TRAINING_CHOICES",
     "EarlyStopping",
     "EpochCurve",
     "FidelitySchedule",
@@ -31,7 +34,9 @@ __all__ = [
     "SearchProgress",
     "SearchResult",
     "Strategy",
+    "TrainingSpace",
     "TrialRecord",
+    "WarmStart",
     "hypervolume_2d",
     "load_result",
     "make_sampler",
@@ -44,4 +49,5 @@ __all__ = [
     "results_dict",
     "run_search",
     "stable_for",
+    "warm_start",
 ]
