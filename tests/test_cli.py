@@ -208,3 +208,55 @@ def test_help_documents_the_options() -> None:
                    "--threads", "--out", "--seed", "--baseline", "--blocks", "--kernels",
                    "--max-depth", "--max-energy", "--energy-coefficients"):  # fmt: skip
         assert option in proc.stdout
+
+
+def test_help_documents_the_fidelity_warm_start_and_stability_options() -> None:
+    proc = run_cli("search", "--help")
+    assert proc.returncode == 0
+    for option in ("--fidelity-schedule", "--warm-start", "--stop-when-stable",
+                   "--search-training", "hyperband", "baselines"):  # fmt: skip
+        assert option in proc.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--fidelity-schedule", "magic"], "--fidelity-schedule 'magic' is unknown"),
+        (["--fidelity-schedule", "sh", "--no-early-stop"], "drop one of the two"),
+        (["--warm-start", "no-such-run"], "--warm-start 'no-such-run' is neither"),
+        (["--stop-when-stable", "0"], "--stop-when-stable must be"),
+    ],
+)
+def test_bad_search_schedule_options_get_a_clear_message(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    proc = run_cli("search", "synthetic", "--out", str(tmp_path / "r"), *args)
+    assert proc.returncode == 2
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_successive_halving_search_from_the_command_line(tmp_path: Path) -> None:
+    out = tmp_path / "sh"
+    proc = run_cli(
+        "search", "synthetic", "--trials", "4", "--epochs", "2", "--resolution", "32",
+        "--max-depth", "1", "--strategy", "random", "--objective", "pareto",
+        "--fidelity-schedule", "sh", "--stop-when-stable", "9", "--max-latency", "50ms",
+        "--out", str(out), "--json",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads(proc.stdout)
+    trained = [t for t in results["trials"] if t["trained"]]
+    assert len(trained) == 4
+    for t in trained:
+        if t["state"] == "pruned":
+            assert t["epochs"] == 1 and "successive halving at rung 1 (epoch 1)" in t["reason"]
+        else:
+            assert t["epochs"] == 2
+    assert results["run"]["fidelity_schedule"] == "sh"
+    assert len(results["hypervolume"]["history"]) == 4
+    assert results["hypervolume"]["reference_latency_ms"] == 50.0  # the limit
+    assert results["summary"]["rejected"] == 0
+    # Without a terminal, the view prints a line per trial with the front's measure.
+    assert "hypervolume" in proc.stderr and "stable for" in proc.stderr and "/9" in proc.stderr
+    assert "rejected by the constraints" in proc.stderr

@@ -388,3 +388,72 @@ def test_warm_start_bad_source_is_named(tmp_path: Path, source: str) -> None:
     with pytest.raises(ConfigError, match="--warm-start") as caught:
         warm_start(path, edge_space(), 96)
     assert path in str(caught.value) and "baselines" in str(caught.value)
+
+
+# -- real searches on synthetic data --------------------------------------------------------
+def tiny_space() -> edgenas.SearchSpace:
+    return edgenas.edge_space(resolutions="32", max_depth=1)
+
+
+def test_successive_halving_search_prunes_at_the_rung(tmp_path: Path) -> None:
+    result = edgenas.search(
+        "synthetic", out=tmp_path / "sh", objective="pareto", trials=4, epochs=2,
+        space=tiny_space(), strategy="random", fidelity_schedule="sh",
+    )  # fmt: skip
+    trained = [t for t in result.trials if t.trained]
+    assert len(trained) == 4
+    assert trained[0].state == "complete"  # alone at the rung: nothing ranks ahead
+    for t in trained:
+        if t.state == "pruned":
+            assert t.epochs == 1 and t.reason is not None
+            assert t.reason.startswith("pruned by successive halving at rung 1 (epoch 1): ")
+        else:
+            assert t.state == "complete" and t.epochs == 2
+    # The front's hypervolume is recorded after every training and never falls.
+    history = result.results["hypervolume"]["history"]
+    assert [h["trial"] for h in history] == [t.number for t in trained]
+    values = [h["value"] for h in history]
+    assert values == sorted(values) and 0 < values[0] <= 1
+    assert result.results["hypervolume"]["reference_latency_ms"] > 0
+    assert result.results["summary"]["rejected"] == 0
+
+
+def test_training_searched_with_warm_start_and_stable_stop(tmp_path: Path) -> None:
+    import json
+
+    space = tiny_space()
+    earlier = tmp_path / "earlier"
+    earlier.mkdir()
+    seedling = space.sample(np.random.default_rng(3))
+    (earlier / "results.json").write_text(
+        json.dumps({"trials": [{"number": 7, "genotype": str(seedling)}], "pareto": [7]})
+    )
+    options = {
+        "out": tmp_path / "joint", "trials": 12, "epochs": 1, "strategy": "random",
+        "search_training": True, "warm_start": str(earlier), "stop_when_stable": 2,
+        "max_latency": "50ms",
+    }  # fmt: skip
+    result = edgenas.search("synthetic", space=tiny_space(), **options)
+    first = result.trials[0]
+    assert first.warm_start == "earlier trial 7" and first.genotype == str(seedling)
+    assert first.params["train.optimizer"] == "adamw"  # encoded with the default training
+    trained = [t for t in result.trials if t.trained]
+    for t in trained:
+        assert t.training is not None and set(t.training) == {
+            "optimizer", "lr", "batch_size", "weight_decay", "augment_strength"
+        }  # fmt: skip
+        assert t.training["batch_size"] == t.params["train.batch"]
+    assert result.best_details is not None and result.best_details["training"] is not None
+    best = next(t for t in result.results["trials"] if t["number"] == result.best.number)
+    assert best["training"] == result.best_details["training"]
+    frontier = result.results["hypervolume"]
+    assert frontier["measure"] == "best accuracy" and len(frontier["history"]) == len(trained)
+    if len(trained) < 12:
+        assert result.stopped_because == "the front has not improved for 2 trainings"
+        assert frontier["stable_for"] == 2
+    # Resumed: the warm start is not enqueued again, and a stable front stays stable.
+    again = edgenas.search("synthetic", space=tiny_space(), **options)
+    assert sum(t.warm_start is not None for t in again.trials) == 1
+    if len(trained) < 12:
+        assert len(again.trials) == len(result.trials)
+        assert again.stopped_because == result.stopped_because

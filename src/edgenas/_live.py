@@ -15,6 +15,7 @@ from rich.text import Text
 
 from edgenas.cost import Costs
 from edgenas.search import TrialRecord, pareto_front
+from edgenas.search._frontier import stable_for
 
 __all__ = ["LiveView", "front_table", "summary_table"]
 
@@ -147,8 +148,12 @@ class LiveView:
             why = f" ({record.reason})" if record.reason and record.state != "complete" else ""
             if record.baseline:
                 why += f" [baseline {record.baseline}]"
+            elif record.warm_start:
+                why += f" [warm start {record.warm_start}]"
+            front = self._front_line() if record.hypervolume is not None else None
             self.console.print(
-                f"  trial {record.number:>3} {record.state:<10} {lat:>10}{acc}{why}",
+                f"  trial {record.number:>3} {record.state:<10} {lat:>10}{acc}{why}"
+                + (f" · {front}" if front else ""),
                 highlight=False,
             )
 
@@ -158,6 +163,20 @@ class LiveView:
             self._live = None
 
     # -- drawing --------------------------------------------------------------------------
+    def _front_line(self) -> str | None:
+        """The front's measure and, with --stop-when-stable, how long it has not improved."""
+        history = [r.hypervolume for r in self.records if r.hypervolume is not None]
+        if not history:
+            return None
+        measure = self.info.get("front_measure", "hypervolume")
+        value = history[-1]
+        shown = _pct(value) if measure == "best accuracy" else f"{value:.4f}"
+        line = f"{measure} {shown}"
+        patience = self.info.get("stop_when_stable")
+        if patience:
+            line += f" · stable for {stable_for(history)}/{patience}"
+        return line
+
     def _time_line(self) -> str:
         elapsed = time.monotonic() - self.started
         parts = [f"elapsed {_duration(elapsed)}"]
@@ -181,6 +200,9 @@ class LiveView:
             default=None,
         )
         lines: list[Any] = [summary_table(self.records), Text(self._time_line(), style="dim")]
+        front = self._front_line()
+        if front:
+            lines.append(Text(front))
         if best is not None and best.costs is not None:
             lines.append(
                 Text(

@@ -173,6 +173,45 @@ def search(
     no_early_stop: Annotated[
         bool, typer.Option("--no-early-stop", help="Train every candidate for all epochs.")
     ] = False,
+    fidelity_schedule: Annotated[
+        str,
+        typer.Option(
+            help="none (default: stop a candidate clearly behind finished ones), sh "
+            "(asynchronous successive halving: at rungs of 1, 3, 9… epochs below --epochs a "
+            "candidate goes on only while in the top third of those that reached the rung; "
+            "Pareto searches rank by non-dominated sorting on accuracy and latency, then "
+            "crowding), or hyperband (successive-halving brackets whose first rungs are 1, 3, "
+            "9… epochs, given to candidates in turn). Options as in sh:eta=2,min_epochs=1. "
+            "Stopped candidates are recorded as pruned with the rung."
+        ),
+    ] = "none",
+    warm_start: Annotated[
+        str | None,
+        typer.Option(
+            help="Enqueue first: 'baselines' (the registered baselines the space holds) or an "
+            "earlier run directory (its Pareto front, such as one searched on other data or for "
+            "another device). Candidates the space cannot hold are named and left out; a "
+            "resumed run does not enqueue them again."
+        ),
+    ] = None,
+    stop_when_stable: Annotated[
+        int | None,
+        typer.Option(
+            help="End the search once the front has not improved for N trainings: its "
+            "hypervolume (accuracy × latency below --max-latency, else 1.1 × the slowest "
+            "candidate when the first front appears) for --objective pareto, the best score "
+            "otherwise."
+        ),
+    ] = None,
+    search_training: Annotated[
+        bool,
+        typer.Option(
+            "--search-training",
+            help="Search the training too: learning rate, batch size (instead of "
+            "--batch-size), optimiser (AdamW or SGD), weight decay and augmentation strength "
+            "are chosen per candidate with the architecture (labels train.*).",
+        ),
+    ] = False,
     out: Annotated[
         Path | None,
         typer.Option(
@@ -219,6 +258,10 @@ def search(
             train_device=train_device,
             baselines=tuple(baseline or ()),
             early_stopping=not no_early_stop,
+            fidelity_schedule=fidelity_schedule,
+            warm_start=warm_start,
+            stop_when_stable=stop_when_stable,
+            search_training=search_training,
         )
         # SIGTERM (a scheduler stopping the job) ends the search like Ctrl-C: nothing recorded
         # is lost and the interrupted candidate is queued for the next run.

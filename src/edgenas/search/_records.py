@@ -14,8 +14,9 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from edgenas.cost import Constraints, Costs
+from edgenas.search._frontier import stable_for
 
-__all__ = ["TrialRecord", "pareto_front", "records_from_study", "results_dict"]
+__all__ = ["TrialRecord", "frontier_dict", "pareto_front", "records_from_study", "results_dict"]
 
 # Keys of the user attributes each trial carries (written by the runner).
 ATTR_GENOTYPE = "genotype"
@@ -30,9 +31,14 @@ ATTR_REASON = "reason"
 ATTR_VIOLATIONS = "violations"
 ATTR_BASELINE = "baseline"
 ATTR_RETRY_OF = "retry_of"
+ATTR_HYPERVOLUME = "hypervolume"  # the front's measure after this training (see _frontier)
+ATTR_TRAINING = "training"  # the training settings used, when they are searched too
+ATTR_BRACKET = "fidelity_bracket"  # the Hyperband bracket the candidate was trained in
+ATTR_WARM_START = "warm_start"  # where a warm-start candidate came from
 
 STUDY_BEST = "best"  # study user attribute: the chosen best with its final checks
 STUDY_FRONT = "front_latency_measured"  # study user attribute: trial → latency measured at the end
+STUDY_HV_REFERENCE = "hypervolume_reference_ms"  # study user attribute: fixed once first set
 
 
 @dataclass(frozen=True)
@@ -52,6 +58,10 @@ class TrialRecord:
     violations: dict[str, float] = field(default_factory=dict)
     baseline: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
+    hypervolume: float | None = None
+    training: dict[str, Any] | None = None
+    bracket: int | None = None
+    warm_start: str | None = None
 
     @property
     def feasible(self) -> bool:
@@ -74,6 +84,12 @@ class TrialRecord:
             d["violations"] = {k: round(v, 4) for k, v in self.violations.items()}
         if self.baseline:
             d["baseline"] = self.baseline
+        if self.warm_start:
+            d["warm_start"] = self.warm_start
+        if self.training:
+            d["training"] = dict(self.training)
+        if self.bracket is not None:
+            d["fidelity_bracket"] = self.bracket
         return d
 
 
@@ -107,6 +123,10 @@ def _record(t: FrozenTrial) -> TrialRecord | None:
         violations=dict(a.get(ATTR_VIOLATIONS, {})),
         baseline=a.get(ATTR_BASELINE),
         params=dict(t.params),
+        hypervolume=a.get(ATTR_HYPERVOLUME),
+        training=a.get(ATTR_TRAINING),
+        bracket=a.get(ATTR_BRACKET),
+        warm_start=a.get(ATTR_WARM_START),
     )
 
 
@@ -161,9 +181,12 @@ def results_dict(
     best: dict[str, Any] | None,
     run: dict[str, Any],
     measured: dict[int, float] | None = None,
+    frontier: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The content of ``results.json``. ``measured``: latency measured for trials whose latency
-    was predicted from a device profile (the Pareto front, at the end of the search)."""
+    was predicted from a device profile (the Pareto front, at the end of the search).
+    ``frontier``: what the runner knows of the front's measure beyond its history (the
+    reference latency, the --stop-when-stable patience)."""
     front = pareto_front(records)
     measured = measured or {}
     trials = []
@@ -188,8 +211,11 @@ def results_dict(
         "summary": {
             "trials": len(records),
             "trained": sum(r.trained for r in records),
+            # Proposals the constraints turned away before any training.
+            "rejected": counts.get("infeasible", 0),
             **counts,
         },
+        "hypervolume": frontier_dict(records, frontier),
         "trials": trials,
         "pareto": [r.number for r in front],
         "best": best.get("trial") if best else None,
@@ -197,4 +223,20 @@ def results_dict(
         "best_latency_ms_measured": best.get("latency_ms_measured") if best else None,
         "best_latency_ms_predicted": best.get("latency_ms_predicted") if best else None,
         "best_details": best,
+    }
+
+
+def frontier_dict(
+    records: Sequence[TrialRecord], extra: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The front's measure after each training, and the trainings since it last improved."""
+    history = [r.hypervolume for r in records if r.hypervolume is not None]
+    return {
+        **(extra or {}),
+        "history": [
+            {"trial": r.number, "value": r.hypervolume}
+            for r in records
+            if r.hypervolume is not None
+        ],
+        "stable_for": stable_for(history),
     }

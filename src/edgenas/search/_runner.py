@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import logging
 import math
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -27,8 +29,12 @@ from edgenas.cost import Constraints, CostModel, Costs, EnergyModel, LatencyPred
 from edgenas.errors import ConfigError, EdgenasError
 from edgenas.search import _records as R
 from edgenas.search._early_stop import EarlyStopping, EpochCurve
+from edgenas.search._fidelity import FidelitySchedule, RungEntry
+from edgenas.search._frontier import hypervolume_2d, stable_for
+from edgenas.search._hyper import TrainingSpace
 from edgenas.search._objectives import Objective
 from edgenas.search._strategies import Check, make_sampler
+from edgenas.search._warm import WarmStart, warm_start
 from edgenas.space import SearchSpace, edge_space
 from edgenas.train import Fidelity, TrainConfig, evaluate, fit
 
@@ -43,7 +49,7 @@ BEST_ONNX = "best.onnx"
 # Settings that change what a trial's numbers mean: a resumed run must keep them.
 # (The data is compared by its fingerprint, so ./parts and parts are the same data.)
 _SPEC_KEYS = ("data_fingerprint", "space", "constraints", "objective", "epochs", "data_fraction",
-              "energy", "latency_profile")  # fmt: skip
+              "energy", "latency_profile", "search_training")  # fmt: skip
 
 
 @dataclass
@@ -72,6 +78,16 @@ class SearchConfig:
     device: Path | str | None = None
     baselines: tuple[str, ...] = ()  # baseline genotypes evaluated first (such as mobilenetv2:0.5)
     early_stopping: bool = True
+    # Multi-fidelity: "none" (the early-stopping rule above), "sh" (asynchronous successive
+    # halving over epochs) or "hyperband"; options as in "sh:eta=2,min_epochs=1".
+    fidelity_schedule: str = "none"
+    # "baselines", or an earlier run directory whose Pareto front is enqueued first.
+    warm_start: str | Path | None = None
+    # End once the front's hypervolume (best score, for one objective) has not improved for
+    # this many trainings; None: never.
+    stop_when_stable: int | None = None
+    # Search learning rate, batch size, optimiser, weight decay and augmentation too (train.*).
+    search_training: bool = False
     max_rejected: int | None = None  # proposals rejected by the constraints before giving up
     val_fraction: float = 0.15
     holdout_fraction: float = 0.15
@@ -231,6 +247,28 @@ def _trial_seed(seed: int, number: int) -> int:
     return int.from_bytes(digest[:4], "little")
 
 
+def _carried(attrs: dict[str, Any]) -> dict[str, Any]:
+    """What a trial queued to run again keeps of the interrupted one: where it came from."""
+    return {k: attrs[k] for k in (R.ATTR_BASELINE, R.ATTR_WARM_START) if k in attrs}
+
+
+def _identity(genotype: str, params: dict[str, Any]) -> str:
+    """What makes two candidates the same: the architecture, and the training when searched."""
+    training = TrainingSpace.training(params)
+    return f"{genotype} {json.dumps(training, sort_keys=True)}" if training else genotype
+
+
+def _training_dict(config: TrainConfig) -> dict[str, Any]:
+    """The training settings a candidate was trained with, as recorded on its trial."""
+    return {
+        "optimizer": config.optimizer,
+        "lr": config.lr,
+        "batch_size": config.batch_size,
+        "weight_decay": config.weight_decay,
+        "augment_strength": config.augment_strength if config.augment else 0.0,
+    }
+
+
 def _model_path(run_dir: Path, number: int) -> Path:
     return run_dir / "trials" / f"{number:05d}" / "model.pt"
 
@@ -249,8 +287,46 @@ class _Search:
         if not 0 < config.data_fraction <= 1:
             raise ConfigError(f"--data-fraction must be within (0, 1], got {config.data_fraction}")
         self.fidelity = Fidelity(epochs=config.epochs, data_fraction=config.data_fraction)
+        self.schedule = FidelitySchedule.parse(config.fidelity_schedule, config.epochs)
+        if self.schedule.active and not config.early_stopping:
+            raise ConfigError(
+                f"--no-early-stop trains every candidate fully, which --fidelity-schedule "
+                f"{self.schedule.kind} exists to avoid: drop one of the two"
+            )
+        if self.schedule.active and not self.schedule.rungs(0):
+            log.warning(
+                "--fidelity-schedule %s has no rung below --epochs %d (the first is at epoch "
+                "%d): every candidate trains all epochs; raise --epochs",
+                self.schedule.kind,
+                config.epochs,
+                self.schedule.min_epochs,
+            )
+        if config.stop_when_stable is not None and (
+            isinstance(config.stop_when_stable, bool)
+            or not isinstance(config.stop_when_stable, int)
+            or config.stop_when_stable < 1
+        ):
+            raise ConfigError(
+                f"--stop-when-stable must be a whole number of trainings >= 1, got "
+                f"{config.stop_when_stable!r}"
+            )
         self.baselines = [baseline(b) for b in config.baselines]  # check names before any work
         self.profile = _load_device_profile(config)  # a bad profile is named before data loads
+        self.train_config = TrainConfig(
+            batch_size=config.batch_size, threads=config.threads, device=config.train_device
+        )
+        self.space: SearchSpace = (
+            TrainingSpace(config.space, self.train_config)
+            if config.search_training and not isinstance(config.space, TrainingSpace)
+            else config.space
+        )
+        self.distributions = self.space.distributions()
+        # A bad warm-start source is named before the data loads.
+        self.warm: list[WarmStart] = (
+            warm_start(str(config.warm_start), self.space, self._baseline_resolution())
+            if config.warm_start is not None
+            else []
+        )
         progress.on_phase(f"loading data {config.data}")
         name_hint = Path(str(config.data)).stem if config.data else "run"
         provisional = config.run_dir(name_hint)
@@ -262,7 +338,6 @@ class _Search:
             holdout_fraction=config.holdout_fraction,
         )
         self.run_dir = provisional
-        self.space = config.space
         self.cost = CostModel(
             self.data.channels,
             self.data.num_classes,
@@ -290,11 +365,8 @@ class _Search:
                 self.data.channels,
                 self.data.num_classes,
             )
-        self.train_config = TrainConfig(
-            batch_size=config.batch_size, threads=config.threads, device=config.train_device
-        )
         self.stopping = EarlyStopping(
-            enabled=config.early_stopping and config.epochs > 1,
+            enabled=config.early_stopping and config.epochs > 1 and not self.schedule.active,
             cost_aware=self.objective.multi or self.objective.kind == "weighted",
             cost_fields=("latency_ms", "size_mb")
             + (("energy_mj",) if self.objective.uses_energy else ()),
@@ -317,9 +389,18 @@ class _Search:
             "energy": config.energy.to_dict()
             if self.objective.uses_energy or config.constraints.max_energy_mj is not None
             else None,
+            # Only when searched, so runs from before it existed still resume.
+            "search_training": isinstance(self.space, TrainingSpace) or None,
+            # Recorded, not compared: they change how candidates are chosen and stopped, not
+            # what a finished trial's numbers mean.
+            "fidelity_schedule": str(config.fidelity_schedule),
+            "warm_start": None if config.warm_start is None else str(config.warm_start),
+            "stop_when_stable": config.stop_when_stable,
         }
         _check_spec(self.run_dir, self.spec)
         self.study = open_study(self.run_dir, self.objective.directions)
+        self.hv_reference: float | None = None
+        self._resume_front([])
         previous = len(self.study.get_trials(deepcopy=False))
         # A sampler restarted with the seed it had would propose the same first candidates
         # again; offsetting by the trials already told keeps a resumed search moving forward.
@@ -330,9 +411,8 @@ class _Search:
             self.objective.multi,
             check=self._check,
         )
-        self.distributions = self.space.distributions()
 
-    def _check(self, params: dict[str, Any]) -> Check:
+    def _check(self, params: Mapping[str, Any]) -> Check:
         """What a strategy may know of an assignment before training: whether its predicted
         (or already measured) costs meet the constraints, and its latency."""
         limits = self.config.constraints
@@ -349,6 +429,72 @@ class _Search:
     def _records(self) -> list[R.TrialRecord]:
         return R.records_from_study(self.study)
 
+    def _rank_point(self, accuracy: float, costs: Costs) -> tuple[float, ...]:
+        """The values told to the study, each turned to "higher is better"."""
+        values = self.objective.values(accuracy, costs)
+        return tuple(
+            v if d == optuna.study.StudyDirection.MAXIMIZE else -v
+            for v, d in zip(values, self.objective.directions, strict=True)
+        )
+
+    @property
+    def _measure_name(self) -> str:
+        if self.objective.multi:
+            return "hypervolume"
+        return "best score" if self.objective.kind == "weighted" else "best accuracy"
+
+    def _resume_front(self, records: list[R.TrialRecord]) -> None:
+        """What the fidelity schedule and the front's measure know of earlier trainings."""
+        self.front_history = [r.hypervolume for r in records if r.hypervolume is not None]
+        self.finished = [
+            (r.accuracy, r.costs)
+            for r in records
+            if r.state == "complete" and r.trained and r.feasible and r.accuracy is not None
+            and r.costs is not None
+        ]  # fmt: skip
+        self.slowest_ms = max((r.costs.latency_ms for r in records if r.costs), default=0.0)
+        self.rung_entries = [
+            RungEntry(tuple(self._rank_point(a, r.costs) for a in r.history), r.bracket or 0)
+            for r in records
+            if r.trained and r.state in ("complete", "pruned") and r.costs and r.history
+        ]
+        self.bracket_ordinal = sum(r.bracket is not None for r in records)
+
+    def _reference_ms(self) -> float | None:
+        """The hypervolume's reference latency: fixed the first time a front needs it."""
+        if self.hv_reference is None:
+            stored = self.study.user_attrs.get(R.STUDY_HV_REFERENCE)
+            limit = self.config.constraints.max_latency_ms
+            reference = stored or limit or (1.1 * self.slowest_ms if self.slowest_ms else None)
+            if reference and stored is None:
+                self.study.set_user_attr(R.STUDY_HV_REFERENCE, reference)
+            self.hv_reference = reference
+        return self.hv_reference
+
+    def _front_measure(self) -> float:
+        """The hypervolume of the front (Pareto searches) or the best score so far."""
+        if not self.finished:
+            return 0.0
+        if self.objective.multi:
+            reference = self._reference_ms()
+            points = [(a, c.latency_ms) for a, c in self.finished]
+            return hypervolume_2d(points, reference) if reference else 0.0
+        return max(self.objective.score(a, c) for a, c in self.finished)
+
+    def _note_training(
+        self,
+        trial: optuna.Trial | _DirectTrial,
+        accuracy: float | None = None,
+        costs: Costs | None = None,
+    ) -> None:
+        """Record the front's measure after a training, on its trial (before it is told, after
+        which the trial cannot change), so a resumed run goes on counting."""
+        if accuracy is not None and costs is not None:
+            self.finished.append((accuracy, costs))
+        value = self._front_measure()
+        trial.set_user_attr(R.ATTR_HYPERVOLUME, value)
+        self.front_history.append(value)
+
     def _recover_interrupted(self) -> int:
         """Trials left RUNNING by a killed process: mark failed and queue them again."""
         trials = self.study.get_trials(deepcopy=False)
@@ -360,9 +506,7 @@ class _Search:
             if t.state != TrialState.RUNNING:
                 continue
             if t.number not in queued and t.params:
-                attrs = {R.ATTR_RETRY_OF: t.number}
-                if R.ATTR_BASELINE in t.user_attrs:
-                    attrs[R.ATTR_BASELINE] = t.user_attrs[R.ATTR_BASELINE]
+                attrs = {R.ATTR_RETRY_OF: t.number, **_carried(t.user_attrs)}
                 self.study.enqueue_trial(t.params, user_attrs=attrs)
             self.study._storage.set_trial_user_attr(
                 t._trial_id, R.ATTR_REASON, "interrupted; queued to run again"
@@ -395,6 +539,23 @@ class _Search:
             self.study.enqueue_trial(params, user_attrs={R.ATTR_BASELINE: label})
         return outside
 
+    def _queue_warm_start(self) -> int:
+        """Enqueue the warm-start candidates no trial holds yet (so a resumed run adds none)."""
+        trials = self.study.get_trials(deepcopy=False)
+        done = {t.user_attrs.get(R.ATTR_WARM_START) for t in trials} | {
+            t.user_attrs.get(R.ATTR_BASELINE) for t in trials if t.state != TrialState.FAIL
+        }
+        queued = 0
+        for w in self.warm:
+            if w.label in done or (w.baseline is not None and w.baseline in done):
+                continue
+            attrs = {R.ATTR_WARM_START: w.label}
+            if w.baseline is not None:
+                attrs[R.ATTR_BASELINE] = w.baseline
+            self.study.enqueue_trial(w.params, user_attrs=attrs)
+            queued += 1
+        return queued
+
     def _baseline_resolution(self) -> int:
         """The space's resolution closest to 96 (baselines are compared at the search's input)."""
         choices = list(getattr(self.distributions.get("res"), "choices", [96]))
@@ -407,10 +568,13 @@ class _Search:
         if recovered:
             log.warning("%d interrupted trial(s) will run again", recovered)
         outside_baselines = self._queue_baselines()
+        warm = self._queue_warm_start()
+        if warm:
+            log.info("%d warm-start candidate(s) from %s go first", warm, config.warm_start)
         records = self._records()
         trained = sum(r.trained for r in records)
         known: dict[str, R.TrialRecord] = {
-            r.genotype: r
+            _identity(r.genotype, r.params): r
             for r in records
             if r.genotype
             and r.state in ("complete", "infeasible", "pruned")
@@ -421,6 +585,7 @@ class _Search:
             for r in records
             if r.state == "complete" and r.trained and r.costs and r.history
         ]
+        self._resume_front(records)
         started = time.monotonic()
         deadline = started + config.time_budget_s if config.time_budget_s else None
         max_rejected = config.max_rejected or 50 * config.trials + 200
@@ -439,6 +604,10 @@ class _Search:
                 "objective": self.objective.kind,
                 "strategy": config.strategy,
                 "space_size": len(self.distributions),
+                "fidelity_schedule": self.schedule.kind,
+                "front_measure": self._measure_name,
+                "stop_when_stable": config.stop_when_stable,
+                "search_training": isinstance(self.space, TrainingSpace),
                 "latency": (
                     f"predicted from {config.device} "
                     f"({self.profile.get('device', {}).get('name', 'unnamed device')}, "
@@ -454,6 +623,10 @@ class _Search:
                 break
             if deadline is not None and time.monotonic() >= deadline:
                 stopped_because = "the time budget is spent"
+                break
+            patience = config.stop_when_stable
+            if patience is not None and stable_for(self.front_history) >= patience:
+                stopped_because = f"the front has not improved for {patience} trainings"
                 break
             if rejected_in_a_row >= max_rejected:
                 stopped_because = (
@@ -481,6 +654,7 @@ class _Search:
                 log.exception("trial %d failed", trial.number)
                 trial.set_user_attr(R.ATTR_REASON, f"{type(exc).__name__}: {exc}")
                 trial.set_user_attr(R.ATTR_STATUS, "failed")
+                self._note_training(trial)
                 self._tell(trial, state=TrialState.FAIL)
                 outcome = "failed"
                 failures_in_a_row += 1
@@ -506,9 +680,7 @@ class _Search:
         if isinstance(trial, _DirectTrial):
             return  # not in the study yet: the next run evaluates it again
         with contextlib.suppress(Exception):
-            attrs: dict[str, Any] = {R.ATTR_RETRY_OF: trial.number}
-            if R.ATTR_BASELINE in trial.user_attrs:
-                attrs[R.ATTR_BASELINE] = trial.user_attrs[R.ATTR_BASELINE]
+            attrs: dict[str, Any] = {R.ATTR_RETRY_OF: trial.number, **_carried(trial.user_attrs)}
             self.study.enqueue_trial(trial.params, user_attrs=attrs)
             trial.set_user_attr(R.ATTR_REASON, "interrupted; queued to run again")
             self.study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
@@ -547,7 +719,9 @@ class _Search:
         key = str(genotype)
         trial.set_user_attr(R.ATTR_GENOTYPE, key)
         limits = self.config.constraints
-        prior = known.get(key)
+        # With the training searched too, one architecture under other settings is new.
+        identity = _identity(key, trial.params)
+        prior = known.get(identity)
         if prior is not None and prior.costs is not None:
             # The same architecture again (many assignments decode to one genotype): tell the
             # sampler what it already cost and scored, without measuring or training again.
@@ -570,15 +744,27 @@ class _Search:
         costs = self.cost.estimate(genotype, limit_ms=limits.max_latency_ms)
         violations = limits.violations(costs)
         self._set_costs(trial, costs, violations)
+        self.slowest_ms = max(self.slowest_ms, costs.latency_ms)
         if any(v > 0 for v in violations.values()):
             trial.set_user_attr(R.ATTR_STATUS, "infeasible")
             trial.set_user_attr(R.ATTR_TRAINED, False)
             self._tell(trial, self.objective.values(0.0, costs))
-            known[key] = R.TrialRecord(trial.number, key, "infeasible", False, None, costs, 0, 0.0)
+            known[identity] = R.TrialRecord(
+                trial.number, key, "infeasible", False, None, costs, 0, 0.0
+            )
             return "infeasible"
 
         self.progress.on_trial_start(trial.number, key, costs)
         trial.set_user_attr(R.ATTR_TRAINED, True)
+        train_config = self.train_config
+        if isinstance(self.space, TrainingSpace):
+            train_config = TrainingSpace.train_config(trial.params, self.train_config)
+            trial.set_user_attr(R.ATTR_TRAINING, _training_dict(train_config))
+        bracket = 0
+        if self.schedule.kind == "hyperband":
+            bracket = self.schedule.bracket_for(self.bracket_ordinal)
+            self.bracket_ordinal += 1
+            trial.set_user_attr(R.ATTR_BRACKET, bracket)
         seed = _trial_seed(self.config.seed, trial.number)
         torch.manual_seed(seed)
         model = build_model(
@@ -594,6 +780,14 @@ class _Search:
             self.progress.on_epoch(trial.number, epoch, self.fidelity.epochs, accuracy)
             if epoch >= self.fidelity.epochs:
                 return True
+            if self.schedule.active:
+                point = self._rank_point(accuracy, costs)
+                reason = self.schedule.should_stop(epoch, point, self.rung_entries, bracket)
+                if reason:
+                    name = "successive halving" if self.schedule.kind == "sh" else "hyperband"
+                    trial.set_user_attr(R.ATTR_REASON, f"pruned by {name} at {reason}")
+                    return False
+                return True
             reason = self.stopping.should_stop(epoch, accuracy, costs, curves)
             if reason:
                 trial.set_user_attr(R.ATTR_REASON, f"stopped early: {reason}")
@@ -606,7 +800,7 @@ class _Search:
             self.fidelity,
             resolution=genotype.resolution,
             seed=seed,
-            config=self.train_config,
+            config=train_config,
             report=report,
         )
         trial.set_user_attr(R.ATTR_EPOCHS, result.epochs)
@@ -617,12 +811,17 @@ class _Search:
         if result.status == "diverged":
             trial.set_user_attr(R.ATTR_STATUS, "failed")
             trial.set_user_attr(R.ATTR_REASON, result.reason or "training diverged")
+            self._note_training(trial)
             self._tell(trial, state=TrialState.FAIL)
             return "failed"
+        self.rung_entries.append(
+            RungEntry(tuple(self._rank_point(a, costs) for a in result.history), bracket)
+        )
         if result.status == "stopped" or result.accuracy is None:
             trial.set_user_attr(R.ATTR_STATUS, "pruned")
+            self._note_training(trial)
             self._tell(trial, state=TrialState.PRUNED)
-            known[key] = R.TrialRecord(
+            known[identity] = R.TrialRecord(
                 trial.number, key, "pruned", True, result.accuracy, costs, result.epochs, 0.0
             )
             return "pruned"
@@ -631,8 +830,9 @@ class _Search:
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.save(model.cpu().state_dict(), path)
         trial.set_user_attr(R.ATTR_STATUS, "complete")
+        self._note_training(trial, result.accuracy, costs)
         self._tell(trial, self.objective.values(result.accuracy, costs))
-        known[key] = R.TrialRecord(
+        known[identity] = R.TrialRecord(
             trial.number,
             key,
             "complete",
@@ -744,6 +944,7 @@ class _Search:
             ),
             "onnx": BEST_ONNX,
             "onnx_max_abs_diff": max_diff,
+            **({"training": record.training} if record.training else {}),
         }
 
     def _write_results(
@@ -752,8 +953,19 @@ class _Search:
         if best is None:
             best = self.study.user_attrs.get(R.STUDY_BEST)
         measured = {int(k): v for k, v in self.study.user_attrs.get(R.STUDY_FRONT, {}).items()}
+        frontier = {
+            "measure": self._measure_name,
+            "reference_latency_ms": (
+                self.hv_reference
+                or self.study.user_attrs.get(R.STUDY_HV_REFERENCE)
+                or self.config.constraints.max_latency_ms
+                if self.objective.multi
+                else None
+            ),
+            "stop_when_stable": self.config.stop_when_stable,
+        }
         results = R.results_dict(records, self.config.constraints, best, self._run_info(),
-                                 measured)  # fmt: skip
+                                 measured, frontier)  # fmt: skip
         write_json(self.run_dir / RESULTS_FILE, results, indent=2, default=_json_default)
         return results
 
@@ -776,6 +988,9 @@ class _Search:
                 ),
             },
             "energy": {**self.config.energy.to_dict(), "estimate": True},
+            "fidelity_schedule": self.spec["fidelity_schedule"],
+            "warm_start": self.spec["warm_start"],
+            "search_training": isinstance(self.space, TrainingSpace),
         }
 
 
