@@ -11,7 +11,6 @@ import edgenas
 from edgenas.cost import Constraints, Costs
 from edgenas.errors import ConfigError
 from edgenas.search import (
-    STRATEGIES,
     EarlyStopping,
     EpochCurve,
     Objective,
@@ -101,26 +100,6 @@ def test_early_stopping_pareto_spares_cheaper_candidates() -> None:
     assert rule.should_stop(1, 0.6, costs(1.0), done) is None
     # Slower and less accurate: dominated.
     assert rule.should_stop(1, 0.6, costs(6.0), done) is not None
-
-
-@pytest.mark.parametrize("name", sorted(STRATEGIES))
-def test_every_strategy_is_seeded(name: str) -> None:
-    import optuna
-
-    space = edge_space(max_depth=2)
-
-    def proposals(seed: int) -> list[dict[str, object]]:
-        sampler = make_sampler(name, space, seed, multi_objective=False)
-        study = optuna.create_study(sampler=sampler, direction="maximize")
-        out = []
-        for i in range(10):
-            trial = study.ask(space.distributions())
-            out.append(trial.params)
-            study.tell(trial, float(i % 3))
-        return out
-
-    assert proposals(1) == proposals(1)
-    assert proposals(1) != proposals(2)
 
 
 def test_unknown_strategy() -> None:

@@ -410,6 +410,9 @@ class _Search:
             config.seed + 7919 * previous,
             self.objective.multi,
             check=self._check,
+            # Checks predict (a profile, or no latency needed) unless latency is measured here.
+            cheap_check=self.cost.predictor is not None
+            or (config.constraints.max_latency_ms is None and not self.objective.uses_latency),
         )
 
     def _check(self, params: Mapping[str, Any]) -> Check:

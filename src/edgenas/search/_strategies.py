@@ -2,6 +2,11 @@
 
 A strategy only proposes parameters; it never trains or measures anything. Because they are
 Optuna samplers they get storage, resumption and constraint handling from Optuna.
+
+Every strategy is given a :class:`StrategyContext` whose ``check`` tells, before training,
+whether an assignment's predicted costs meet the constraints. edgenas's own strategies redraw
+what fails it; Optuna's are wrapped so that their proposals are redrawn too. Either way the
+runner checks every proposal again and never trains an infeasible one.
 """
 
 from __future__ import annotations
@@ -13,9 +18,25 @@ from typing import Any, NamedTuple
 import optuna
 
 from edgenas.errors import ConfigError
+from edgenas.search._samplers import (
+    EvolutionSampler,
+    GridSampler,
+    GuidedSampler,
+    PrefilteredSampler,
+    RandomFeasibleSampler,
+    ReinforceSampler,
+    StrategyContext,
+)
 from edgenas.space import SearchSpace
 
-__all__ = ["STRATEGIES", "Check", "Strategy", "make_sampler", "register_strategy"]
+__all__ = [
+    "STRATEGIES",
+    "Check",
+    "Strategy",
+    "StrategyContext",
+    "make_sampler",
+    "register_strategy",
+]
 
 
 class Check(NamedTuple):
@@ -26,8 +47,7 @@ class Check(NamedTuple):
 
 
 Checker = Callable[[Mapping[str, Any]], Check]
-
-SamplerFactory = Callable[[SearchSpace, int, bool], optuna.samplers.BaseSampler]
+SamplerFactory = Callable[[StrategyContext], optuna.samplers.BaseSampler]
 
 
 @dataclass(frozen=True)
@@ -35,40 +55,96 @@ class Strategy:
     name: str
     factory: SamplerFactory
     summary: str  # when to use it, one line (shown in --help)
+    prefilter: bool = False  # an Optuna sampler the registry wraps to redraw infeasible proposals
 
 
 STRATEGIES: dict[str, Strategy] = {}
 
 
-def register_strategy(name: str, summary: str) -> Callable[[SamplerFactory], SamplerFactory]:
-    """Add a sampler factory ``(space, seed, multi_objective) -> sampler`` to the registry."""
+def register_strategy(
+    name: str, summary: str, *, prefilter: bool = False
+) -> Callable[[SamplerFactory], SamplerFactory]:
+    """Add a sampler factory ``(context) -> sampler`` to the registry.
+
+    ``prefilter=True`` for samplers that do not use ``context.check`` themselves: the registry
+    wraps them so that proposals predicted infeasible are redrawn.
+    """
 
     def wrap(factory: SamplerFactory) -> SamplerFactory:
-        STRATEGIES[name] = Strategy(name, factory, summary)
+        STRATEGIES[name] = Strategy(name, factory, summary, prefilter)
         return factory
 
     return wrap
 
 
-@register_strategy("random", "uniform sampling; a baseline that any strategy should beat")
-def _random(space: SearchSpace, seed: int, multi: bool) -> optuna.samplers.BaseSampler:
-    return optuna.samplers.RandomSampler(seed=seed)
+@register_strategy(
+    "random", "uniform draws among feasible, untried candidates; the baseline to beat"
+)
+def _random(ctx: StrategyContext) -> optuna.samplers.BaseSampler:
+    return RandomFeasibleSampler(ctx)
 
 
 @register_strategy(
-    "tpe", "tree-structured Parzen estimator; a strong default for accuracy under constraints"
+    "grid", "every combination once, in a seeded order; only for small spaces (such as nb201)"
 )
-def _tpe(space: SearchSpace, seed: int, multi: bool) -> optuna.samplers.BaseSampler:
+def _grid(ctx: StrategyContext) -> optuna.samplers.BaseSampler:
+    return GridSampler(ctx)
+
+
+@register_strategy(
+    "tpe",
+    "Optuna's multivariate tree-structured Parzen estimator; a robust general default",
+    prefilter=True,
+)
+def _tpe(ctx: StrategyContext) -> optuna.samplers.BaseSampler:
     # multivariate TPE models the joint choices (a stage's depth with its blocks), which matters
     # in a space where most labels interact; startup trials are random.
-    return optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=8)
+    return optuna.samplers.TPESampler(seed=ctx.seed, multivariate=True, n_startup_trials=8)
 
 
 @register_strategy(
-    "nsga2", "genetic multi-objective search; for --objective pareto with many trials"
+    "nsga2",
+    "Optuna's NSGA-II genetic search; for --objective pareto with hundreds of trials",
+    prefilter=True,
 )
-def _nsga2(space: SearchSpace, seed: int, multi: bool) -> optuna.samplers.BaseSampler:
-    return optuna.samplers.NSGAIISampler(seed=seed, population_size=16)
+def _nsga2(ctx: StrategyContext) -> optuna.samplers.BaseSampler:
+    return optuna.samplers.NSGAIISampler(seed=ctx.seed, population_size=16)
+
+
+@register_strategy(
+    "gp",
+    "Optuna's Gaussian-process Bayesian optimisation; for small budgets (tens of trials)",
+    prefilter=True,
+)
+def _gp(ctx: StrategyContext) -> optuna.samplers.BaseSampler:
+    return optuna.samplers.GPSampler(seed=ctx.seed, n_startup_trials=10)
+
+
+@register_strategy(
+    "evolution",
+    "regularized evolution (aging population, tournaments, one-choice mutations); "
+    "for hundreds of trials",
+)
+def _evolution(ctx: StrategyContext) -> optuna.samplers.BaseSampler:
+    return EvolutionSampler(ctx)
+
+
+@register_strategy(
+    "reinforce",
+    "a policy over the choices trained with REINFORCE (soft latency reward with pareto); "
+    "for long searches",
+)
+def _reinforce(ctx: StrategyContext) -> optuna.samplers.BaseSampler:
+    return ReinforceSampler(ctx)
+
+
+@register_strategy(
+    "guided",
+    "edgenas's own: mutations and draws ranked by a surrogate of accuracy, filtered by the "
+    "cost model; fewest trainings",
+)
+def _guided(ctx: StrategyContext) -> optuna.samplers.BaseSampler:
+    return GuidedSampler(ctx)
 
 
 def make_sampler(
@@ -77,12 +153,20 @@ def make_sampler(
     seed: int,
     multi_objective: bool,
     check: Checker | None = None,
+    *,
+    cheap_check: bool = False,
 ) -> optuna.samplers.BaseSampler:
-    """The sampler of a registered strategy, seeded."""
+    """The sampler of a registered strategy, seeded; ``check`` is the cost model's verdict on
+    an assignment before training (None: every assignment is taken as feasible), and
+    ``cheap_check`` says it predicts rather than measures, so many candidates may be checked."""
     try:
         strategy = STRATEGIES[name]
     except KeyError:
         raise ConfigError(
             f"strategy {name!r} is unknown; choose from {', '.join(sorted(STRATEGIES))}"
         ) from None
-    return strategy.factory(space, seed, multi_objective)
+    ctx = StrategyContext(space, seed, multi_objective, check, cheap_check=cheap_check)
+    sampler = strategy.factory(ctx)
+    if strategy.prefilter and check is not None:
+        sampler = PrefilteredSampler(sampler, ctx)
+    return sampler

@@ -181,6 +181,18 @@ class StagedSpace(SearchSpace):
                 sizes.append(out_size)
         return Genotype(resolution, int(params["stem"]), tuple(blocks), int(params["head"]))
 
+    def inert_labels(self, params: Mapping[str, Any]) -> set[str]:
+        inert: set[str] = set()
+        for i, stage in enumerate(self.stages):
+            depth = int(params[f"s{i}.depth"])
+            for j in range(max(stage.depths)):
+                p = f"s{i}.b{j}"
+                if j >= depth:
+                    inert.update(f"{p}.{key}" for key in ("type", "k", "e", "se", "id", "skip"))
+                elif params[f"{p}.type"] != "ir":
+                    inert.add(f"{p}.e")
+        return inert
+
     def encode(self, genotype: Genotype) -> dict[str, Any]:
         g = genotype
         params: dict[str, Any] = {}

@@ -1,0 +1,722 @@
+"""edgenas's own strategies, as Optuna samplers that propose a whole assignment at once.
+
+Each proposal is derived from the study's trials and a random generator seeded with
+``(seed, trial number)``, so the same seed gives the same proposals, and a search resumed from
+its storage proposes what it would have proposed without the interruption.
+
+All of them use the strategy context's ``check`` (the cost model's verdict before training):
+an assignment whose predicted costs break a constraint, or whose architecture was tried already,
+is redrawn, up to ``max_redraws`` times. The runner still checks every proposal, so nothing
+infeasible is trained even when the redraws run out.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
+from optuna.samplers import BaseSampler, RandomSampler
+from optuna.study import Study, StudyDirection
+from optuna.trial import FrozenTrial, TrialState
+
+from edgenas.errors import ConfigError
+from edgenas.search._surrogate import GaussianProcess, expected_improvement, normal_scores
+
+__all__ = [
+    "EvolutionSampler",
+    "GridSampler",
+    "GuidedSampler",
+    "PrefilteredSampler",
+    "RandomFeasibleSampler",
+    "ReinforceSampler",
+    "StrategyContext",
+]
+
+Params = dict[str, Any]
+#: Spaces with at most this many combinations are ranked whole by the guided strategy.
+ENUMERATE = 20_000
+
+
+@dataclass(frozen=True)
+class StrategyContext:
+    """What a strategy knows before it proposes anything."""
+
+    space: Any  # a SearchSpace
+    seed: int
+    multi_objective: bool = False
+    # The cost model's verdict on an assignment before training: (feasible, latency_ms).
+    check: Callable[[Mapping[str, Any]], Any] | None = None
+    max_redraws: int = 64  # assignments checked per proposal before proposing anyway
+    # Whether a check is cheap (a prediction or a table) rather than a measurement: strategies
+    # may then check a hundred times more candidates per proposal.
+    cheap_check: bool = False
+
+    @property
+    def max_checks(self) -> int:
+        return self.max_redraws * (100 if self.cheap_check else 1)
+
+
+@dataclass
+class _Done:
+    """A trial a strategy learns from."""
+
+    number: int
+    params: Params
+    key: str
+    score: float | None  # first objective, higher is better; None: no value (pruned, failed)
+    values: tuple[float, ...] | None  # every objective, each oriented so higher is better
+    feasible: bool
+
+
+def _violated(trial: FrozenTrial) -> bool:
+    return any(
+        float(v) > 0
+        for k, v in trial.system_attrs.items()
+        if k.startswith("constraints:") and v is not None
+    ) or any(float(v) > 0 for v in trial.system_attrs.get("constraints", ()) or ())
+
+
+class _Codec:
+    """Draws, mutates and names assignments of a space's distributions."""
+
+    def __init__(self, space: Any) -> None:
+        self.space = space
+        self.dists: dict[str, BaseDistribution] = space.distributions()
+        self.labels = list(self.dists)
+        # Labels worth mutating: those with more than one value.
+        self.mutable = [k for k, d in self.dists.items() if _size(d) != 1]
+        self._keys: dict[tuple[Any, ...], str] = {}
+        self.categorical = all(isinstance(d, CategoricalDistribution) for d in self.dists.values())
+        self.choices = {
+            k: list(d.choices)
+            for k, d in self.dists.items()
+            if isinstance(d, CategoricalDistribution)
+        }
+        self.sizes = np.array([len(self.choices.get(k, ())) for k in self.labels])
+        # How many assignments there are (Python ints: no overflow); inf with numeric choices.
+        self.combinations = math.prod(int(n) for n in self.sizes) if self.categorical else math.inf
+        self._mutable_idx = np.array([self.labels.index(k) for k in self.mutable], dtype=int)
+
+    def key(self, params: Mapping[str, Any]) -> str:
+        """The architecture an assignment describes (equal for assignments that decode alike)."""
+        t = tuple(params[k] for k in self.labels)
+        key = self._keys.get(t)
+        if key is None:
+            key = str(self.space.decode(params))
+            if len(self._keys) < 200_000:
+                self._keys[t] = key
+        return key
+
+    def random(self, rng: np.random.Generator) -> Params:
+        return {k: _draw(d, rng) for k, d in self.dists.items()}
+
+    def mutate(self, params: Mapping[str, Any], rng: np.random.Generator, genes: int = 1) -> Params:
+        child = dict(params)
+        if not self.mutable:
+            return child
+        labels = rng.choice(len(self.mutable), size=min(genes, len(self.mutable)), replace=False)
+        for i in labels:
+            label = self.mutable[int(i)]
+            child[label] = _other(self.dists[label], child[label], rng)
+        return child
+
+    def neighbours(self, params: Mapping[str, Any]) -> Iterator[Params]:
+        """Every assignment one categorical choice away."""
+        for label in self.mutable:
+            dist = self.dists[label]
+            if not isinstance(dist, CategoricalDistribution):
+                continue
+            for value in dist.choices:
+                if value != params[label]:
+                    yield {**params, label: value}
+
+    def random_many(self, rng: np.random.Generator, n: int) -> list[Params]:
+        """``n`` uniform draws (vectorised when every choice is categorical)."""
+        if not self.categorical:
+            return [self.random(rng) for _ in range(n)]
+        index = rng.integers(0, self.sizes, size=(n, len(self.labels)))
+        return [self._from_index(row) for row in index]
+
+    def mutate_many(
+        self, params: Mapping[str, Any], rng: np.random.Generator, n: int, genes: int = 2
+    ) -> list[Params]:
+        """``n`` mutations of ``genes`` choices each (vectorised when categorical)."""
+        if not self.categorical or not self.mutable:
+            return [self.mutate(params, rng, genes) for _ in range(n)]
+        base = np.array([self.choices[k].index(params[k]) for k in self.labels])
+        rows = np.repeat(base[None, :], n, axis=0)
+        genes = min(genes, len(self._mutable_idx))
+        picks = np.argsort(rng.random((n, len(self._mutable_idx))), axis=1)[:, :genes]
+        cols = self._mutable_idx[picks]
+        sizes = self.sizes[cols]
+        shift = 1 + np.floor(rng.random(cols.shape) * (sizes - 1)).astype(int)
+        np.put_along_axis(rows, cols, (np.take_along_axis(rows, cols, 1) + shift) % sizes, 1)
+        return [self._from_index(row) for row in rows]
+
+    def _from_index(self, row: np.ndarray) -> Params:
+        return {k: self.choices[k][int(i)] for k, i in zip(self.labels, row, strict=True)}
+
+    def complete(self, params: Mapping[str, Any], rng: np.random.Generator) -> Params:
+        """``params`` with labels it lacks (a space that grew) drawn at random."""
+        return {k: params[k] if k in params else _draw(d, rng) for k, d in self.dists.items()}
+
+
+def _size(dist: BaseDistribution) -> float:
+    if isinstance(dist, CategoricalDistribution):
+        return len(dist.choices)
+    if isinstance(dist, IntDistribution):
+        return (dist.high - dist.low) // dist.step + 1
+    if isinstance(dist, FloatDistribution) and dist.step is not None:
+        return math.floor((dist.high - dist.low) / dist.step) + 1
+    return math.inf
+
+
+def _draw(dist: BaseDistribution, rng: np.random.Generator) -> Any:
+    if isinstance(dist, CategoricalDistribution):
+        return dist.choices[int(rng.integers(len(dist.choices)))]
+    if isinstance(dist, IntDistribution):
+        if dist.log:
+            x = rng.uniform(math.log(dist.low), math.log(dist.high))
+            return int(min(dist.high, round(math.exp(x))))
+        return int(dist.low + dist.step * rng.integers((dist.high - dist.low) // dist.step + 1))
+    if isinstance(dist, FloatDistribution):
+        if dist.log:
+            return float(math.exp(rng.uniform(math.log(dist.low), math.log(dist.high))))
+        if dist.step is not None:
+            n = math.floor((dist.high - dist.low) / dist.step)
+            return float(dist.low + dist.step * rng.integers(n + 1))
+        return float(rng.uniform(dist.low, dist.high))
+    raise ConfigError(f"distribution {dist!r} is not supported by edgenas's strategies")
+
+
+def _other(dist: BaseDistribution, value: Any, rng: np.random.Generator) -> Any:
+    """A different value of the same choice (a categorical's other choice, a numeric step)."""
+    if isinstance(dist, CategoricalDistribution):
+        others = [c for c in dist.choices if c != value]
+        return others[int(rng.integers(len(others)))] if others else value
+    if isinstance(dist, (IntDistribution, FloatDistribution)):
+        lo, hi = float(dist.low), float(dist.high)
+        log = dist.log
+        x = math.log(value) if log else float(value)
+        a, b = (math.log(lo), math.log(hi)) if log else (lo, hi)
+        x = min(b, max(a, x + rng.normal(0.0, 0.2 * (b - a))))
+        out = math.exp(x) if log else x
+        if isinstance(dist, IntDistribution):
+            return int(
+                min(dist.high, max(dist.low, dist.low + round((out - lo) / dist.step) * dist.step))
+            )
+        if dist.step is not None:
+            return float(min(hi, lo + round((out - lo) / dist.step) * dist.step))
+        return float(out)
+    return value
+
+
+class _WholeSampler(BaseSampler):
+    """Proposes every label at once in ``sample_relative``; subclasses write :meth:`propose`."""
+
+    def __init__(self, ctx: StrategyContext) -> None:
+        self.ctx = ctx
+        self.codec = _Codec(ctx.space)
+        self._independent = RandomSampler(seed=ctx.seed)
+        self._checks: dict[str, tuple[bool, float]] = {}
+
+    # -- Optuna's sampler interface -----------------------------------------------------------
+    def infer_relative_search_space(
+        self, study: Study, trial: FrozenTrial
+    ) -> dict[str, BaseDistribution]:
+        return dict(self.codec.dists)
+
+    def sample_relative(
+        self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
+        if not search_space:
+            return {}
+        rng = np.random.default_rng([self.ctx.seed & 0xFFFFFFFF, trial.number])
+        history = self._history(study)
+        return self.propose(study, history, rng)
+
+    def sample_independent(
+        self,
+        study: Study,
+        trial: FrozenTrial,
+        param_name: str,
+        param_distribution: BaseDistribution,
+    ) -> Any:
+        return self._independent.sample_independent(study, trial, param_name, param_distribution)
+
+    def reseed_rng(self) -> None:
+        self._independent.reseed_rng()
+
+    # -- for subclasses -----------------------------------------------------------------------
+    def propose(self, study: Study, history: list[_Done], rng: np.random.Generator) -> Params:
+        raise NotImplementedError
+
+    def _history(self, study: Study) -> list[_Done]:
+        signs = [1.0 if d == StudyDirection.MAXIMIZE else -1.0 for d in study.directions]
+        out = []
+        for t in study.get_trials(deepcopy=False):
+            if not t.params or any(k not in t.params for k in self.codec.labels):
+                continue
+            values = None
+            if t.state == TrialState.COMPLETE and t.values is not None:
+                values = tuple(s * v for s, v in zip(signs, t.values, strict=True))
+            out.append(
+                _Done(
+                    t.number,
+                    dict(t.params),
+                    self.codec.key(t.params),
+                    values[0] if values else None,
+                    values,
+                    not _violated(t),
+                )
+            )
+        return out
+
+    def check(self, params: Mapping[str, Any], key: str | None = None) -> tuple[bool, float]:
+        """(feasible, latency_ms) before training, cached per architecture."""
+        if self.ctx.check is None:
+            return True, math.nan
+        key = key or self.codec.key(params)
+        verdict = self._checks.get(key)
+        if verdict is None:
+            result = self.ctx.check(params)
+            verdict = (bool(result[0]), float(result[1]))
+            self._checks[key] = verdict
+        return verdict
+
+    def first_acceptable(
+        self,
+        candidates: Iterable[Params],
+        tried: set[str],
+        fallback: Params | None = None,
+        accept: Callable[[Params, float], bool] | None = None,
+    ) -> Params | None:
+        """The first candidate that is new and predicted feasible, within ``max_redraws``."""
+        seen: set[str] = set()
+        checks = 0
+        for params in candidates:
+            key = self.codec.key(params)
+            if key in tried or key in seen:
+                continue
+            seen.add(key)
+            feasible, latency = self.check(params, key)
+            if feasible and (accept is None or accept(params, latency)):
+                return params
+            checks += 1
+            if checks >= self.ctx.max_checks:
+                break
+        return fallback
+
+    def random_feasible(self, rng: np.random.Generator, tried: set[str]) -> Params:
+        draws = (self.codec.random(rng) for _ in range(self.ctx.max_checks * 4))
+        first = self.codec.random(rng)
+        return self.first_acceptable(draws, tried) or first
+
+
+def _tried(history: Sequence[_Done]) -> set[str]:
+    return {h.key for h in history}
+
+
+def _learnable(history: Sequence[_Done]) -> list[_Done]:
+    """Completed, feasible, one per architecture (the first)."""
+    out, seen = [], set()
+    for h in history:
+        if h.score is None or not h.feasible or h.key in seen:
+            continue
+        seen.add(h.key)
+        out.append(h)
+    return out
+
+
+class RandomFeasibleSampler(_WholeSampler):
+    """Uniform draws, redrawn while predicted infeasible or already tried."""
+
+    def propose(self, study: Study, history: list[_Done], rng: np.random.Generator) -> Params:
+        return self.random_feasible(rng, _tried(history))
+
+
+class GridSampler(_WholeSampler):
+    """Every combination once, in a seeded random order; skips infeasible and tried ones."""
+
+    LIMIT = 2_000_000
+
+    def __init__(self, ctx: StrategyContext) -> None:
+        super().__init__(ctx)
+        sizes = []
+        for label, dist in self.codec.dists.items():
+            if not isinstance(dist, CategoricalDistribution):
+                raise ConfigError(
+                    f"grid needs every choice categorical; {label} is {type(dist).__name__}. "
+                    "Use random, tpe or guided for this space."
+                )
+            sizes.append(len(dist.choices))
+        total = math.prod(sizes)
+        if total > self.LIMIT:
+            raise ConfigError(
+                f"grid would enumerate {total:.3g} combinations of {len(sizes)} choices; it is "
+                f"for small spaces (at most {self.LIMIT:,}, such as nb201's 15,625). Narrow the "
+                "space (--blocks, --kernels, --max-depth, --resolution) or use another strategy."
+            )
+        self._sizes = sizes
+        self._order = np.random.default_rng(ctx.seed & 0xFFFFFFFF).permutation(total)
+        self._cursor = 0  # combinations before it are tried or infeasible
+
+    def _params(self, index: int) -> Params:
+        out = {}
+        for (label, dist), size in zip(self.codec.dists.items(), self._sizes, strict=True):
+            index, i = divmod(index, size)
+            out[label] = dist.choices[i]  # type: ignore[attr-defined]
+        return out
+
+    def propose(self, study: Study, history: list[_Done], rng: np.random.Generator) -> Params:
+        tried = _tried(history)
+        skipped = 0
+        while self._cursor < len(self._order):
+            params = self._params(int(self._order[self._cursor]))
+            key = self.codec.key(params)
+            if key not in tried:
+                feasible, _ = self.check(params, key)
+                if feasible:
+                    return params
+                skipped += 1
+                if skipped > 50 * self.ctx.max_checks:  # bound the checks of one proposal
+                    return params
+            self._cursor += 1
+        return self.codec.random(rng)  # every combination is tried: repeats tell nothing new
+
+
+class EvolutionSampler(_WholeSampler):
+    """Regularized evolution (Real et al., 2019): the newest ``population`` trained candidates
+    form the population; a tournament of ``tournament`` picks a parent; its child differs in one
+    choice. The oldest member ages out, whatever its accuracy, which keeps the search moving.
+
+    With two objectives, the tournament's winner is one that no other entrant dominates.
+    """
+
+    def __init__(self, ctx: StrategyContext, population: int = 20, tournament: int = 5) -> None:
+        super().__init__(ctx)
+        self.population = population
+        self.tournament = tournament
+
+    def propose(self, study: Study, history: list[_Done], rng: np.random.Generator) -> Params:
+        tried = _tried(history)
+        members = [h for h in history if h.values is not None and h.feasible]
+        if len(members) < self.population:
+            return self.random_feasible(rng, tried)
+        members = members[-self.population :]
+        children: list[Params] = []
+
+        def candidates() -> Iterator[Params]:
+            for _ in range(self.ctx.max_checks * 4):
+                entrants = rng.choice(len(members), size=self.tournament, replace=False)
+                parent = _winner([members[int(i)] for i in entrants], rng)
+                child = self.codec.mutate(parent.params, rng)
+                children.append(child)
+                yield child
+
+        chosen = self.first_acceptable(candidates(), tried)
+        return chosen or (children[0] if children else self.random_feasible(rng, tried))
+
+
+def _winner(entrants: list[_Done], rng: np.random.Generator) -> _Done:
+    undominated = [
+        a
+        for a in entrants
+        if not any(_dominates(b.values, a.values) for b in entrants if b is not a)
+    ]
+    best = max(a.values[0] for a in undominated)  # type: ignore[index]
+    top = [a for a in undominated if a.values[0] == best]  # type: ignore[index]
+    return (
+        top[int(rng.integers(len(top)))]
+        if len(undominated) == len(top)
+        else undominated[int(rng.integers(len(undominated)))]
+    )
+
+
+def _dominates(a: tuple[float, ...] | None, b: tuple[float, ...] | None) -> bool:
+    if a is None or b is None:
+        return False
+    return all(x >= y for x, y in zip(a, b, strict=True)) and any(
+        x > y for x, y in zip(a, b, strict=True)
+    )
+
+
+class ReinforceSampler(_WholeSampler):
+    """A policy over the choices (independent softmax logits per categorical label), trained
+    with REINFORCE (Williams 1992; Zoph & Le 2017) and a moving-average baseline.
+
+    The reward is the first objective. With two objectives (accuracy and latency), it is
+    MnasNet's soft latency reward, ``accuracy × (latency / target) ** -0.07``, with the target
+    the median latency of the trained candidates. Numeric choices are drawn uniformly.
+    The policy is replayed from the study's trials at each proposal, so a resumed search has
+    the policy it had.
+    """
+
+    def __init__(
+        self, ctx: StrategyContext, lr: float = 0.3, decay: float = 0.9, warmup: int = 5
+    ) -> None:
+        super().__init__(ctx)
+        self.lr, self.decay, self.warmup = lr, decay, warmup
+        self._cats = {
+            k: list(d.choices)
+            for k, d in self.codec.dists.items()
+            if isinstance(d, CategoricalDistribution)
+        }
+
+    def _policy(self, done: list[_Done]) -> dict[str, np.ndarray]:
+        logits = {k: np.zeros(len(c)) for k, c in self._cats.items()}
+        rewards = [self._reward(h, done) for h in done]
+        if not rewards:
+            return logits
+        baseline = rewards[0]
+        spread = 0.0
+        for i, (h, r) in enumerate(zip(done, rewards, strict=True)):
+            advantage = r - baseline
+            spread = self.decay * spread + (1 - self.decay) * advantage * advantage
+            baseline = self.decay * baseline + (1 - self.decay) * r
+            if i < self.warmup:
+                continue  # the baseline and spread settle first
+            step = self.lr * advantage / (math.sqrt(spread) + 1e-8)
+            for label, choices in self._cats.items():
+                z = logits[label]
+                p = np.exp(z - z.max())
+                p /= p.sum()
+                grad = -p
+                grad[choices.index(h.params[label])] += 1.0
+                z += step * grad
+        return logits
+
+    def _reward(self, h: _Done, done: list[_Done]) -> float:
+        assert h.values is not None
+        if len(h.values) < 2:
+            return h.values[0]
+        latencies = sorted(-d.values[1] for d in done if d.values is not None)
+        target = latencies[len(latencies) // 2] or 1.0
+        latency = max(-h.values[1], 1e-9)
+        return h.values[0] * (latency / target) ** -0.07
+
+    def propose(self, study: Study, history: list[_Done], rng: np.random.Generator) -> Params:
+        done = [h for h in history if h.values is not None and h.feasible]
+        logits = self._policy(done)
+
+        cdfs = {}
+        for label, z in logits.items():
+            p = np.exp(z - z.max())
+            cdfs[label] = np.cumsum(p / p.sum())
+
+        def draws() -> Iterator[Params]:
+            for _ in range(0, self.ctx.max_checks * 4, 256):  # in batches of 256
+                picks = {
+                    label: np.minimum(np.searchsorted(cdf, rng.random(256)), len(cdf) - 1)
+                    for label, cdf in cdfs.items()
+                }
+                for i in range(256):
+                    params = (
+                        self.codec.random(rng) if len(self._cats) < len(self.codec.dists) else {}
+                    )
+                    for label, choices in self._cats.items():
+                        params[label] = choices[int(picks[label][i])]
+                    yield params
+
+        first = next(draws())
+        return self.first_acceptable(draws(), _tried(history)) or first
+
+
+class GuidedSampler(_WholeSampler):
+    """edgenas's predictor-guided search: many candidates, few trainings.
+
+    After ``startup`` random feasible candidates, each proposal fits a Gaussian-process
+    surrogate of accuracy to the completed trials (on the space's feature vectors, with
+    rank-normalised targets), generates candidates by mutating the best trials (every one-choice
+    neighbour of the top few, and two-choice mutations) plus random draws, ranks them by
+    expected improvement, and proposes the first that the cost model predicts feasible and
+    that was not tried. Only promising feasible candidates are trained.
+
+    With two objectives (accuracy and latency), each proposal draws a latency budget among
+    the trained candidates' latencies and improves the best accuracy within it, so the front
+    fills from fast to accurate.
+    """
+
+    def __init__(
+        self,
+        ctx: StrategyContext,
+        startup: int = 10,
+        parents: int = 5,
+        random_candidates: int = 400,
+        mutations_per_parent: int = 60,
+    ) -> None:
+        super().__init__(ctx)
+        self.startup = startup
+        self.parents = parents
+        self.random_candidates = random_candidates
+        self.mutations_per_parent = mutations_per_parent
+        self._features: dict[str, np.ndarray] = {}
+        self._hyper: tuple[int, float, float] | None = None
+        self._every: tuple[list[str], dict[str, Params], np.ndarray] | None = None
+
+    def _x(self, params: Mapping[str, Any], key: str) -> np.ndarray:
+        x = self._features.get(key)
+        if x is None:
+            x = np.asarray(self.ctx.space.features(params), dtype=float)
+            self._features[key] = x
+        return x
+
+    def _fit(self, x: np.ndarray, y: np.ndarray) -> GaussianProcess:
+        """The surrogate; its hyperparameters are chosen again when the data grew by a fifth."""
+        n, chosen = len(y), self._hyper
+        if chosen is None or n >= 1.2 * chosen[0]:
+            gp = GaussianProcess().fit(x, y)
+            self._hyper = (n, gp.theta, gp.noise)
+            return gp
+        return GaussianProcess(chosen[1], chosen[2]).fit(x, y, search=False)
+
+    def _candidates(
+        self, parents: list[_Done], tried: set[str], rng: np.random.Generator
+    ) -> tuple[list[str], Mapping[str, Params], np.ndarray]:
+        """Untried candidates (keys, assignments by key, feature rows) for the surrogate."""
+        if self.codec.categorical and self.codec.combinations <= ENUMERATE:
+            # A small space: the surrogate ranks all of it, not a sample.
+            if self._every is None:
+                every = (self.codec._from_index(np.array(i)) for i in np.ndindex(*self.codec.sizes))
+                params = {self.codec.key(p): p for p in every}
+                keys = list(params)
+                self._every = (keys, params, np.stack([self._x(params[k], k) for k in keys]))
+            keys, params, x = self._every
+            keep = np.array(
+                [k not in tried and self._checks.get(k, (True,))[0] for k in keys], dtype=bool
+            )
+            return [k for k, kept in zip(keys, keep, strict=True) if kept], params, x[keep]
+        candidates: dict[str, Params] = {}
+        for parent in parents:
+            around = list(self.codec.neighbours(parent.params))
+            if len(around) > self.mutations_per_parent:
+                picks = rng.choice(len(around), size=self.mutations_per_parent, replace=False)
+                around = [around[int(i)] for i in picks]
+            around += self.codec.mutate_many(parent.params, rng, self.mutations_per_parent // 2)
+            for p in around:
+                candidates.setdefault(self.codec.key(p), p)
+        for p in self.codec.random_many(rng, self.random_candidates):
+            candidates.setdefault(self.codec.key(p), p)
+        keys = [k for k in candidates if k not in tried]
+        x = np.stack([self._x(candidates[k], k) for k in keys]) if keys else np.zeros((0, 0))
+        return keys, candidates, x
+
+    def propose(self, study: Study, history: list[_Done], rng: np.random.Generator) -> Params:
+        tried = _tried(history)
+        done = _learnable(history)
+        if len(done) < self.startup:
+            return self.random_feasible(rng, tried)
+        budget = math.inf
+        pool = done
+        if self.ctx.multi_objective and done[0].values is not None and len(done[0].values) > 1:
+            costs = sorted({-h.values[1] for h in done if h.values is not None})
+            budget = costs[int(rng.integers(len(costs)))] if rng.random() < 0.8 else math.inf
+            pool = [h for h in done if h.values is not None and -h.values[1] <= budget] or done
+        x = np.stack([self._x(h.params, h.key) for h in done])
+        y = np.array([h.score for h in done], dtype=float)
+        gp = self._fit(x, normal_scores(y))
+        z = dict(zip((h.key for h in done), normal_scores(y), strict=True))
+        best = max(z[h.key] for h in pool)
+
+        parents = sorted(pool, key=lambda h: z[h.key], reverse=True)[: self.parents]
+        keys, candidates, x_new = self._candidates(parents, tried, rng)
+        if not keys:
+            return self.random_feasible(rng, tried)
+        mean, std = gp.predict(x_new)
+        score = expected_improvement(mean, std, best)
+        order = np.lexsort((-mean, -score))  # by EI, ties by the mean
+        ranked = (candidates[keys[int(i)]] for i in order)
+
+        def within(params: Params, latency: float) -> bool:
+            return not latency > budget  # NaN (not known) passes
+
+        chosen = self.first_acceptable(ranked, tried, accept=within)
+        return chosen or self.random_feasible(rng, tried)
+
+
+class PrefilteredSampler(BaseSampler):
+    """An Optuna sampler whose proposals are redrawn while the cost model predicts them
+    infeasible (a few times; then a uniformly drawn feasible candidate), then proposed whole.
+
+    Optuna's samplers choose one parameter at a time; this wrapper asks the wrapped sampler
+    for its joint proposal (``sample_relative``) and completes it label by label
+    (``sample_independent``), exactly as a trial would, checks it, and tries again with the
+    sampler's advanced random state when it breaks a limit.
+    """
+
+    REDRAWS = 8  # each redraw runs the wrapped sampler's model again
+
+    def __init__(self, inner: BaseSampler, ctx: StrategyContext) -> None:
+        self.inner = inner
+        self.ctx = ctx
+        self.codec = _Codec(ctx.space)
+        self._checks: dict[str, bool] = {}
+
+    def infer_relative_search_space(
+        self, study: Study, trial: FrozenTrial
+    ) -> dict[str, BaseDistribution]:
+        return dict(self.codec.dists)
+
+    def _feasible(self, params: Params) -> bool:
+        assert self.ctx.check is not None
+        key = self.codec.key(params)
+        if key not in self._checks:
+            self._checks[key] = bool(self.ctx.check(params)[0])
+        return self._checks[key]
+
+    def sample_relative(
+        self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
+        if not search_space or self.ctx.check is None:
+            return {}
+        inner_space = self.inner.infer_relative_search_space(study, trial)
+        first: Params | None = None
+        for _ in range(min(self.ctx.max_redraws, self.REDRAWS)):
+            params = dict(self.inner.sample_relative(study, trial, inner_space))
+            for label, dist in self.codec.dists.items():
+                if label not in params:
+                    params[label] = self.inner.sample_independent(study, trial, label, dist)
+            first = first or params
+            if self._feasible(params):
+                return params
+        # The sampler keeps proposing infeasible candidates: a uniform feasible one instead
+        # (the sampler learns from it like from its own).
+        rng = np.random.default_rng([self.ctx.seed & 0xFFFFFFFF, trial.number])
+        for _ in range(self.ctx.max_checks * 4):
+            params = self.codec.random(rng)
+            if self._feasible(params):
+                return params
+        return first or {}
+
+    def sample_independent(
+        self,
+        study: Study,
+        trial: FrozenTrial,
+        param_name: str,
+        param_distribution: BaseDistribution,
+    ) -> Any:
+        return self.inner.sample_independent(study, trial, param_name, param_distribution)
+
+    def before_trial(self, study: Study, trial: FrozenTrial) -> None:
+        self.inner.before_trial(study, trial)
+
+    def after_trial(
+        self,
+        study: Study,
+        trial: FrozenTrial,
+        state: TrialState,
+        values: Sequence[float] | None,
+    ) -> None:
+        self.inner.after_trial(study, trial, state, values)
+
+    def reseed_rng(self) -> None:
+        self.inner.reseed_rng()

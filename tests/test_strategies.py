@@ -1,0 +1,220 @@
+"""The contract every registered strategy keeps, on the edge space and the nb201 space.
+
+- the same seed gives the same proposals (and another seed other ones);
+- it never has an infeasible candidate trained: its proposals pass the cost model's check
+  whenever feasible ones are common, and the benchmark loop (which, like the runner, checks
+  before training) never spends a training on an infeasible one;
+- it resumes from storage: a study reopened from SQLite continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import itertools
+import json
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+import pytest
+from typer.testing import CliRunner
+
+from edgenas.bench import load_table, run_strategy
+from edgenas.cli import app
+from edgenas.errors import ConfigError
+from edgenas.search import STRATEGIES, make_sampler
+from edgenas.search._strategies import Check
+from edgenas.space import NB201_OPS, NB201Cell, edge_space, nb201_space
+
+ALL = sorted(STRATEGIES)
+
+
+def _unit(text: str) -> float:
+    """A deterministic pseudo-random number in [0, 1) for a string."""
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little") / 2**64
+
+
+def _nb201_rows() -> list[tuple[str, float, float]]:
+    """Every cell with a made-up accuracy (convolutions help, with noise) and latency."""
+    cost = {"none": 0.0, "skip_connect": 0.2, "avg_pool_3x3": 1.0, "nor_conv_1x1": 1.5,
+            "nor_conv_3x3": 4.0}  # fmt: skip
+    gain = {"none": 0.0, "skip_connect": 1.0, "avg_pool_3x3": 0.5, "nor_conv_1x1": 2.0,
+            "nor_conv_3x3": 3.0}  # fmt: skip
+    rows = []
+    for ops in itertools.product(NB201_OPS, repeat=6):
+        arch = str(NB201Cell(ops))
+        accuracy = 70 + sum(gain[o] for o in ops) + 3 * _unit(arch)
+        latency = 1 + sum(cost[o] for o in ops) + _unit("l" + arch)
+        rows.append((arch, round(accuracy, 3), round(latency, 3)))
+    return rows
+
+
+@pytest.fixture(scope="module")
+def table_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("nb201") / "table.csv"
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["index", "arch", "accuracy", "latency_ms"])
+        for i, (arch, acc, lat) in enumerate(_nb201_rows()):
+            w.writerow([i, arch, acc, lat])
+    return path
+
+
+def _edge_check(params: Mapping[str, Any]) -> Check:
+    # Feasible when the first stages are narrow: about a third of the space.
+    feasible = int(params["s0.width"]) <= 16 and int(params["s1.width"]) <= 24
+    return Check(feasible, math.nan)
+
+
+def _edge_accuracy(params: Mapping[str, Any]) -> float:
+    return 0.5 + 0.3 * _unit(str(sorted(params.items())))
+
+
+def _nb201_check(params: Mapping[str, Any]) -> Check:
+    return Check(list(params.values()).count("nor_conv_3x3") <= 2, math.nan)
+
+
+def _drive(name: str, seed: int, trials: int, storage: Any = None, study_name: str = "s"):
+    """Ask and tell ``trials`` trials on a narrowed edge space (nb201 for grid, which needs
+    a small space); return the proposals and the study."""
+    space: Any = nb201_space() if name == "grid" else edge_space(max_depth=2)
+    check = _nb201_check if name == "grid" else _edge_check
+    sampler = make_sampler(name, space, seed, False, check=check, cheap_check=True)
+    study = optuna.create_study(
+        sampler=sampler,
+        direction="maximize",
+        storage=storage,
+        study_name=study_name,
+        load_if_exists=True,
+    )
+    out = []
+    for _ in range(trials):
+        trial = study.ask(space.distributions())
+        feasible = check(trial.params).feasible
+        trial.set_constraint("limit", 0.0 if feasible else 1.0)
+        study.tell(trial, _edge_accuracy(trial.params) if feasible else 0.0)
+        out.append(dict(trial.params))
+    return out, study
+
+
+@pytest.mark.parametrize("name", [n for n in ALL if n != "grid"])
+def test_same_seed_same_proposals_on_the_edge_space(name: str) -> None:
+    n = 11 if name == "gp" else 12  # gp: ten random, then its model (slow on 93 choices)
+    first, _ = _drive(name, 1, n)
+    assert first == _drive(name, 1, n)[0]
+    assert first != _drive(name, 2, n)[0]
+
+
+@pytest.mark.parametrize("name", [n for n in ALL if n != "grid"])
+def test_proposals_on_the_edge_space_pass_the_check(name: str) -> None:
+    proposals, _ = _drive(name, 0, 12 if name == "gp" else 20)
+    assert all(_edge_check(p).feasible for p in proposals)
+
+
+def test_grid_refuses_a_space_too_large_to_enumerate() -> None:
+    with pytest.raises(ConfigError, match="small spaces"):
+        make_sampler("grid", edge_space(), 0, False)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_resumes_from_storage(name: str, tmp_path: Path) -> None:
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    n = 6 if name == "gp" else 8
+    _drive(name, 3, n, storage)
+    # A new process: a fresh sampler on the stored study (the runner offsets the seed).
+    _, study = _drive(name, 3 + 7919 * n, n, storage)
+    trials = study.get_trials()
+    assert [t.number for t in trials] == list(range(2 * n))
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_nb201_same_seed_same_trace_and_no_infeasible_training(name: str, table_csv: Path) -> None:
+    table = load_table(table_csv)
+    cap = float(np.quantile(table.latency_ms, 0.3))
+    budget = 13 if name == "gp" else 30  # gp: ten random, then its (slow) model
+    a = run_strategy(name, table, cap, budget, seed=4)
+    b = run_strategy(name, table, cap, budget, seed=4)
+    np.testing.assert_array_equal(a.best, b.best)
+    assert a.infeasible[-1] == 0  # checked before training: none wasted
+    assert np.all(np.diff(a.best[~np.isnan(a.best)]) >= 0)
+    assert np.nanmax(a.best) <= table.optimum(cap)
+
+
+def test_plain_optuna_spends_trainings_on_infeasible_candidates(table_csv: Path) -> None:
+    table = load_table(table_csv)
+    cap = float(np.quantile(table.latency_ms, 0.1))
+    trace = run_strategy("optuna-tpe", table, cap, 30, seed=0)
+    assert trace.infeasible[-1] > 0
+
+
+def test_guided_beats_random_on_a_structured_table(table_csv: Path) -> None:
+    """Not a benchmark (that is benchmarks/nb201_strategies.py): a sanity check that the
+    surrogate learns the table's structure, on three seeds."""
+    table = load_table(table_csv)
+    cap = float(np.quantile(table.latency_ms, 0.3))
+    optimum = table.optimum(cap)
+
+    def regret(name: str) -> float:
+        return float(np.mean([optimum - run_strategy(name, table, cap, 40, s).best[-1]
+                              for s in range(3)]))  # fmt: skip
+
+    assert regret("guided") < regret("random-feasible")
+
+
+def test_nb201_space_round_trips_benchmark_strings() -> None:
+    space = nb201_space()
+    arch = "|nor_conv_3x3~0|+|skip_connect~0|nor_conv_1x1~1|+|none~0|avg_pool_3x3~1|nor_conv_3x3~2|"
+    params = space.encode(arch)
+    assert params["e10"] == "nor_conv_3x3" and params["e32"] == "nor_conv_3x3"
+    assert str(space.decode(params)) == arch
+    with pytest.raises(ConfigError, match="OPERATION~1"):
+        NB201Cell.parse("|nor_conv_3x3~0|+|skip_connect~0|nor_conv_1x1~0|")
+    with pytest.raises(ConfigError, match="sep_conv"):
+        space.encode(arch.replace("none", "sep_conv"))
+
+
+def test_table_errors_name_the_column_and_the_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("index,arch,acc,latency_ms\n0,x,1,1\n")
+    with pytest.raises(ConfigError, match="accuracy"):
+        load_table(bad)
+    bad.write_text(
+        "index,arch,accuracy,latency_ms\n0,|none~0|+|none~0|none~1|+|none~0|none~1|none~2|,50,fast\n"
+    )
+    with pytest.raises(ConfigError, match="line 2"):
+        load_table(bad)
+    with pytest.raises(ConfigError, match="no such file"):
+        load_table(tmp_path / "missing.csv")
+
+
+def test_bench_cli_prints_the_json_figures(table_csv: Path) -> None:
+    result = CliRunner().invoke(
+        app,
+        ["bench", "nb201", "--table", str(table_csv), "--max-latency", "12ms", "--budget", "30",
+         "--seeds", "2", "--strategies", "guided,optuna-tpe,random-feasible", "--json"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    figures = json.loads(result.stdout)
+    assert figures["optimum"] == load_table(table_csv).optimum(12.0)
+    assert set(figures["strategies"]) == {"guided", "optuna-tpe", "random-feasible"}
+    for by_checkpoint in figures["strategies"].values():
+        assert set(by_checkpoint) == {"25", "30"}
+        for cell in by_checkpoint.values():
+            assert set(cell) >= {"mean_regret", "median_regret", "found_optimum",
+                                 "infeasible_trainings"}  # fmt: skip
+            assert cell["mean_regret"] >= 0 and 0 <= cell["found_optimum"] <= 1
+
+
+def test_bench_cli_names_an_unknown_strategy(table_csv: Path) -> None:
+    result = CliRunner().invoke(
+        app,
+        ["bench", "nb201", "--table", str(table_csv), "--max-latency", "12", "--seeds", "1",
+         "--strategies", "magic"],
+    )  # fmt: skip
+    assert result.exit_code == 2
+    assert "magic" in result.output and "guided" in result.output
