@@ -591,5 +591,10 @@ def main() -> None:
     app()
 
 
+from edgenas._bench_cli import bench_app  # noqa: E402  (after app, which it does not import)
+
+app.add_typer(bench_app, name="bench")
+
+
 if __name__ == "__main__":
     main()

@@ -1,0 +1,123 @@
+"""``edgenas bench``: search strategies judged on tabular benchmarks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from edgenas.errors import EdgenasError
+
+bench_app = typer.Typer(
+    help="Judge search strategies on a tabular benchmark (no training: a table answers).",
+    no_args_is_help=True,
+)
+
+
+@bench_app.command("nb201")
+def nb201_command(
+    table: Annotated[
+        Path,
+        typer.Option(
+            help="CSV with the columns index,arch,accuracy,latency_ms: NAS-Bench-201 architecture strings, their accuracy (%) and their latency on a device (ms)."
+        ),
+    ],
+    max_latency: Annotated[
+        str, typer.Option(help="Latency cap, such as 10 or 10ms: the feasible architectures.")
+    ],
+    budget: Annotated[
+        int,
+        typer.Option(
+            help="Trainings per run; regret is reported after 25, 50, 100 and 200 of them (those within the budget) and at the budget."
+        ),
+    ] = 100,
+    seeds: Annotated[int, typer.Option(help="Runs per strategy, seeds 0..N-1.")] = 20,
+    strategies: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated strategies: edgenas's (random, grid, tpe, nsga2, gp, evolution, reinforce, guided) and the references optuna-tpe, optuna-nsga2, random-feasible. Default: all but gp and grid, plus the references."
+        ),
+    ] = None,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help='Print one JSON object: {"optimum": ..., "strategies": {NAME: {"25": {"mean_regret", "median_regret", "found_optimum", "infeasible_trainings"}, ...}}, ...}.',
+        ),
+    ] = False,
+) -> None:
+    """Run each strategy against the table for SEEDS seeds and report its regret.
+
+    Regret is the best feasible accuracy in the table minus the best feasible accuracy the
+    strategy trained, in accuracy points. edgenas's strategies check latency before training
+    (rejected proposals cost no training); the references optuna-tpe and optuna-nsga2 are
+    Optuna as a user would run it, with the cap passed as a constraint and every proposal
+    trained; random-feasible draws uniformly among the feasible architectures.
+    """
+    from edgenas.bench import REFERENCES, benchmark, load_table
+    from edgenas.cli import _fail, _setup_logging, err
+    from edgenas.cost import parse_latency
+
+    _setup_logging(False)
+    from edgenas.search import STRATEGIES
+
+    default = [s for s in STRATEGIES if s not in ("gp", "grid")] + list(REFERENCES)
+    names = [s.strip() for s in strategies.split(",") if s.strip()] if strategies else default
+    try:
+        cap = parse_latency(max_latency)
+        data = load_table(table)
+        with err.status("") as status:
+
+            def progress(name: str, seed: int) -> None:
+                status.update(f"{name}: seed {seed + 1}/{seeds}")
+
+            result = benchmark(data, cap, budget, seeds, names, progress=progress)
+    except EdgenasError as exc:
+        _fail(str(exc))
+        return
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    _print(Console(), result)
+
+
+def _print(console: Console, result: dict[str, Any]) -> None:
+    checkpoints = list(next(iter(result["strategies"].values())).keys())
+    t = Table(
+        title=(
+            f"{result['table']}: best feasible accuracy {result['optimum']:g} at ≤ "
+            f"{result['max_latency_ms']:g} ms ({result['feasible_architectures']:,} of "
+            f"{result['architectures']:,} feasible), {result['seeds']} seeds"
+        ),
+        caption="regret: mean (median) accuracy points below the best feasible, after N "
+        "trainings; found: share of seeds that trained the best; wasted: mean trainings spent "
+        "on infeasible candidates; rejected: mean proposals turned away before training",
+    )
+    t.add_column("strategy")
+    for c in checkpoints:
+        t.add_column(f"regret @{c}", justify="right")
+    t.add_column(f"found @{checkpoints[-1]}", justify="right")
+    t.add_column(f"wasted @{checkpoints[-1]}", justify="right")
+    t.add_column("rejected", justify="right")
+    t.add_column("s/run", justify="right")
+    ranked = sorted(
+        result["strategies"].items(), key=lambda kv: kv[1][checkpoints[-1]]["mean_regret"]
+    )
+    for name, figures in ranked:
+        last = figures[checkpoints[-1]]
+        t.add_row(
+            name,
+            *[
+                f"{figures[c]['mean_regret']:.3f} ({figures[c]['median_regret']:.3f})"
+                for c in checkpoints
+            ],
+            f"{last['found_optimum'] * 100:.0f}%",
+            f"{last['infeasible_trainings']:.1f}",
+            f"{result['rejected'][name]:.1f}",
+            f"{result['seconds'][name]:.2f}",
+        )
+    console.print(t)
