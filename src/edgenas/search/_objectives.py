@@ -94,7 +94,9 @@ class Objective:
     @property
     def uses_latency(self) -> bool:
         """Whether latency enters the values told to the study."""
-        return self.kind == "pareto" or (self.kind == "weighted" and bool(self.weights.get("latency")))
+        return self.kind == "pareto" or (
+            self.kind == "weighted" and bool(self.weights.get("latency"))
+        )
 
     @property
     def directions(self) -> list[StudyDirection]:
