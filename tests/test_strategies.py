@@ -218,3 +218,31 @@ def test_bench_cli_names_an_unknown_strategy(table_csv: Path) -> None:
     )  # fmt: skip
     assert result.exit_code == 2
     assert "magic" in result.output and "guided" in result.output
+
+
+def test_search_refuses_the_nb201_space_and_says_where_it_belongs() -> None:
+    from edgenas.config import load_space
+
+    with pytest.raises(ConfigError, match="edgenas bench nb201"):
+        load_space("nb201")
+
+
+@pytest.mark.parametrize("name", ["guided", "evolution", "reinforce", "random", "tpe", "nsga2"])
+def test_two_objectives_accuracy_and_latency(name: str) -> None:
+    space = edge_space(max_depth=2)
+
+    def check(params: Mapping[str, Any]) -> Check:
+        return Check(_edge_check(params).feasible, _latency(params))
+
+    def _latency(params: Mapping[str, Any]) -> float:
+        return float(params["res"]) / 64 + int(params["s5.width"]) / 100
+
+    sampler = make_sampler(name, space, 0, True, check=check, cheap_check=True)
+    study = optuna.create_study(sampler=sampler, directions=["maximize", "minimize"])
+    seen = []
+    for _ in range(25):
+        trial = study.ask(space.distributions())
+        assert check(trial.params).feasible
+        seen.append(str(space.decode(trial.params)))
+        study.tell(trial, [_edge_accuracy(trial.params), _latency(trial.params)])
+    assert len(set(seen)) == len(seen)  # no architecture trained twice

@@ -107,7 +107,12 @@ def search(
             help="Weights of the weighted objective, such as accuracy=0.6,latency=0.3,size=0.1 or accuracy=0.7,energy=0.3 (latency, size and estimated energy are normalised by their limits)."
         ),
     ] = None,
-    strategy: Annotated[str, typer.Option(help="Search strategy: random, tpe or nsga2.")] = "tpe",
+    strategy: Annotated[
+        str,
+        typer.Option(
+            help="Search strategy: guided (a surrogate of accuracy ranks many candidates; fewest trainings), tpe, random, grid (small spaces), nsga2, gp, evolution or reinforce. Every one skips candidates the cost model rejects."
+        ),
+    ] = "tpe",
     trials: Annotated[
         int,
         typer.Option(

@@ -58,6 +58,12 @@ def load_space(
         space = spec
     elif spec == "edge":
         return edge_space(**given)
+    elif spec == "nb201":
+        raise ConfigError(
+            "the nb201 space is a tabular benchmark: edgenas does not build or train its cells. "
+            "Judge strategies on it with `edgenas bench nb201 --table CSV`, or search the edge "
+            "space (--space edge)"
+        )
     elif spec.endswith(".toml"):
         return _space_from_toml(Path(spec), given)
     elif ":" in spec:

@@ -593,6 +593,7 @@ class _Search:
         deadline = started + config.time_budget_s if config.time_budget_s else None
         max_rejected = config.max_rejected or 50 * config.trials + 200
         rejected_in_a_row = 0
+        repeats_in_a_row = 0
         failures_in_a_row = 0
         self.progress.on_start(
             {
@@ -631,6 +632,13 @@ class _Search:
             if patience is not None and stable_for(self.front_history) >= patience:
                 stopped_because = f"the front has not improved for {patience} trainings"
                 break
+            if repeats_in_a_row >= max_rejected:
+                stopped_because = (
+                    f"{repeats_in_a_row} proposals in a row were architectures already tried; "
+                    "the space may be exhausted"
+                )
+                log.warning(stopped_because)
+                break
             if rejected_in_a_row >= max_rejected:
                 stopped_because = (
                     f"{rejected_in_a_row} candidates in a row broke the constraints; "
@@ -666,6 +674,7 @@ class _Search:
             else:
                 if outcome != "failed":
                     failures_in_a_row = 0
+            repeats_in_a_row = repeats_in_a_row + 1 if outcome == "duplicate" else 0
             if outcome in ("infeasible",):
                 rejected_in_a_row += 1
             elif outcome != "duplicate":

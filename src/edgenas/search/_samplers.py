@@ -645,7 +645,8 @@ class GuidedSampler(_WholeSampler):
 
 class PrefilteredSampler(BaseSampler):
     """An Optuna sampler whose proposals are redrawn while the cost model predicts them
-    infeasible (a few times; then a uniformly drawn feasible candidate), then proposed whole.
+    infeasible or they repeat an architecture already tried (a few times; then a uniformly
+    drawn feasible, untried candidate), then proposed whole.
 
     Optuna's samplers choose one parameter at a time; this wrapper asks the wrapped sampler
     for its joint proposal (``sample_relative``) and completes it label by label
@@ -679,6 +680,11 @@ class PrefilteredSampler(BaseSampler):
         if not search_space or self.ctx.check is None:
             return {}
         inner_space = self.inner.infer_relative_search_space(study, trial)
+        tried = {
+            self.codec.key(t.params)
+            for t in study.get_trials(deepcopy=False)
+            if t.params and all(k in t.params for k in self.codec.labels)
+        }
         first: Params | None = None
         for _ in range(min(self.ctx.max_redraws, self.REDRAWS)):
             params = dict(self.inner.sample_relative(study, trial, inner_space))
@@ -686,14 +692,14 @@ class PrefilteredSampler(BaseSampler):
                 if label not in params:
                     params[label] = self.inner.sample_independent(study, trial, label, dist)
             first = first or params
-            if self._feasible(params):
+            if self.codec.key(params) not in tried and self._feasible(params):
                 return params
-        # The sampler keeps proposing infeasible candidates: a uniform feasible one instead
-        # (the sampler learns from it like from its own).
+        # The sampler keeps proposing infeasible or tried candidates: a uniform feasible one
+        # instead (the sampler learns from it like from its own).
         rng = np.random.default_rng([self.ctx.seed & 0xFFFFFFFF, trial.number])
         for _ in range(self.ctx.max_checks * 4):
             params = self.codec.random(rng)
-            if self._feasible(params):
+            if self.codec.key(params) not in tried and self._feasible(params):
                 return params
         return first or {}
 
