@@ -413,18 +413,15 @@ class EvolutionSampler(_WholeSampler):
         if len(members) < self.population:
             return self.random_feasible(rng, tried)
         members = members[-self.population :]
-        children: list[Params] = []
 
         def candidates() -> Iterator[Params]:
             for _ in range(self.ctx.max_checks * 4):
                 entrants = rng.choice(len(members), size=self.tournament, replace=False)
                 parent = _winner([members[int(i)] for i in entrants], rng)
-                child = self.codec.mutate(parent.params, rng)
-                children.append(child)
-                yield child
+                yield self.codec.mutate(parent.params, rng)
 
-        chosen = self.first_acceptable(candidates(), tried)
-        return chosen or (children[0] if children else self.random_feasible(rng, tried))
+        # Every child tried or infeasible: a random feasible candidate keeps the search going.
+        return self.first_acceptable(candidates(), tried) or self.random_feasible(rng, tried)
 
 
 def _winner(entrants: list[_Done], rng: np.random.Generator) -> _Done:
@@ -505,7 +502,7 @@ class ReinforceSampler(_WholeSampler):
         return h.values[0] * (latency / target) ** -0.07
 
     def propose(self, study: Study, history: list[_Done], rng: np.random.Generator) -> Params:
-        done = [h for h in history if h.values is not None and h.feasible]
+        done = _learnable(history)  # a repeated architecture teaches nothing new
         logits = self._policy(done)
 
         cdfs = {}
@@ -527,8 +524,9 @@ class ReinforceSampler(_WholeSampler):
                         params[label] = choices[int(picks[label][i])]
                     yield params
 
-        first = next(draws())
-        return self.first_acceptable(draws(), _tried(history)) or first
+        tried = _tried(history)
+        # A policy that has settled on tried architectures: a random feasible one instead.
+        return self.first_acceptable(draws(), tried) or self.random_feasible(rng, tried)
 
 
 class GuidedSampler(_WholeSampler):
