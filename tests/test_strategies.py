@@ -246,3 +246,11 @@ def test_two_objectives_accuracy_and_latency(name: str) -> None:
         seen.append(str(space.decode(trial.params)))
         study.tell(trial, [_edge_accuracy(trial.params), _latency(trial.params)])
     assert len(set(seen)) == len(seen)  # no architecture trained twice
+
+
+def test_redrawn_candidates_are_counted_on_the_trials() -> None:
+    from edgenas.search._samplers import REDRAWN_ATTR
+
+    _, study = _drive("random", 0, 15)
+    redrawn = sum(t.system_attrs.get(REDRAWN_ATTR, 0) for t in study.get_trials())
+    assert redrawn > 0  # two thirds of the edge space fail _edge_check

@@ -286,6 +286,12 @@ def search(
     from edgenas._live import front_table, summary_table
 
     err.print(summary_table(result.trials))
+    redrawn = result.results.get("summary", {}).get("redrawn", 0)
+    if redrawn:
+        err.print(
+            f"the strategy also redrew {redrawn} candidate(s) the cost model predicted "
+            "infeasible, before proposing them (never trained)"
+        )
     err.print(f"stopped because {result.stopped_because}")
     out_console = err if as_json else console
     out_console.print(front_table(result.trials, predicted=device is not None))

@@ -30,6 +30,7 @@ import numpy as np
 import optuna
 
 from edgenas.errors import ConfigError
+from edgenas.search._samplers import REDRAWN_ATTR
 from edgenas.search._strategies import STRATEGIES, Check, make_sampler
 from edgenas.space import NB201Cell, NB201Space
 
@@ -217,6 +218,10 @@ def run_strategy(
         infeasible[spent] = wasted
         spent += 1
         study.tell(trial, accuracy / 100.0)
+    # Candidates the strategy itself redrew because the check rejected them count too.
+    rejected += sum(
+        int(t.system_attrs.get(REDRAWN_ATTR, 0)) for t in study.get_trials(deepcopy=False)
+    )
     if spent < budget:  # the strategy gave up proposing: its best stays
         best[spent:] = best[spent - 1] if spent else np.nan
         infeasible[spent:] = wasted

@@ -182,11 +182,13 @@ def results_dict(
     run: dict[str, Any],
     measured: dict[int, float] | None = None,
     frontier: dict[str, Any] | None = None,
+    redrawn: int = 0,
 ) -> dict[str, Any]:
     """The content of ``results.json``. ``measured``: latency measured for trials whose latency
     was predicted from a device profile (the Pareto front, at the end of the search).
     ``frontier``: what the runner knows of the front's measure beyond its history (the
-    reference latency, the --stop-when-stable patience)."""
+    reference latency, the --stop-when-stable patience). ``redrawn``: candidates the strategy
+    found predicted infeasible and replaced before proposing (never trials of the study)."""
     front = pareto_front(records)
     measured = measured or {}
     trials = []
@@ -211,8 +213,10 @@ def results_dict(
         "summary": {
             "trials": len(records),
             "trained": sum(r.trained for r in records),
-            # Proposals the constraints turned away before any training.
-            "rejected": counts.get("infeasible", 0),
+            # Candidates the constraints turned away before any training: those the strategy
+            # redrew itself, and proposals told to the study as infeasible.
+            "rejected": counts.get("infeasible", 0) + redrawn,
+            "redrawn": redrawn,
             **counts,
         },
         "hypervolume": frontier_dict(records, frontier),

@@ -32,6 +32,7 @@ from edgenas.errors import ConfigError
 from edgenas.search._surrogate import GaussianProcess, expected_improvement, normal_scores
 
 __all__ = [
+    "REDRAWN_ATTR",
     "EvolutionSampler",
     "GridSampler",
     "GuidedSampler",
@@ -42,6 +43,9 @@ __all__ = [
 ]
 
 Params = dict[str, Any]
+#: Trial system attribute: candidates the strategy drew, found predicted infeasible and
+#: replaced before proposing this trial (rejected before training, never told to the study).
+REDRAWN_ATTR = "edgenas:redrawn"
 #: Spaces with at most this many combinations are ranked whole by the guided strategy.
 ENUMERATE = 20_000
 
@@ -228,6 +232,7 @@ class _WholeSampler(BaseSampler):
         self.codec = _Codec(ctx.space)
         self._independent = RandomSampler(seed=ctx.seed)
         self._checks: dict[str, tuple[bool, float]] = {}
+        self._redrawn = 0  # predicted-infeasible candidates replaced for the current proposal
 
     # -- Optuna's sampler interface -----------------------------------------------------------
     def infer_relative_search_space(
@@ -242,7 +247,10 @@ class _WholeSampler(BaseSampler):
             return {}
         rng = np.random.default_rng([self.ctx.seed & 0xFFFFFFFF, trial.number])
         history = self._history(study)
-        return self.propose(study, history, rng)
+        self._redrawn = 0
+        params = self.propose(study, history, rng)
+        _note_redrawn(study, trial, self._redrawn)
+        return params
 
     def sample_independent(
         self,
@@ -311,6 +319,7 @@ class _WholeSampler(BaseSampler):
             feasible, latency = self.check(params, key)
             if feasible and (accept is None or accept(params, latency)):
                 return params
+            self._redrawn += not feasible
             checks += 1
             if checks >= self.ctx.max_checks:
                 break
@@ -335,6 +344,11 @@ def _learnable(history: Sequence[_Done]) -> list[_Done]:
         seen.add(h.key)
         out.append(h)
     return out
+
+
+def _note_redrawn(study: Study, trial: FrozenTrial, n: int) -> None:
+    if n:
+        study._storage.set_trial_system_attr(trial._trial_id, REDRAWN_ATTR, int(n))
 
 
 class RandomFeasibleSampler(_WholeSampler):
@@ -684,21 +698,29 @@ class PrefilteredSampler(BaseSampler):
             if t.params and all(k in t.params for k in self.codec.labels)
         }
         first: Params | None = None
+        redrawn = 0
         for _ in range(min(self.ctx.max_redraws, self.REDRAWS)):
             params = dict(self.inner.sample_relative(study, trial, inner_space))
             for label, dist in self.codec.dists.items():
                 if label not in params:
                     params[label] = self.inner.sample_independent(study, trial, label, dist)
             first = first or params
-            if self.codec.key(params) not in tried and self._feasible(params):
-                return params
+            if self.codec.key(params) not in tried:
+                if self._feasible(params):
+                    _note_redrawn(study, trial, redrawn)
+                    return params
+                redrawn += 1
         # The sampler keeps proposing infeasible or tried candidates: a uniform feasible one
         # instead (the sampler learns from it like from its own).
         rng = np.random.default_rng([self.ctx.seed & 0xFFFFFFFF, trial.number])
         for _ in range(self.ctx.max_checks * 4):
             params = self.codec.random(rng)
-            if self.codec.key(params) not in tried and self._feasible(params):
-                return params
+            if self.codec.key(params) not in tried:
+                if self._feasible(params):
+                    _note_redrawn(study, trial, redrawn)
+                    return params
+                redrawn += 1
+        _note_redrawn(study, trial, redrawn)
         return first or {}
 
     def sample_independent(
