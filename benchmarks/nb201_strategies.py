@@ -90,7 +90,9 @@ def main() -> None:
     ours = [n for n in names if n not in REFERENCES]
 
     text = [
-        "## Search strategies on NAS-Bench-201 (Raspberry Pi 4 latency)",
+        "## Search strategies on NAS-Bench-201 (Raspberry Pi 4 latency)"
+        if args.mark == "nb201_strategies"
+        else f"## NAS-Bench-201, more strategies: {', '.join(names)}",
         "",
         f"{dt.date.today().isoformat()}, {platform.processor() or platform.machine()}, "
         f"{os.cpu_count()} cores; {args.seeds} seeds, {args.budget} trainings per run; "
