@@ -2,7 +2,7 @@
 
 Each proposal is derived from the study's trials and a random generator seeded with
 ``(seed, trial number)``, so the same seed gives the same proposals, and a search resumed from
-its storage proposes what it would have proposed without the interruption.
+its storage learns from every trial it holds (nothing lives only in memory but caches).
 
 All of them use the strategy context's ``check`` (the cost model's verdict before training):
 an assignment whose predicted costs break a constraint, or whose architecture was tried already,
