@@ -383,6 +383,63 @@ def show(
 
 
 @app.command()
+def finalize(
+    run: Annotated[Path, typer.Argument(help="A run directory written by edgenas search.")],
+    pick: Annotated[
+        str, typer.Option("--pick", help="'best' (the run's best) or a trial number.")
+    ] = "best",
+    top: Annotated[
+        int, typer.Option("--top", help="With --pick best: retrain the K best feasible trials.")
+    ] = 1,
+    epochs: Annotated[
+        int | None,
+        typer.Option("--epochs", help="Training epochs (default: 3x the search's)."),
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log each step.")] = False,
+) -> None:
+    """Retrain chosen candidates at full fidelity, check them on the holdout, export the best."""
+    _setup_logging(verbose)
+    from rich.table import Table
+
+    from edgenas.finalize import finalize as run_finalize
+
+    try:
+        result = run_finalize(
+            run, pick=pick, top=top, epochs=epochs, progress=lambda t: err.print(f"[dim]{t}[/]")
+        )
+    except EdgenasError as exc:
+        _fail(str(exc))
+        return
+    table = Table(title=f"{run} · retrained (Wilson 95% intervals)")
+    for column in ("trial", "epochs", "search val", "validation", "holdout", "latency ms",
+                   "onnx diff"):  # fmt: skip
+        table.add_column(column, justify="right")
+    for c in result.candidates:
+        table.add_row(
+            str(c.trial),
+            str(c.epochs),
+            "-" if c.search_accuracy is None else f"{100 * c.search_accuracy:.1f}%",
+            f"{100 * c.val_accuracy:.1f}% [{100 * c.val_interval[0]:.1f}, "
+            f"{100 * c.val_interval[1]:.1f}]",
+            f"{100 * c.holdout_accuracy:.1f}% [{100 * c.holdout_interval[0]:.1f}, "
+            f"{100 * c.holdout_interval[1]:.1f}]",
+            "-" if c.latency_ms is None else f"{c.latency_ms:.3f}",
+            "-" if c.onnx_max_abs_diff is None else f"{c.onnx_max_abs_diff:.1e}",
+        )
+    console.print(table)
+    for c in result.candidates:
+        if c.gap_warning:
+            console.print(f"[yellow]warning:[/] {c.gap_warning}", highlight=False)
+    console.print(Text(result.best.genotype, overflow="fold"))
+    console.print(
+        f"exported trial {result.best.trial}: {result.final_dir / 'model.onnx'}, genotype.txt, "
+        "final.json",
+        soft_wrap=True,
+        highlight=False,
+    )
+
+
+@app.command()
 def baselines(
     resolution: Annotated[int, typer.Option(help="Input resolution.")] = 96,
     width: Annotated[float, typer.Option(help="Width multiplier.")] = 1.0,

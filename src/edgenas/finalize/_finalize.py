@@ -1,0 +1,351 @@
+"""``edgenas finalize``: retrain chosen candidates of a run from scratch, for longer, on the
+training split; report validation and holdout accuracy with Wilson intervals; export the best.
+
+Everything is written under ``RUN_DIR/final/``; the study, spec and trials of the run are only
+read.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from edgenas._io import write_json
+from edgenas.arch import Genotype, Network, build_model, export_onnx
+from edgenas.errors import ConfigError, EdgenasError
+from edgenas.search import _records as R
+from edgenas.search._hyper import TrainingSpace
+from edgenas.search._objectives import Objective
+from edgenas.search._runner import _json_default, _onnx_matches, _trial_seed, load_result
+from edgenas.train import Fidelity, TrainConfig, evaluate, fit
+
+__all__ = ["FINAL_DIR", "FinalCandidate", "FinalResult", "finalize", "wilson_interval"]
+
+log = logging.getLogger("edgenas.finalize")
+
+FINAL_DIR = "final"
+ONNX_TOLERANCE = 1e-3
+_Z95 = 1.959963984540054
+_ONNX_CHECK_IMAGES = 32
+
+
+def wilson_interval(successes: float, n: int, z: float = _Z95) -> tuple[float, float]:
+    """The Wilson score interval of a binomial proportion (95% by default), as (low, high).
+
+    Example:
+        >>> [round(x, 4) for x in wilson_interval(8, 10)]
+        [0.4902, 0.9433]
+    """
+    if n <= 0:
+        return (0.0, 1.0)
+    p = successes / n
+    z2 = z * z
+    denominator = 1 + z2 / n
+    centre = (p + z2 / (2 * n)) / denominator
+    half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / denominator
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+@dataclass(frozen=True)
+class FinalCandidate:
+    """One retrained candidate and its figures."""
+
+    trial: int
+    genotype: str
+    epochs: int
+    search_accuracy: float | None  # validation accuracy during the search (short training)
+    val_accuracy: float
+    val_interval: tuple[float, float]
+    val_images: int
+    holdout_accuracy: float
+    holdout_interval: tuple[float, float]
+    holdout_images: int
+    train_seconds: float
+    latency_ms: float | None
+    onnx_max_abs_diff: float | None = None  # only for the exported one
+
+    @property
+    def gap_warning(self) -> str | None:
+        """Set when the two 95% intervals do not overlap: more gap than chance explains."""
+        v_lo, v_hi = self.val_interval
+        h_lo, h_hi = self.holdout_interval
+        if v_lo <= h_hi and h_lo <= v_hi:
+            return None
+        return (
+            f"trial {self.trial}: validation ({100 * self.val_accuracy:.1f}%) and holdout "
+            f"({100 * self.holdout_accuracy:.1f}%) accuracy differ by more than their 95% "
+            "intervals explain: check the validation split for leaks or shift"
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "trial": self.trial,
+            "genotype": self.genotype,
+            "epochs": self.epochs,
+            "search_accuracy": self.search_accuracy,
+            "val_accuracy": self.val_accuracy,
+            "val_interval": list(self.val_interval),
+            "val_images": self.val_images,
+            "holdout_accuracy": self.holdout_accuracy,
+            "holdout_interval": list(self.holdout_interval),
+            "holdout_images": self.holdout_images,
+            "gap_warning": self.gap_warning,
+            "train_seconds": round(self.train_seconds, 3),
+            "latency_ms": self.latency_ms,
+            "onnx_max_abs_diff": self.onnx_max_abs_diff,
+        }
+
+
+@dataclass(frozen=True)
+class FinalResult:
+    """What `finalize` retrained and wrote; ``candidates[0]`` is the exported one."""
+
+    run_dir: Path
+    candidates: list[FinalCandidate]
+
+    @property
+    def final_dir(self) -> Path:
+        return self.run_dir / FINAL_DIR
+
+    @property
+    def best(self) -> FinalCandidate:
+        return self.candidates[0]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "exported": self.best.trial,
+            "onnx": "model.onnx",
+            "genotype_file": "genotype.txt",
+            "interval": "Wilson 95%",
+            "candidates": [c.to_json() for c in self.candidates],
+        }
+
+
+def _ranked(records: list[R.TrialRecord], objective: Objective) -> list[R.TrialRecord]:
+    pool = [
+        r for r in records
+        if r.state == "complete" and r.trained and r.feasible and r.accuracy is not None
+        and r.genotype and r.costs is not None
+    ]  # fmt: skip
+
+    def key(r: R.TrialRecord) -> tuple[float, float]:
+        assert r.costs is not None and r.accuracy is not None
+        return (-objective.score(r.accuracy, r.costs), r.costs.latency_ms)
+
+    return sorted(pool, key=key)
+
+
+def _choose(
+    records: list[R.TrialRecord],
+    best_attr: dict[str, Any] | None,
+    objective: Objective,
+    pick: str | int,
+    top: int,
+) -> list[R.TrialRecord]:
+    if isinstance(top, bool) or not isinstance(top, int) or top < 1:
+        raise ConfigError(f"--top must be a whole number >= 1, got {top!r}")
+    if isinstance(pick, str) and pick != "best":
+        try:
+            pick = int(pick)
+        except ValueError:
+            raise ConfigError(f"--pick takes 'best' or a trial number, got {pick!r}") from None
+    if isinstance(pick, int):
+        if top != 1:
+            raise ConfigError(
+                "--pick TRIAL retrains one trial: leave out --top, or use --pick best"
+            )
+        found = {r.number: r for r in records}
+        record = found.get(pick)
+        if record is None:
+            numbers = sorted(found)
+            span = f"trials {numbers[0]} to {numbers[-1]}" if numbers else "no trials"
+            raise ConfigError(f"trial {pick} does not exist in this run (it has {span})")
+        if record.state != "complete" or not record.trained or not record.genotype:
+            raise ConfigError(
+                f"trial {pick} is {record.state}{'' if record.trained else ', never trained'}: "
+                "pick a completed trial (edgenas show lists them)"
+            )
+        if not record.feasible:
+            log.warning("trial %d does not meet the run's constraints", pick)
+        return [record]
+    ranked = _ranked(records, objective)
+    if not ranked:
+        raise ConfigError(
+            "this run has no completed trial that meets its constraints: nothing to finalize "
+            "(run or resume the search first)"
+        )
+    if best_attr and top == 1:
+        chosen = next((r for r in ranked if r.number == best_attr.get("trial")), None)
+        if chosen is not None:
+            return [chosen]
+    if top > len(ranked):
+        log.warning("--top %d: the run has only %d completed feasible trial(s)", top, len(ranked))
+    return ranked[:top]
+
+
+def _load_data(run_dir: Path, spec: dict[str, Any], best_attr: dict[str, Any] | None) -> Any:
+    """The run's data with the run's split, checked against what the run recorded."""
+    from edgenas.data import load_dataset
+
+    if "data" not in spec or "seed" not in spec:
+        raise ConfigError(f"{run_dir} has no usable spec.json: the data split cannot be rebuilt")
+    cache = run_dir / "cache"
+    try:
+        data = load_dataset(
+            spec["data"],
+            cache_dir=cache if cache.is_dir() else None,
+            seed=int(spec["seed"]),
+            val_fraction=float(spec.get("val_fraction", 0.15)),
+            holdout_fraction=float(spec.get("holdout_fraction", 0.15)),
+        )
+    except EdgenasError as exc:
+        raise ConfigError(
+            f"the run's data {spec['data']!r} cannot be loaded again ({exc}); run finalize from "
+            "the folder the search ran in"
+        ) from exc
+    fingerprint = spec.get("data_fingerprint")
+    if fingerprint and data.fingerprint() != fingerprint:
+        raise ConfigError(
+            f"the data at {spec['data']!r} is not the data the run searched on (fingerprint "
+            f"{data.fingerprint()}, the run recorded {fingerprint}): the split cannot be rebuilt"
+        )
+    if best_attr:
+        recorded = (best_attr.get("validation_images"), best_attr.get("holdout_images"))
+        now = (len(data.splits.val), len(data.splits.holdout))
+        if None not in recorded and tuple(recorded) != now:
+            raise ConfigError(
+                f"the rebuilt split has {now[0]} validation and {now[1]} holdout images, the run "
+                f"had {recorded[0]} and {recorded[1]}: it was split with other fractions, and "
+                "the split cannot be reproduced"
+            )
+    return data
+
+
+def finalize(
+    run_dir: Path | str,
+    pick: str | int = "best",
+    top: int = 1,
+    epochs: int | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> FinalResult:
+    """Retrain chosen candidates of a run at full fidelity and export the best of them.
+
+    Args:
+        run_dir: a directory ``edgenas search`` wrote.
+        pick: ``"best"`` (the run's chosen best, else the best completed feasible trial by the
+            run's objective) or a trial number.
+        top: with ``pick="best"``, retrain the ``top`` best completed feasible trials.
+        epochs: training epochs; default three times the search's. All of the training split
+            is used (no data fraction), with the trial's own training settings when they were
+            searched, else the defaults (batch size 64: spec.json does not record
+            ``--batch-size``).
+        progress: called with a line of text at each step.
+
+    Each candidate is rebuilt from its genotype and trained from scratch, seeded as in the
+    search. Validation and holdout accuracy get Wilson 95% intervals; a candidate whose two
+    intervals do not overlap carries a gap warning. The best by validation
+    accuracy is exported to ``final/model.onnx`` (fp32) with ``final/genotype.txt``, and its
+    ONNX Runtime logits are compared with PyTorch's on holdout images. Latency is measured
+    here with ONNX Runtime, batch 1, with the run's latency threads (the run's device profile,
+    if any, is not used). ``final/final.json`` holds the figures.
+
+    Raises:
+        ConfigError: no study, no completed trial, an unknown trial, a bad ``top`` or
+            ``epochs``, data that cannot be split as the run did.
+        EdgenasError: the ONNX model's outputs differ from PyTorch's by more than 1e-3.
+    """
+    say = progress or (lambda text: None)
+    run_dir = Path(run_dir)
+    study, records, spec = load_result(run_dir)
+    if epochs is not None and (
+        isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1
+    ):
+        raise ConfigError(f"--epochs must be a whole number >= 1, got {epochs!r}")
+    search_epochs = int(spec.get("epochs") or 1)
+    epochs = epochs if epochs is not None else 3 * search_epochs
+    best_attr = study.user_attrs.get(R.STUDY_BEST)
+    objective_spec = spec.get("objective") or {}
+    from edgenas.cost import Constraints, CostModel
+
+    objective = Objective(
+        objective_spec.get("kind", "accuracy"),
+        objective_spec.get("weights") or {},
+        Constraints.from_dict(spec.get("constraints") or {}),
+    )
+    chosen = _choose(records, best_attr, objective, pick, top)
+    say(f"loading data {spec.get('data')}")
+    data = _load_data(run_dir, spec, best_attr)
+    threads = int((spec.get("latency") or {}).get("threads") or 1)
+    cost = CostModel(data.channels, data.num_classes, threads=threads)
+    labels = torch.as_tensor(data.labels)
+    val = torch.as_tensor(data.splits.val)
+    holdout = torch.as_tensor(data.splits.holdout)
+    seed = int(spec.get("seed", 0))
+
+    results: list[tuple[FinalCandidate, Network]] = []
+    for record in chosen:
+        assert record.genotype is not None
+        genotype = Genotype.parse(record.genotype)
+        config = TrainingSpace.train_config(record.params, TrainConfig())
+        say(f"trial {record.number}: training {epochs} epoch(s)")
+        trial_seed = _trial_seed(seed, record.number)
+        torch.manual_seed(trial_seed)
+        model = build_model(genotype, data.channels, data.num_classes, data.mean, data.std)
+        started = time.perf_counter()
+        result = fit(
+            model, data, Fidelity(epochs=epochs), resolution=genotype.resolution,
+            seed=trial_seed, config=config,
+        )  # fmt: skip
+        if result.status == "diverged":
+            log.warning("trial %d: training diverged (%s)", record.number, result.reason)
+        model = model.cpu().eval()
+        images = data.images(genotype.resolution)
+        say(f"trial {record.number}: validation and holdout accuracy, latency")
+        val_acc = evaluate(model, images[val], labels[val])
+        hold_acc = evaluate(model, images[holdout], labels[holdout])
+        latency = cost.latency_ms(genotype, fresh=True)
+        candidate = FinalCandidate(
+            trial=record.number,
+            genotype=record.genotype,
+            epochs=result.epochs,
+            search_accuracy=record.accuracy,
+            val_accuracy=val_acc,
+            val_interval=wilson_interval(val_acc * len(val), len(val)),
+            val_images=len(val),
+            holdout_accuracy=hold_acc,
+            holdout_interval=wilson_interval(hold_acc * len(holdout), len(holdout)),
+            holdout_images=len(holdout),
+            train_seconds=time.perf_counter() - started,
+            latency_ms=latency,
+        )
+        results.append((candidate, model))
+
+    # The exported one is chosen on validation accuracy: the holdout only reports.
+    results.sort(key=lambda item: -item[0].val_accuracy)
+    best, model = results[0]
+    final = run_dir / FINAL_DIR
+    final.mkdir(exist_ok=True)
+    say(f"trial {best.trial}: ONNX export and check")
+    onnx_bytes = export_onnx(model, final / "model.onnx")
+    images = data.images(Genotype.parse(best.genotype).resolution)
+    diff = _onnx_matches(model, onnx_bytes, images[holdout[:_ONNX_CHECK_IMAGES]])
+    best = FinalCandidate(**{**best.__dict__, "onnx_max_abs_diff": diff})
+    (final / "genotype.txt").write_text(best.genotype + "\n")
+    out = FinalResult(run_dir, [best, *(c for c, _ in results[1:])])
+    write_json(final / "final.json", out.to_json(), indent=2, default=_json_default)
+    if not diff <= ONNX_TOLERANCE:
+        raise EdgenasError(
+            f"the exported model.onnx differs from PyTorch by {diff:.3g} (more than "
+            f"{ONNX_TOLERANCE:g}) on holdout images: do not deploy it"
+        )
+    for c in out.candidates:
+        if c.gap_warning:
+            log.warning("%s", c.gap_warning)
+    return out
