@@ -244,8 +244,8 @@ def finalize(
         top: with ``pick="best"``, retrain the ``top`` best completed feasible trials.
         epochs: training epochs; default three times the search's. All of the training split
             is used (no data fraction), with the trial's own training settings when they were
-            searched, else the defaults (batch size 64: spec.json does not record
-            ``--batch-size``).
+            searched, else the defaults with the search's ``--batch-size`` (64 for runs whose
+            spec.json predates recording it).
         progress: called with a line of text at each step.
 
     Each candidate is rebuilt from its genotype and trained from scratch, seeded as in the
@@ -293,7 +293,8 @@ def finalize(
     for record in chosen:
         assert record.genotype is not None
         genotype = Genotype.parse(record.genotype)
-        config = TrainingSpace.train_config(record.params, TrainConfig())
+        base = TrainConfig(batch_size=int(spec.get("batch_size", TrainConfig.batch_size)))
+        config = TrainingSpace.train_config(record.params, base)
         say(f"trial {record.number}: training {epochs} epoch(s)")
         trial_seed = _trial_seed(seed, record.number)
         torch.manual_seed(trial_seed)

@@ -381,6 +381,11 @@ class _Search:
             "objective": {"kind": self.objective.kind, "weights": self.objective.weights},
             "epochs": config.epochs,
             "data_fraction": config.data_fraction,
+            # Recorded so that finalize reproduces the split and the recipe (not compared on
+            # resume: runs from before they were recorded still resume).
+            "val_fraction": config.val_fraction,
+            "holdout_fraction": config.holdout_fraction,
+            "batch_size": config.batch_size,
             "strategy": config.strategy,
             "seed": config.seed,
             "latency": {"runtime": "onnxruntime", "threads": self.cost.threads, "batch": 1},
