@@ -3,30 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 import pytest
+from _cli import EDGENAS, QUICK, run_cli
 
 pytestmark = pytest.mark.slow
-
-EDGENAS = [sys.executable, "-m", "edgenas"]
-# Small and quick: one resolution, shallow stages, one epoch.
-QUICK = ["--resolution", "64", "--max-depth", "2", "--epochs", "1"]
-
-
-def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "COLUMNS": "160"}
-    return subprocess.run(
-        [*EDGENAS, *args], capture_output=True, text=True, timeout=timeout, env=env
-    )
 
 
 def completed_trials(db: Path) -> dict[int, float]:

@@ -4,24 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from _cli import QUICK, run_cli
 
 from edgenas.finalize import wilson_interval
-
-EDGENAS = [sys.executable, "-m", "edgenas"]
-QUICK = ["--resolution", "64", "--max-depth", "2", "--epochs", "1"]
-
-
-def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "COLUMNS": "160"}
-    return subprocess.run(
-        [*EDGENAS, *args], capture_output=True, text=True, timeout=timeout, env=env
-    )
 
 
 def snapshot(run: Path) -> dict[str, str]:

@@ -249,7 +249,7 @@ def test_two_objectives_accuracy_and_latency(name: str) -> None:
 
 
 def test_redrawn_candidates_are_counted_on_the_trials() -> None:
-    from edgenas.search._samplers import REDRAWN_ATTR
+    from edgenas.search._records import REDRAWN_ATTR
 
     _, study = _drive("random", 0, 15)
     redrawn = sum(t.system_attrs.get(REDRAWN_ATTR, 0) for t in study.get_trials())

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.text import Text
 
+from edgenas._bench_cli import bench_app
 from edgenas.errors import EdgenasError
 
 app = typer.Typer(
@@ -472,6 +473,7 @@ profile_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(profile_app, name="profile")
+app.add_typer(bench_app, name="bench")
 
 
 _SpaceOption = Annotated[
@@ -657,11 +659,6 @@ def profile_check_command(
 
 def main() -> None:
     app()
-
-
-from edgenas._bench_cli import bench_app  # noqa: E402  (after app, which it does not import)
-
-app.add_typer(bench_app, name="bench")
 
 
 if __name__ == "__main__":

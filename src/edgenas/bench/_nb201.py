@@ -30,9 +30,9 @@ import numpy as np
 import optuna
 
 from edgenas.errors import ConfigError
-from edgenas.search._samplers import REDRAWN_ATTR
+from edgenas.search._records import REDRAWN_ATTR
 from edgenas.search._strategies import STRATEGIES, Check, make_sampler
-from edgenas.space import NB201Cell, NB201Space
+from edgenas.space import NB201_OPS, NB201Cell, NB201Space
 
 __all__ = [
     "CHECKPOINTS",
@@ -132,9 +132,7 @@ def load_table(path: Path | str) -> NB201Table:
         raise ConfigError(f"--table {path} has no rows")
     if len(set(archs)) != len(archs):
         raise ConfigError(f"--table {path} lists an architecture twice; keep one row for each")
-    order = [op for op in NB201Space().ops if op in ops] + [
-        op for op in ops if op not in NB201Space().ops
-    ]
+    order = [op for op in NB201_OPS if op in ops] + [op for op in ops if op not in NB201_OPS]
     space = NB201Space(tuple(order), nodes or 4) if len(order) >= 2 else NB201Space()
     return NB201Table(str(path), tuple(archs), np.array(accuracy), np.array(latency), space)
 

@@ -34,6 +34,9 @@ ATTR_RETRY_OF = "retry_of"
 ATTR_HYPERVOLUME = "hypervolume"  # the front's measure after this training (see _frontier)
 ATTR_TRAINING = "training"  # the training settings used, when they are searched too
 ATTR_BRACKET = "fidelity_bracket"  # the Hyperband bracket the candidate was trained in
+#: Trial system attribute: candidates the strategy drew, found predicted infeasible and
+#: replaced before proposing this trial (rejected before training, never told to the study).
+REDRAWN_ATTR = "edgenas:redrawn"
 ATTR_WARM_START = "warm_start"  # where a warm-start candidate came from
 
 STUDY_BEST = "best"  # study user attribute: the chosen best with its final checks
@@ -62,6 +65,7 @@ class TrialRecord:
     training: dict[str, Any] | None = None
     bracket: int | None = None
     warm_start: str | None = None
+    redrawn: int = 0  # candidates the strategy replaced as infeasible before proposing this one
 
     @property
     def feasible(self) -> bool:
@@ -127,6 +131,7 @@ def _record(t: FrozenTrial) -> TrialRecord | None:
         training=a.get(ATTR_TRAINING),
         bracket=a.get(ATTR_BRACKET),
         warm_start=a.get(ATTR_WARM_START),
+        redrawn=int(t.system_attrs.get(REDRAWN_ATTR, 0)),
     )
 
 
@@ -182,13 +187,11 @@ def results_dict(
     run: dict[str, Any],
     measured: dict[int, float] | None = None,
     frontier: dict[str, Any] | None = None,
-    redrawn: int = 0,
 ) -> dict[str, Any]:
     """The content of ``results.json``. ``measured``: latency measured for trials whose latency
     was predicted from a device profile (the Pareto front, at the end of the search).
     ``frontier``: what the runner knows of the front's measure beyond its history (the
-    reference latency, the --stop-when-stable patience). ``redrawn``: candidates the strategy
-    found predicted infeasible and replaced before proposing (never trials of the study)."""
+    reference latency, the --stop-when-stable patience)."""
     front = pareto_front(records)
     measured = measured or {}
     trials = []
@@ -203,6 +206,9 @@ def results_dict(
             if best.get("latency_ms_predicted") is not None:
                 d["latency_ms_predicted"] = best["latency_ms_predicted"]
         trials.append(d)
+    # Candidates the strategy found predicted infeasible and replaced before proposing: never
+    # trials of the study, counted on the trial proposed instead.
+    redrawn = sum(r.redrawn for r in records)
     counts: dict[str, int] = {}
     for r in records:
         counts[r.state] = counts.get(r.state, 0) + 1

@@ -33,7 +33,6 @@ from edgenas.search._fidelity import FidelitySchedule, RungEntry
 from edgenas.search._frontier import hypervolume_2d, stable_for
 from edgenas.search._hyper import TrainingSpace
 from edgenas.search._objectives import Objective
-from edgenas.search._samplers import REDRAWN_ATTR
 from edgenas.search._strategies import Check, make_sampler
 from edgenas.search._warm import WarmStart, warm_start
 from edgenas.space import SearchSpace, edge_space
@@ -982,10 +981,8 @@ class _Search:
             ),
             "stop_when_stable": self.config.stop_when_stable,
         }
-        redrawn = sum(int(t.system_attrs.get(REDRAWN_ATTR, 0))
-                      for t in self.study.get_trials(deepcopy=False))  # fmt: skip
         results = R.results_dict(records, self.config.constraints, best, self._run_info(),
-                                 measured, frontier, redrawn)  # fmt: skip
+                                 measured, frontier)  # fmt: skip
         write_json(self.run_dir / RESULTS_FILE, results, indent=2, default=_json_default)
         return results
 

@@ -29,6 +29,7 @@ from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from edgenas.errors import ConfigError
+from edgenas.search._records import REDRAWN_ATTR
 from edgenas.search._surrogate import GaussianProcess, expected_improvement, normal_scores
 
 __all__ = [
@@ -43,9 +44,6 @@ __all__ = [
 ]
 
 Params = dict[str, Any]
-#: Trial system attribute: candidates the strategy drew, found predicted infeasible and
-#: replaced before proposing this trial (rejected before training, never told to the study).
-REDRAWN_ATTR = "edgenas:redrawn"
 #: Spaces with at most this many combinations are ranked whole by the guided strategy.
 ENUMERATE = 20_000
 
@@ -168,10 +166,6 @@ class _Codec:
 
     def _from_index(self, row: np.ndarray) -> Params:
         return {k: self.choices[k][int(i)] for k, i in zip(self.labels, row, strict=True)}
-
-    def complete(self, params: Mapping[str, Any], rng: np.random.Generator) -> Params:
-        """``params`` with labels it lacks (a space that grew) drawn at random."""
-        return {k: params[k] if k in params else _draw(d, rng) for k, d in self.dists.items()}
 
 
 def _size(dist: BaseDistribution) -> float:
