@@ -95,7 +95,8 @@ def _print(console: Console, result: dict[str, Any]) -> None:
         ),
         caption="regret: mean (median) accuracy points below the best feasible, after N "
         "trainings; found: share of seeds that trained the best; wasted: mean trainings spent "
-        "on infeasible candidates; rejected: mean proposals turned away before training",
+        "on infeasible candidates; rejected: mean candidates the cost model turned away before "
+        "training",
     )
     t.add_column("strategy")
     for c in checkpoints:

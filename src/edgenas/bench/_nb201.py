@@ -7,8 +7,8 @@ feasible accuracy after each training; regret is the best feasible accuracy in t
 that.
 
 edgenas's strategies run the way ``edgenas search`` runs them: the cost model's check comes
-before training, so infeasible proposals and repeats cost no training (they are counted as
-rejected). Three references run beside them, as a user would run them without edgenas:
+before training, so infeasible proposals and repeats cost no training (the infeasible ones,
+and those the strategy redrew itself, are counted as rejected). Three references run beside them, as a user would run them without edgenas:
 
 * ``optuna-tpe`` and ``optuna-nsga2``: Optuna's samplers with their defaults, the latency
   limit passed to Optuna as a constraint; every proposal is trained, repeats and infeasible
