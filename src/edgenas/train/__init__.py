@@ -13,7 +13,9 @@ from __future__ import annotations
 from edgenas.train._augment import augment_batch
 from edgenas.train._fidelity import Fidelity
 from edgenas.train._trainer import (
+    Distillation,
     SplitIndices,
+    StepHooks,
     TrainConfig,
     TrainData,
     TrainResult,
@@ -23,8 +25,10 @@ from edgenas.train._trainer import (
 )
 
 __all__ = [
+    "Distillation",
     "Fidelity",
     "SplitIndices",
+    "StepHooks",
     "TrainConfig",
     "TrainData",
     "TrainResult",

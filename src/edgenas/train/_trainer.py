@@ -18,7 +18,9 @@ from edgenas.train._augment import augment_batch
 from edgenas.train._fidelity import Fidelity
 
 __all__ = [
+    "Distillation",
     "SplitIndices",
+    "StepHooks",
     "TrainConfig",
     "TrainData",
     "TrainResult",
@@ -140,6 +142,52 @@ class TrainConfig:
             )
 
 
+class StepHooks(Protocol):
+    """Called around every optimizer step of `fit` (used by pruning schedules).
+
+    ``after_backward`` runs once the gradients are computed and before the optimizer uses
+    them; ``after_step`` runs after the optimizer step. ``step`` counts from 0 and ``total`` is
+    the number of steps the whole fit will take.
+    """
+
+    def after_backward(self, step: int, total: int) -> None: ...
+
+    def after_step(self, step: int, total: int) -> None: ...
+
+
+@dataclass(frozen=True)
+class Distillation:
+    """Knowledge distillation (Hinton et al., 2015): the loss is ``(1 - alpha)`` times the
+    label-smoothed cross-entropy plus ``alpha * T²`` times the KL divergence between the
+    teacher's and the student's softened (temperature ``T``) predictions."""
+
+    teacher: nn.Module  # maps the student's input batch to logits; kept in eval mode
+    alpha: float = 0.5
+    temperature: float = 4.0
+
+    def __post_init__(self) -> None:
+        if not _finite(self.alpha) or not 0 <= self.alpha <= 1:
+            raise ConfigError(f"Distillation.alpha must be in [0, 1], got {self.alpha!r}")
+        if not _finite(self.temperature) or self.temperature <= 0:
+            raise ConfigError(
+                f"Distillation.temperature must be a number > 0, got {self.temperature!r}"
+            )
+
+    def loss(
+        self, logits: torch.Tensor, inputs: torch.Tensor, hard_loss: torch.Tensor
+    ) -> torch.Tensor:
+        with torch.no_grad():
+            teacher_logits = self.teacher(inputs)
+        t = self.temperature
+        soft = nn.functional.kl_div(
+            nn.functional.log_softmax(logits / t, dim=1),
+            nn.functional.log_softmax(teacher_logits / t, dim=1),
+            reduction="batchmean",
+            log_target=True,
+        )
+        return (1 - self.alpha) * hard_loss + self.alpha * t * t * soft
+
+
 @dataclass(frozen=True)
 class TrainResult:
     """The outcome of one `fit`: a record, never modified after it is made."""
@@ -238,6 +286,8 @@ def fit(
     seed: int,
     config: TrainConfig = TrainConfig(),  # frozen, so one shared default is safe
     report: Callable[[int, float], bool] | None = None,
+    distill: Distillation | None = None,
+    hooks: StepHooks | None = None,
 ) -> TrainResult:
     """Train ``model`` in place on ``data``'s training split and validate after every epoch.
 
@@ -260,6 +310,9 @@ def fit(
         config: optimisation settings, device and threads.
         report: called after each epoch as ``report(epoch, val_accuracy)`` with epoch counted
             from 1; returning False stops training at once (status "stopped").
+        distill: a teacher and how much its softened predictions weigh in the loss; the
+            teacher sees the same (augmented) batch as the student.
+        hooks: called after each backward pass and each optimizer step (see `StepHooks`).
 
     Returns:
         A `TrainResult`. A loss that becomes NaN or infinite ends training with status
@@ -284,7 +337,9 @@ def fit(
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     try:
-        return _fit(model, data, fidelity, resolution, seed, config, report, started)
+        return _fit(
+            model, data, fidelity, resolution, seed, config, report, started, distill, hooks
+        )
     finally:
         if config.threads is not None:
             torch.set_num_threads(previous_threads)
@@ -299,6 +354,8 @@ def _fit(
     config: TrainConfig,
     report: Callable[[int, float], bool] | None,
     started: float,
+    distill: Distillation | None = None,
+    hooks: StepHooks | None = None,
 ) -> TrainResult:
     torch.manual_seed(seed)
     # Independent streams per purpose, so changing e.g. the augmentation does not reshuffle data.
@@ -324,14 +381,17 @@ def _fit(
     x_train, y_train = _to_device(images, labels, train_index, device)
     x_val, y_val = _to_device(images, labels, val_index, device)
     model.to(device)
+    if distill is not None:
+        distill.teacher.to(device).eval()
 
     count = len(train_index)
     batch_size = min(config.batch_size, count)
     # Drop a last batch of one image (BatchNorm cannot train on it); keep any larger remainder.
     steps_per_epoch = count // batch_size + (1 if count % batch_size > 1 else 0)
     optimizer = _optimizer(model, config)
+    total_steps = fidelity.epochs * steps_per_epoch
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=config.lr, total_steps=fidelity.epochs * steps_per_epoch
+        optimizer, max_lr=config.lr, total_steps=total_steps
     )
     loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
     shuffle_generator = torch.Generator().manual_seed(shuffle_seed)
@@ -357,7 +417,10 @@ def _fit(
                     rot90=data.allow_rot90,
                     strength=config.augment_strength,
                 )
-            loss = loss_fn(model(inputs), y_train[index])
+            logits = model(inputs)
+            loss = loss_fn(logits, y_train[index])
+            if distill is not None:
+                loss = distill.loss(logits, inputs, loss)
             pending.append(loss.detach())
             if len(pending) >= check_every or step == steps_per_epoch - 1:
                 bad = _first_nonfinite(pending)
@@ -370,8 +433,12 @@ def _fit(
                 pending.clear()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if hooks is not None:
+                hooks.after_backward(steps, total_steps)
             optimizer.step()
             scheduler.step()
+            if hooks is not None:
+                hooks.after_step(steps, total_steps)
             steps += 1
         if status == "diverged":
             break
