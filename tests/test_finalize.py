@@ -56,6 +56,25 @@ def test_finalize_best_exports_checked_onnx(searched: Path) -> None:
     assert best["latency_ms"] > 0
     assert "holdout" in proc.stdout and str(best["trial"]) in proc.stdout
     assert snapshot(searched) == before  # only final/ was written
+    # By default the model is quantized to INT8, and both steps are measured and re-checked.
+    assert [s["name"] for s in report["steps"]] == ["full training", "int8"]
+    fp32, int8 = report["steps"]
+    assert report["int8_onnx"] == "model.int8.onnx"
+    assert (final / "model.int8.onnx").stat().st_size < (final / "model.onnx").stat().st_size
+    assert int8["size_mb"] < fp32["size_mb"]
+    assert 0.0 <= int8["onnx_check"]["top1_agreement"] <= 1.0
+    assert fp32["onnx_check"]["max_abs_diff"] <= 1e-3
+    for step in report["steps"]:
+        assert step["latency_ms"] > 0 and step["peak_memory_mb"] > 0
+        assert (final / step["onnx"]).is_file()
+        lo, hi = step["holdout_interval"]
+        assert lo <= step["holdout_accuracy"] <= hi
+    card = (final / "MODEL_CARD.md").read_text()
+    for heading in ("## Data", "## Accuracy and costs after each step", "## Constraints",
+                    "## Compression steps", "## Running it on the device"):  # fmt: skip
+        assert heading in card
+    assert best["genotype"] in card and "model.int8.onnx" in card
+    assert "after each step" in proc.stdout
 
 
 @pytest.mark.slow
@@ -84,3 +103,109 @@ def test_run_without_completed_trial_is_a_clear_error() -> None:
 
     with pytest.raises(ConfigError, match="no completed trial"):
         _choose([], None, Objective(), "best", 1)
+
+
+@pytest.mark.slow
+def test_distill_prune_quantize_recheck_each_step(searched: Path) -> None:
+    before = snapshot(searched)
+    proc = run_cli(
+        "finalize", str(searched), "--epochs", "1", "--distill", "--prune", "structured",
+        "--target-size", "60%", "--finetune-epochs", "1", "--json",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    names = [s["name"] for s in report["steps"]]
+    assert names == ["full training", "distillation", "structured pruning", "int8"]
+    steps = {s["name"]: s for s in report["steps"]}
+    distilled = steps["distillation"]
+    assert distilled["detail"]["teacher"]["source"].startswith("trial ")
+    assert "val_accuracy" in distilled["detail"]["without"]
+    pruned = steps["structured pruning"]
+    start = steps["distillation"] if distilled["kept"] else steps["full training"]
+    target = pruned["detail"]["target"]
+    assert target["cost"] == "size" and target["value"] == pytest.approx(0.6 * start["size_mb"])
+    assert pruned["size_mb"] <= target["value"] * 1.001
+    assert pruned["params"] < start["params"] and pruned["macs"] < start["macs"]
+    assert pruned["onnx_check"]["max_abs_diff"] <= 1e-3
+    assert pruned["detail"]["sensitivity"]  # per-layer sensitivity was measured
+    assert steps["int8"]["params"] == pruned["params"]
+    # The run searched without constraints: the check says there is nothing to hold.
+    assert all(s["constraints"] == {} for s in report["steps"])
+    final = searched / "final"
+    # model.onnx is the pruned fp32 model, and model.pt loads it back.
+    from edgenas.arch import Genotype
+    from edgenas.compress import load_pruned
+
+    model = load_pruned(Genotype.parse(report["candidates"][0]["genotype"]), 1, 4,
+                        final / "model.pt")  # fmt: skip
+    assert sum(p.numel() for p in model.parameters()) == pruned["params"]
+    assert (final / "model.onnx").read_bytes() == (final / pruned["onnx"]).read_bytes()
+    assert snapshot(searched) == before
+
+
+@pytest.mark.slow
+def test_movement_pruning_step(searched: Path) -> None:
+    proc = run_cli(
+        "finalize", str(searched), "--epochs", "1", "--prune", "movement", "--sparsity", "0.7",
+        "--quantize", "none", "--json",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert [s["name"] for s in report["steps"]] == ["full training", "movement pruning"]
+    dense, sparse = report["steps"]
+    assert sparse["compressed_size_mb"] < dense["compressed_size_mb"]
+    assert sparse["params"] == dense["params"]  # zeros, not removed channels
+    assert report["int8_onnx"] is None
+    assert not (searched / "final" / "model.int8.onnx").exists()
+
+
+@pytest.mark.slow
+def test_unreachable_target_keeps_earlier_steps(searched: Path) -> None:
+    before = snapshot(searched)
+    proc = run_cli(
+        "finalize", str(searched), "--epochs", "1", "--prune", "structured",
+        "--target-size", "1KB",
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stdout
+    assert "Traceback" not in proc.stderr
+    assert "final.json" in proc.stderr
+    report = json.loads((searched / "final" / "final.json").read_text())
+    assert [s["name"] for s in report["steps"]] == ["full training"]
+    assert snapshot(searched) == before
+
+
+def test_bad_compression_options_are_named() -> None:
+    from edgenas.errors import ConfigError
+    from edgenas.finalize import CompressOptions
+
+    with pytest.raises(ConfigError, match="--target-latency"):
+        CompressOptions(prune="structured")
+    with pytest.raises(ConfigError, match="--prune structured"):
+        CompressOptions(target_latency="3ms")
+    with pytest.raises(ConfigError, match="--prune 'channels'"):
+        CompressOptions(prune="channels")
+    with pytest.raises(ConfigError, match="--target-latency '150%'"):
+        CompressOptions(prune="structured", target_latency="150%")
+    with pytest.raises(ConfigError, match="--target-size"):
+        CompressOptions(prune="structured", target_size="lots")
+    with pytest.raises(ConfigError, match="--sparsity"):
+        CompressOptions(prune="magnitude", sparsity=1.0)
+    with pytest.raises(ConfigError, match="--quantize"):
+        CompressOptions(quantize="int4")
+
+
+def test_parse_target_and_constraint_check() -> None:
+    from edgenas.cost import Constraints, Costs
+    from edgenas.finalize._steps import check_constraints, parse_target
+
+    assert parse_target("70%", 10.0, "target_latency") == pytest.approx(7.0)
+    assert parse_target("3ms", 10.0, "target_latency") == pytest.approx(3.0)
+    assert parse_target("512KB", 10.0, "target_size") == pytest.approx(0.512)
+    limits = Constraints(max_latency_ms=5.0, max_memory_mb=20.0)
+    costs = Costs(latency_ms=4.0, peak_memory_mb=float("nan"), size_mb=1, params=1, macs=1)
+    slower = Costs(latency_ms=6.0, peak_memory_mb=10.0, size_mb=1, params=1, macs=1)
+    out = check_constraints(limits, costs, slower)
+    assert out["max_latency_ms"]["measured_holds"] is True
+    assert out["max_latency_ms"]["predicted_holds"] is False
+    assert out["max_memory_mb"]["measured_holds"] is None  # not measured: not claimed to hold
+    assert out["max_memory_mb"]["predicted"] == pytest.approx(10.0)

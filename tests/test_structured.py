@@ -17,8 +17,8 @@ from torch import nn
 
 from edgenas.arch import Network, baseline, build_model, export_onnx
 from edgenas.compress._structured import (
+    ChannelSensitivity,
     PruneResult,
-    Sensitivity,
     latency_cost,
     layer_sensitivity,
     load_pruned,
@@ -129,7 +129,7 @@ def test_sensitivity_has_one_named_entry_per_prunable_group() -> None:
     assert [g.name for g in again.groups] == names
 
     text = json.dumps(s.to_json())
-    assert Sensitivity.from_json(json.loads(text)) == s
+    assert ChannelSensitivity.from_json(json.loads(text)) == s
 
 
 def test_prune_to_size_target(pruned: tuple[Network, PruneResult, float]) -> None:

@@ -36,7 +36,7 @@ from edgenas.errors import ConfigError
 __all__ = [
     "GradualMagnitudePruning",
     "MovementPruning",
-    "Sensitivity",
+    "SparsitySensitivity",
     "compressed_size_mb",
     "cubic_sparsity",
     "layer_targets",
@@ -488,7 +488,7 @@ def compressed_size_mb(onnx_bytes: bytes) -> float:
 
 
 @dataclass(frozen=True)
-class Sensitivity:
+class SparsitySensitivity:
     """How a score (e.g. validation accuracy) falls as each layer alone is pruned by magnitude.
 
     Made by `magnitude_sensitivity`; `targets` turns it into per-layer sparsities.
@@ -580,7 +580,7 @@ def magnitude_sensitivity(
     sparsities: Sequence[float] = (0.5, 0.8, 0.9),
     *,
     keep_dense: Sequence[str] = DEFAULT_KEEP_DENSE,
-) -> Sensitivity:
+) -> SparsitySensitivity:
     """Score a copy of ``model`` with one layer at a time pruned by magnitude (one-shot).
 
     The sensitivity analysis of Han et al. (2015): layers whose score barely moves when pruned
@@ -594,7 +594,7 @@ def magnitude_sensitivity(
         keep_dense: layers not analysed (see `prunable_layers`).
 
     Returns:
-        A `Sensitivity`; ``.targets(0.8)`` gives per-layer targets for 80% overall.
+        A `SparsitySensitivity`; ``.targets(0.8)`` gives per-layer targets for 80% overall.
     """
     levels = sorted({_check_sparsity(s, "each of sparsities") for s in sparsities})
     trial = copy.deepcopy(model)
@@ -615,4 +615,4 @@ def magnitude_sensitivity(
                 scores[name][level] = float(score(trial))
             weight.copy_(original)
     sizes = {name: _weight(layer).numel() for name, layer in layers.items()}
-    return Sensitivity(dense=dense, scores=scores, sizes=sizes)
+    return SparsitySensitivity(dense=dense, scores=scores, sizes=sizes)

@@ -42,9 +42,9 @@ from edgenas.device import measure_onnx_latency
 from edgenas.errors import ConfigError
 
 __all__ = [
+    "ChannelSensitivity",
     "GroupSensitivity",
     "PruneResult",
-    "Sensitivity",
     "latency_cost",
     "layer_sensitivity",
     "load_pruned",
@@ -177,7 +177,7 @@ def _checked(value: float, what: str) -> float:
 class GroupSensitivity:
     """How one channel group's score responds to pruning it alone.
 
-    ``kept[i]`` channels remained at ``Sensitivity.ratios[i]`` (rounding may keep more), the
+    ``kept[i]`` channels remained at ``ChannelSensitivity.ratios[i]`` (rounding may keep more), the
     pruned copy scored ``scores[i]``, and ``drops[i]`` is the unpruned score minus that.
     """
 
@@ -211,7 +211,7 @@ class GroupSensitivity:
 
 
 @dataclass(frozen=True)
-class Sensitivity:
+class ChannelSensitivity:
     """Score drop of every prunable channel group pruned alone at each of ``ratios``."""
 
     base_score: float
@@ -251,11 +251,11 @@ class Sensitivity:
         }
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> Sensitivity:
+    def from_json(cls, data: Mapping[str, Any]) -> ChannelSensitivity:
         if data.get("format") != _SENSITIVITY_FORMAT:
             raise ConfigError(
                 f"sensitivity JSON has format {data.get('format')!r}, expected "
-                f"{_SENSITIVITY_FORMAT!r}; pass what Sensitivity.to_json() wrote"
+                f"{_SENSITIVITY_FORMAT!r}; pass what ChannelSensitivity.to_json() wrote"
             )
         return cls(
             base_score=float(data["base_score"]),
@@ -287,7 +287,7 @@ def layer_sensitivity(
     ratios: Sequence[float] = (0.25, 0.5, 0.75),
     *,
     round_to: int | None = None,
-) -> Sensitivity:
+) -> ChannelSensitivity:
     """Score each prunable channel group pruned alone at each ratio (``model`` is not changed).
 
     Every trial prunes a deep copy of ``model`` (channels ranked by L1 magnitude) and calls
@@ -331,7 +331,7 @@ def layer_sensitivity(
                 tuple(base - s for s in scores),
             )
         )
-    return Sensitivity(base, rs, tuple(results), round_to)
+    return ChannelSensitivity(base, rs, tuple(results), round_to)
 
 
 # -- pruning to a target ----------------------------------------------------------------------
@@ -392,7 +392,7 @@ class _Allocator:
 
     def __init__(
         self,
-        sensitivity: Sensitivity,
+        sensitivity: ChannelSensitivity,
         channels: Mapping[str, int],
         max_ratio: float,
         round_to: int | None,
@@ -425,7 +425,7 @@ def prune_to_target(
     example: torch.Tensor,
     cost: Cost,
     target: float,
-    sensitivity: Sensitivity,
+    sensitivity: ChannelSensitivity,
     *,
     max_ratio: float = 0.9,
     round_to: int | None = None,

@@ -1,5 +1,6 @@
 """Finalize a search: retrain the chosen architectures at full fidelity, check them on the
-holdout split and export the best (see `finalize`)."""
+holdout split, compress the best (distillation, pruning, INT8) with its constraints checked
+again after every step, and export it (see `finalize`)."""
 
 from __future__ import annotations
 
@@ -10,5 +11,14 @@ from edgenas.finalize._finalize import (
     finalize,
     wilson_interval,
 )
+from edgenas.finalize._steps import CompressOptions, Step
 
-__all__ = ["FINAL_DIR", "FinalCandidate", "FinalResult", "finalize", "wilson_interval"]
+__all__ = [
+    "FINAL_DIR",
+    "CompressOptions",
+    "FinalCandidate",
+    "FinalResult",
+    "Step",
+    "finalize",
+    "wilson_interval",
+]

@@ -11,7 +11,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,9 @@ import torch
 from edgenas._io import write_json
 from edgenas.arch import Genotype, Network, build_model, export_onnx
 from edgenas.errors import ConfigError, EdgenasError
+from edgenas.finalize._card import write_model_card
+from edgenas.finalize._pipeline import STEPS_DIR, Pipeline
+from edgenas.finalize._steps import CompressOptions, Measurer, Step
 from edgenas.search import _records as R
 from edgenas.search._hyper import TrainingSpace
 from edgenas.search._objectives import Objective
@@ -109,6 +112,9 @@ class FinalResult:
 
     run_dir: Path
     candidates: list[FinalCandidate]
+    steps: list[Step] = field(default_factory=list)
+    options: CompressOptions | None = None
+    constraints: dict[str, float] = field(default_factory=dict)
 
     @property
     def final_dir(self) -> Path:
@@ -118,13 +124,21 @@ class FinalResult:
     def best(self) -> FinalCandidate:
         return self.candidates[0]
 
+    @property
+    def int8(self) -> bool:
+        return any(s.name == "int8" for s in self.steps)
+
     def to_json(self) -> dict[str, Any]:
         return {
             "exported": self.best.trial,
             "onnx": "model.onnx",
+            "int8_onnx": "model.int8.onnx" if self.int8 else None,
             "genotype_file": "genotype.txt",
             "interval": "Wilson 95%",
+            "constraints": self.constraints,
             "candidates": [c.to_json() for c in self.candidates],
+            "options": None if self.options is None else asdict(self.options),
+            "steps": [s.to_json() for s in self.steps],
         }
 
 
@@ -234,8 +248,9 @@ def finalize(
     top: int = 1,
     epochs: int | None = None,
     progress: Callable[[str], None] | None = None,
+    options: CompressOptions | None = None,
 ) -> FinalResult:
-    """Retrain chosen candidates of a run at full fidelity and export the best of them.
+    """Retrain chosen candidates of a run at full fidelity, compress the best, export it.
 
     Args:
         run_dir: a directory ``edgenas search`` wrote.
@@ -247,21 +262,28 @@ def finalize(
             searched, else the defaults with the search's ``--batch-size`` (64 for runs whose
             spec.json predates recording it).
         progress: called with a line of text at each step.
+        options: the compression steps after full training (`CompressOptions`); the default
+            runs INT8 post-training quantization only. ``CompressOptions(quantize="none")``
+            retrains and exports without compressing.
 
     Each candidate is rebuilt from its genotype and trained from scratch, seeded as in the
     search. Validation and holdout accuracy get Wilson 95% intervals; a candidate whose two
-    intervals do not overlap carries a gap warning. The best by validation
-    accuracy is exported to ``final/model.onnx`` (fp32) with ``final/genotype.txt``, and its
-    ONNX Runtime logits are compared with PyTorch's on holdout images. Latency is measured
-    here with ONNX Runtime, batch 1, with the run's latency threads (the run's device profile,
-    if any, is not used). ``final/final.json`` holds the figures.
+    intervals do not overlap carries a gap warning. The best by validation accuracy goes on:
+    it is measured (accuracy of its ONNX file with ONNX Runtime, latency, peak memory, size),
+    then distilled, pruned and quantized as ``options`` say, each step measured the same way
+    and the run's constraints checked again on it. ``final/`` receives ``model.onnx`` (the
+    last fp32 model), ``model.int8.onnx``, ``model.pt`` (its weights), ``genotype.txt``,
+    every step's ONNX file under ``steps/``, ``final.json`` (written after every step, so a
+    failing step keeps the ones before it) and ``MODEL_CARD.md``.
 
     Raises:
         ConfigError: no study, no completed trial, an unknown trial, a bad ``top`` or
-            ``epochs``, data that cannot be split as the run did.
+            ``epochs``, data that cannot be split as the run did, a pruning target that no
+            pruning reaches.
         EdgenasError: the ONNX model's outputs differ from PyTorch's by more than 1e-3.
     """
     say = progress or (lambda text: None)
+    options = options if options is not None else CompressOptions()
     run_dir = Path(run_dir)
     study, records, spec = load_result(run_dir)
     if epochs is not None and (
@@ -274,12 +296,12 @@ def finalize(
     objective_spec = spec.get("objective") or {}
     from edgenas.cost import Constraints, CostModel
 
+    constraints = Constraints.from_dict(spec.get("constraints") or {})
     objective = Objective(
-        objective_spec.get("kind", "accuracy"),
-        objective_spec.get("weights") or {},
-        Constraints.from_dict(spec.get("constraints") or {}),
+        objective_spec.get("kind", "accuracy"), objective_spec.get("weights") or {}, constraints
     )
     chosen = _choose(records, best_attr, objective, pick, top)
+    profile = _device_profile(options)
     say(f"loading data {spec.get('data')}")
     data = _load_data(run_dir, spec, best_attr)
     threads = int((spec.get("latency") or {}).get("threads") or 1)
@@ -288,12 +310,11 @@ def finalize(
     val = torch.as_tensor(data.splits.val)
     holdout = torch.as_tensor(data.splits.holdout)
     seed = int(spec.get("seed", 0))
+    base = TrainConfig(batch_size=int(spec.get("batch_size", TrainConfig.batch_size)))
 
-    results: list[tuple[FinalCandidate, Network]] = []
-    for record in chosen:
+    def retrain(record: R.TrialRecord) -> tuple[FinalCandidate, Network]:
         assert record.genotype is not None
         genotype = Genotype.parse(record.genotype)
-        base = TrainConfig(batch_size=int(spec.get("batch_size", TrainConfig.batch_size)))
         config = TrainingSpace.train_config(record.params, base)
         say(f"trial {record.number}: training {epochs} epoch(s)")
         trial_seed = _trial_seed(seed, record.number)
@@ -311,7 +332,6 @@ def finalize(
         say(f"trial {record.number}: validation and holdout accuracy, latency")
         val_acc = evaluate(model, images[val], labels[val])
         hold_acc = evaluate(model, images[holdout], labels[holdout])
-        latency = cost.latency_ms(genotype, fresh=True)
         candidate = FinalCandidate(
             trial=record.number,
             genotype=record.genotype,
@@ -324,29 +344,180 @@ def finalize(
             holdout_interval=wilson_interval(hold_acc * len(holdout), len(holdout)),
             holdout_images=len(holdout),
             train_seconds=time.perf_counter() - started,
-            latency_ms=latency,
+            latency_ms=cost.latency_ms(genotype, fresh=True),
         )
-        results.append((candidate, model))
+        return candidate, model
 
+    results = [retrain(record) for record in chosen]
     # The exported one is chosen on validation accuracy: the holdout only reports.
     results.sort(key=lambda item: -item[0].val_accuracy)
     best, model = results[0]
     final = run_dir / FINAL_DIR
     final.mkdir(exist_ok=True)
+    _clear(final)
     say(f"trial {best.trial}: ONNX export and check")
-    onnx_bytes = export_onnx(model, final / "model.onnx")
+    onnx_bytes = export_onnx(model)
     images = data.images(Genotype.parse(best.genotype).resolution)
     diff = _onnx_matches(model, onnx_bytes, images[holdout[:_ONNX_CHECK_IMAGES]])
     best = FinalCandidate(**{**best.__dict__, "onnx_max_abs_diff": diff})
     (final / "genotype.txt").write_text(best.genotype + "\n")
-    out = FinalResult(run_dir, [best, *(c for c, _ in results[1:])])
+    out = FinalResult(
+        run_dir, [best, *(c for c, _ in results[1:])], options=options,
+        constraints=constraints.to_dict(),
+    )  # fmt: skip
     write_json(final / "final.json", out.to_json(), indent=2, default=_json_default)
     if not diff <= ONNX_TOLERANCE:
+        (final / "model.onnx").unlink(missing_ok=True)
         raise EdgenasError(
-            f"the exported model.onnx differs from PyTorch by {diff:.3g} (more than "
-            f"{ONNX_TOLERANCE:g}) on holdout images: do not deploy it"
+            f"the exported model differs from PyTorch by {diff:.3g} (more than "
+            f"{ONNX_TOLERANCE:g}) on holdout images: it was not written"
         )
     for c in out.candidates:
         if c.gap_warning:
             log.warning("%s", c.gap_warning)
+
+    def teacher() -> tuple[Network, dict[str, Any]]:
+        return _teacher(options.teacher, records, results, retrain, best.trial, data)
+
+    def save(steps: list[Step]) -> None:
+        out.steps[:] = steps
+        write_json(final / "final.json", out.to_json(), indent=2, default=_json_default)
+
+    genotype = Genotype.parse(best.genotype)
+    predicted_latency, predicted_memory = _predictions(profile, genotype, data)
+    record = next(r for r in chosen if r.number == best.trial)
+    pipeline = Pipeline(
+        final=final,
+        data=data,
+        genotype=genotype,
+        config=TrainingSpace.train_config(record.params, base),
+        epochs=epochs,
+        seed=_trial_seed(seed, best.trial),
+        options=options,
+        measurer=Measurer(
+            images=data.images,
+            labels=labels,
+            val=val,
+            holdout=holdout,
+            threads=threads,
+            in_channels=data.channels,
+            constraints=constraints,
+            predict_latency=predicted_latency,
+            predict_memory=predicted_memory,
+            wilson=wilson_interval,
+        ),
+        teacher_source=teacher,
+        onnx_diff=_onnx_matches,
+        save=save,
+        say=say,
+    )
+    try:
+        final_model, int8 = pipeline.run(model, best.train_seconds)
+    except ConfigError as exc:
+        raise ConfigError(f"{exc}. The steps before it are kept in {final / 'final.json'}") from exc
+    from edgenas.compress import save_pruned
+
+    export_onnx(final_model, final / "model.onnx")
+    save_pruned(final_model, final / "model.pt")
+    if int8 is not None:
+        (final / "model.int8.onnx").write_bytes(int8)
+    save(pipeline.steps)
+    write_model_card(final / "MODEL_CARD.md", out, spec, data)
     return out
+
+
+def _clear(final: Path) -> None:
+    """Remove what an earlier finalize of this run wrote, so no stale file outlives it."""
+    import shutil
+
+    for name in ("model.onnx", "model.int8.onnx", "model.pt", "MODEL_CARD.md", "final.json"):
+        (final / name).unlink(missing_ok=True)
+    shutil.rmtree(final / STEPS_DIR, ignore_errors=True)
+
+
+def _device_profile(options: CompressOptions) -> dict[str, Any] | None:
+    """The device profile ``--device PROFILE`` names, checked on load, or None."""
+    if options.device_profile is None:
+        return None
+    from edgenas.profile import load_profile
+
+    return load_profile(Path(options.device_profile), threads=None)
+
+
+def _predictions(
+    profile: dict[str, Any] | None, genotype: Genotype, data: Any
+) -> tuple[float | None, float | None]:
+    """The profile's latency and peak-memory predictions for the architecture."""
+    if profile is None:
+        return None, None
+    from edgenas.cost import CostModel, LatencyPredictor
+
+    predictor = LatencyPredictor(profile, data.channels, data.num_classes)
+    memory = CostModel(data.channels, data.num_classes, profile=profile).analytic(genotype)
+    return predictor.predict(genotype)[0], memory.peak_memory_mb
+
+
+def _teacher(
+    given: str | None,
+    records: list[R.TrialRecord],
+    retrained: list[tuple[FinalCandidate, Network]],
+    retrain: Callable[[R.TrialRecord], tuple[FinalCandidate, Network]],
+    student: int,
+    data: Any,
+) -> tuple[Network, dict[str, Any]]:
+    """The teacher ``--teacher`` names: a trial number, a ``final/`` folder of a run, or by
+    default the run's most accurate trained trial, constraints or not."""
+    if given is not None and not str(given).strip().isdigit():
+        return _teacher_from_folder(Path(given), data)
+    if given is None:
+        trained = [
+            r for r in records
+            if r.state == "complete" and r.trained and r.accuracy is not None and r.genotype
+        ]  # fmt: skip
+        record = max(trained, key=lambda r: (r.accuracy, -r.number))
+    else:
+        number = int(given)
+        record = next((r for r in records if r.number == number), None)  # type: ignore[assignment]
+        if record is None or record.state != "complete" or not record.trained:
+            raise ConfigError(
+                f"--teacher {given}: the run has no completed, trained trial {number}"
+            )
+    if record.number == student:
+        log.warning(
+            "the teacher is trial %d, the model being finalized: it teaches a fresh copy of "
+            "itself (self-distillation)", student,
+        )  # fmt: skip
+    done = next((m for c, m in retrained if c.trial == record.number), None)
+    candidate: FinalCandidate | None = next(
+        (c for c, _ in retrained if c.trial == record.number), None
+    )
+    if done is None:
+        candidate, done = retrain(record)
+    assert candidate is not None
+    return done, {
+        "source": f"trial {record.number}",
+        "genotype": record.genotype,
+        "search_accuracy": record.accuracy,
+        "val_accuracy": candidate.val_accuracy,
+        "holdout_accuracy": candidate.holdout_accuracy,
+    }
+
+
+def _teacher_from_folder(folder: Path, data: Any) -> tuple[Network, dict[str, Any]]:
+    from edgenas.compress import load_pruned
+
+    genotype_file, weights = folder / "genotype.txt", folder / "model.pt"
+    if not genotype_file.is_file() or not weights.is_file():
+        raise ConfigError(
+            f"--teacher {folder}: a teacher folder holds genotype.txt and model.pt, as "
+            "edgenas finalize writes them in a run's final/ folder; or give a trial number"
+        )
+    try:
+        genotype = Genotype.parse(genotype_file.read_text().strip())
+        model = load_pruned(genotype, data.channels, data.num_classes, weights)
+    except (EdgenasError, RuntimeError, ValueError, KeyError) as exc:
+        raise ConfigError(
+            f"--teacher {folder}: its model.pt does not load for {data.num_classes} classes and "
+            f"{data.channels} channel(s) ({exc}); it must come from a run on the same data"
+        ) from exc
+    return model.eval(), {"source": str(folder), "genotype": str(genotype)}
