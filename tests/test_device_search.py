@@ -106,3 +106,28 @@ def test_cli_search_with_a_device_profile(profile: Path, tmp_path: Path) -> None
     results = json.loads(proc.stdout)
     assert results["run"]["latency"]["source"] == "predicted"
     assert results["best_latency_ms_predicted"] > 0 and results["best_latency_ms_measured"] > 0
+
+
+def test_finalize_rechecks_constraints_on_the_profiles_prediction(
+    profile: Path, tmp_path: Path
+) -> None:
+    from edgenas.finalize import CompressOptions, finalize
+
+    run = tmp_path / "run"
+    edgenas.search("synthetic", out=run, device=profile, max_latency="3ms", max_memory="500MB",
+                   trials=1, epochs=1, space=SPACE, strategy="random")  # fmt: skip
+    result = finalize(run, epochs=1, options=CompressOptions(device_profile=profile))
+    assert [s.name for s in result.steps] == ["full training", "int8"]
+    fp32, int8 = result.steps
+    assert fp32.predicted is not None and int8.predicted is not None
+    # The prediction of a compressed model is the architecture's, scaled by the measured ratio.
+    ratio = int8.latency_ms / fp32.latency_ms
+    assert int8.predicted["latency_ms"] == pytest.approx(fp32.predicted["latency_ms"] * ratio)
+    for step in result.steps:
+        latency = step.constraints["max_latency_ms"]
+        assert latency["limit"] == 3.0
+        assert latency["measured_holds"] == (step.latency_ms <= 3.0)
+        assert latency["predicted"] == pytest.approx(step.predicted["latency_ms"])
+        assert step.constraints["max_memory_mb"]["measured_holds"] is not None
+    card = (run / "final" / "MODEL_CARD.md").read_text()
+    assert "predicted" in card and "latency ≤ 3 ms" in card

@@ -148,7 +148,7 @@ def write_model_card(path: Path, result: FinalResult, spec: dict[str, Any], data
         f'session = ort.InferenceSession("{"model.int8.onnx" if result.int8 else "model.onnx"}",'
         ' providers=["CPUExecutionProvider"])',
         f'image = Image.open("part.png").convert("{"L" if data.channels == 1 else "RGB"}")'
-        f".resize(({resolution}, {resolution}))",
+        f".resize(({resolution}, {resolution}), Image.Resampling.BILINEAR, reducing_gap=3.0)",
         "x = np.asarray(image, dtype=np.float32) / 255.0",
         "x = x[None, None] if x.ndim == 2 else x.transpose(2, 0, 1)[None]",
         'logits = session.run(["logits"], {"image": x})[0]',
@@ -157,8 +157,9 @@ def write_model_card(path: Path, result: FinalResult, spec: dict[str, Any], data
         "```",
         "",
         "Set `SessionOptions.intra_op_num_threads` to the thread count the figures were measured "
-        "with; images must be resized the way the training images were (a plain resize to "
-        f"{resolution}×{resolution}).",
+        "with. Images must be prepared the way the training images were: the whole image "
+        f"squashed (no crop, no padding) to {resolution}×{resolution} with PIL's bilinear "
+        "resize, as above.",
     ]
     if last is not None:
         lines += [

@@ -137,9 +137,16 @@ class FinalResult:
             "interval": "Wilson 95%",
             "constraints": self.constraints,
             "candidates": [c.to_json() for c in self.candidates],
-            "options": None if self.options is None else asdict(self.options),
+            "options": None if self.options is None else _options_json(self.options),
             "steps": [s.to_json() for s in self.steps],
         }
+
+
+def _options_json(options: CompressOptions) -> dict[str, Any]:
+    d = asdict(options)
+    if d["device_profile"] is not None:
+        d["device_profile"] = str(d["device_profile"])
+    return d
 
 
 def _ranked(records: list[R.TrialRecord], objective: Objective) -> list[R.TrialRecord]:
