@@ -30,6 +30,7 @@ def write_json(
     leaves either the old file or the new one, never half of one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
+    # One temporary name per process: two searches on one run directory may write at once.
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(payload, indent=indent, allow_nan=False, default=default))
     os.replace(tmp, path)

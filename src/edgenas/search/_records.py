@@ -31,6 +31,9 @@ ATTR_REASON = "reason"
 ATTR_VIOLATIONS = "violations"
 ATTR_BASELINE = "baseline"
 ATTR_RETRY_OF = "retry_of"
+# The reason of a trial whose process died or was stopped: it failed and runs again as a new
+# trial carrying ATTR_RETRY_OF.
+INTERRUPTED = "interrupted; queued to run again"
 ATTR_HYPERVOLUME = "hypervolume"  # the front's measure after this training (see _frontier)
 ATTR_TRAINING = "training"  # the training settings used, when they are searched too
 ATTR_BRACKET = "fidelity_bracket"  # the Hyperband bracket the candidate was trained in
@@ -223,6 +226,8 @@ def results_dict(
             # redrew itself, and proposals told to the study as infeasible.
             "rejected": counts.get("infeasible", 0) + redrawn,
             "redrawn": redrawn,
+            # Failed trials whose process was killed or stopped; each runs again.
+            "interrupted": sum(r.state == "failed" and r.reason == INTERRUPTED for r in records),
             **counts,
         },
         "hypervolume": frontier_dict(records, frontier),

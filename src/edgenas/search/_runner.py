@@ -28,6 +28,7 @@ from edgenas.arch import Genotype, baseline, build_model, export_onnx
 from edgenas.cost import Constraints, CostModel, Costs, EnergyModel, LatencyPredictor
 from edgenas.errors import ConfigError, EdgenasError
 from edgenas.search import _records as R
+from edgenas.search._driver import ATTR_DRIVER, ATTR_HEARTBEAT, Driver, Heartbeat, abandoned
 from edgenas.search._early_stop import EarlyStopping, EpochCurve
 from edgenas.search._fidelity import FidelitySchedule, RungEntry
 from edgenas.search._frontier import hypervolume_2d, stable_for
@@ -269,6 +270,17 @@ def _training_dict(config: TrainConfig) -> dict[str, Any]:
     }
 
 
+def _spent(records: list[R.TrialRecord]) -> int:
+    """Trainings the budget counts: every training that ended (failures included), and those
+    under way in other search processes on the study, but not an interrupted one, which is
+    queued to run again and counts when it does."""
+    return sum(
+        r.state == "running"
+        or (r.trained and not (r.state == "failed" and r.reason == R.INTERRUPTED))
+        for r in records
+    )
+
+
 def _model_path(run_dir: Path, number: int) -> Path:
     return run_dir / "trials" / f"{number:05d}" / "model.pt"
 
@@ -310,6 +322,7 @@ class _Search:
                 f"--stop-when-stable must be a whole number of trainings >= 1, got "
                 f"{config.stop_when_stable!r}"
             )
+        self.driver = Driver.this()
         self.baselines = [baseline(b) for b in config.baselines]  # check names before any work
         self.profile = _load_device_profile(config)  # a bad profile is named before data loads
         self.train_config = TrainConfig(
@@ -504,21 +517,21 @@ class _Search:
         self.front_history.append(value)
 
     def _recover_interrupted(self) -> int:
-        """Trials left RUNNING by a killed process: mark failed and queue them again."""
+        """Trials left RUNNING by a killed process: mark failed and queue them again (see
+        `_driver` for how a dead process is told from a live one)."""
         trials = self.study.get_trials(deepcopy=False)
         queued = {
             t.user_attrs.get(R.ATTR_RETRY_OF) for t in trials if t.state == TrialState.WAITING
         }
         n = 0
         for t in trials:
-            if t.state != TrialState.RUNNING:
+            # Another live search process may be running it: leave it to that one.
+            if t.state != TrialState.RUNNING or not abandoned(t.user_attrs):
                 continue
             if t.number not in queued and t.params:
                 attrs = {R.ATTR_RETRY_OF: t.number, **_carried(t.user_attrs)}
                 self.study.enqueue_trial(t.params, user_attrs=attrs)
-            self.study._storage.set_trial_user_attr(
-                t._trial_id, R.ATTR_REASON, "interrupted; queued to run again"
-            )
+            self.study._storage.set_trial_user_attr(t._trial_id, R.ATTR_REASON, R.INTERRUPTED)
             self.study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
             n += 1
         return n
@@ -580,7 +593,7 @@ class _Search:
         if warm:
             log.info("%d warm-start candidate(s) from %s go first", warm, config.warm_start)
         records = self._records()
-        trained = sum(r.trained for r in records)
+        trained = _spent(records)
         known: dict[str, R.TrialRecord] = {
             _identity(r.genotype, r.params): r
             for r in records
@@ -658,6 +671,7 @@ class _Search:
                 trial = _DirectTrial(len(self.study.get_trials(deepcopy=False)), label)
             else:
                 trial = self.study.ask(self.distributions)
+                trial.set_user_attr(ATTR_DRIVER, self.driver.to_dict())
             try:
                 outcome = self._evaluate(trial, known, curves, genotype)
             except KeyboardInterrupt:
@@ -684,9 +698,10 @@ class _Search:
                 rejected_in_a_row += 1
             elif outcome != "duplicate":
                 rejected_in_a_row = 0
-            if outcome in ("complete", "pruned", "failed"):
-                trained += 1
             records = self._records()
+            # Several search processes may work this study: the budget counts them all,
+            # trainings under way in the others included.
+            trained = _spent(records)
             record = next(r for r in reversed(records) if r.number == trial.number)
             self.progress.on_trial_end(record, records)
             self._write_results(records, best=None)
@@ -699,7 +714,7 @@ class _Search:
         with contextlib.suppress(Exception):
             attrs: dict[str, Any] = {R.ATTR_RETRY_OF: trial.number, **_carried(trial.user_attrs)}
             self.study.enqueue_trial(trial.params, user_attrs=attrs)
-            trial.set_user_attr(R.ATTR_REASON, "interrupted; queued to run again")
+            trial.set_user_attr(R.ATTR_REASON, R.INTERRUPTED)
             self.study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
             self._write_results(self._records(), best=None)
 
@@ -811,15 +826,16 @@ class _Search:
                 return False
             return True
 
-        result = fit(
-            model,
-            self.data,
-            self.fidelity,
-            resolution=genotype.resolution,
-            seed=seed,
-            config=train_config,
-            report=report,
-        )
+        with self._heartbeat(trial):
+            result = fit(
+                model,
+                self.data,
+                self.fidelity,
+                resolution=genotype.resolution,
+                seed=seed,
+                config=train_config,
+                report=report,
+            )
         trial.set_user_attr(R.ATTR_EPOCHS, result.epochs)
         trial.set_user_attr(R.ATTR_SECONDS, result.seconds)
         trial.set_user_attr(R.ATTR_HISTORY, list(result.history))
@@ -862,6 +878,20 @@ class _Search:
         )
         curves.append(EpochCurve(tuple(result.history), costs))
         return "complete"
+
+    def _heartbeat(
+        self, trial: optuna.Trial | _DirectTrial
+    ) -> contextlib.AbstractContextManager[Any]:
+        """Keeps the trial's heartbeat fresh while it trains, so other processes on the
+        study see it is alive."""
+        if isinstance(trial, _DirectTrial):
+            return contextlib.nullcontext()
+        storage, trial_id = self.study._storage, trial._trial_id
+
+        def beat() -> None:
+            storage.set_trial_user_attr(trial_id, ATTR_HEARTBEAT, time.time())
+
+        return Heartbeat(beat)
 
     def _set_costs(
         self, trial: optuna.Trial | _DirectTrial, costs: Costs, violations: dict[str, float]
