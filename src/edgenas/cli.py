@@ -43,7 +43,10 @@ def _setup_logging(verbose: bool) -> None:
 
 
 def _fail(message: str, code: int = 2) -> None:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    from rich.markup import escape
+
+    # Messages name inputs verbatim (such as edgenas[postgres]): not markup.
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     raise typer.Exit(code)
 
 
@@ -191,6 +194,16 @@ def search(
             "Stopped candidates are recorded as pruned with the rung."
         ),
     ] = "none",
+    storage: Annotated[
+        str | None,
+        typer.Option(
+            help="Keep the study in this database (any SQLAlchemy URL, such as "
+            "postgresql+psycopg://user@host:5432/edgenas; extra edgenas[postgres]) instead of "
+            "RUN/study.db, so several searches or a dashboard can share it. The study is named "
+            "after the run directory; show and finalize find it through RUN/spec.json. Put a "
+            "password in PGPASSWORD or ~/.pgpass, not in the URL.",
+        ),
+    ] = None,
     warm_start: Annotated[
         str | None,
         typer.Option(
@@ -268,6 +281,7 @@ def search(
             warm_start=warm_start,
             stop_when_stable=stop_when_stable,
             search_training=search_training,
+            storage=storage,
         )
         # SIGTERM (a scheduler stopping the job) ends the search like Ctrl-C: nothing recorded
         # is lost and the interrupted candidate is queued for the next run.

@@ -92,6 +92,9 @@ class SearchConfig:
     max_rejected: int | None = None  # proposals rejected by the constraints before giving up
     val_fraction: float = 0.15
     holdout_fraction: float = 0.15
+    # Any SQLAlchemy URL (such as postgresql+psycopg://host/db) to keep the study in, so that
+    # several searches or a dashboard share it; None: the run directory's study.db.
+    storage: str | None = None
 
     def run_dir(self, data_name: str) -> Path:
         return Path(self.out) if self.out else Path("runs") / data_name
@@ -168,19 +171,80 @@ def _storage_url(run_dir: Path) -> str:
     return f"sqlite:///{(run_dir / 'study.db').resolve()}"
 
 
-def open_study(run_dir: Path, directions: list[Any] | None = None) -> optuna.Study:
-    """Open (or create, when ``directions`` are given) the study of a run directory."""
-    storage = optuna.storages.RDBStorage(
-        _storage_url(run_dir), engine_kwargs={"connect_args": {"timeout": 60}}
+def redact(url: str) -> str:
+    """A database URL without its password, fit to print and to record."""
+    import sqlalchemy
+
+    try:
+        return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "<a URL that does not parse>"
+
+
+def open_study(
+    run_dir: Path, directions: list[Any] | None = None, storage: str | None = None
+) -> optuna.Study:
+    """Open (or create, when ``directions`` are given) the study of a run directory: in its
+    ``study.db``, or in ``storage`` (any SQLAlchemy URL) under the run directory's name.
+
+    Raises:
+        ConfigError: the database's driver is not installed, the URL is not one, the server
+            cannot be reached, or the database is locked.
+    """
+    import sqlalchemy.exc
+
+    url = storage or _storage_url(run_dir)
+    name = STUDY_NAME if storage is None else f"{STUDY_NAME}:{Path(run_dir).resolve().name}"
+    shown = "the run's study.db" if storage is None else f"--storage {redact(url)}"
+    sqlite = url.startswith("sqlite")
+    kwargs: dict[str, Any] = (
+        {"connect_args": {"timeout": 60}} if sqlite else {"pool_pre_ping": True}
     )
-    if directions is None:
-        return optuna.load_study(study_name=STUDY_NAME, storage=storage)
-    return optuna.create_study(
-        study_name=STUDY_NAME,
-        storage=storage,
-        directions=directions,
-        load_if_exists=True,
-    )
+    try:
+        rdb = optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+        if directions is None:
+            return optuna.load_study(study_name=name, storage=rdb)
+        return optuna.create_study(
+            study_name=name, storage=rdb, directions=directions, load_if_exists=True
+        )
+    except ModuleNotFoundError as exc:
+        extra = " (pip install 'edgenas[postgres]')" if url.startswith("postgres") else ""
+        raise ConfigError(
+            f"{shown}: its database driver {exc.name!r} is not installed{extra}"
+        ) from None
+    except sqlalchemy.exc.NoSuchModuleError:
+        raise ConfigError(
+            f"{shown}: SQLAlchemy has no driver for it installed; install the driver the URL "
+            "names (for PostgreSQL: pip install 'edgenas[postgres]')"
+        ) from None
+    except sqlalchemy.exc.ArgumentError:
+        raise ConfigError(
+            f"{shown} is not a database URL; write one such as "
+            "postgresql+psycopg://user@host:5432/edgenas"
+        ) from None
+    except sqlalchemy.exc.OperationalError as exc:
+        first = str(exc.orig or exc).strip().splitlines()[0] if str(exc) else type(exc).__name__
+        if "locked" in first:
+            raise ConfigError(
+                f"{shown} is locked by another process ({first}); wait for it, or give "
+                "several searches a server database with --storage"
+            ) from None
+        raise ConfigError(
+            f"cannot reach the study database {shown} ({first}): start the server or fix "
+            "the URL; a password goes in PGPASSWORD or ~/.pgpass rather than the URL"
+        ) from None
+
+
+def open_run_study(run_dir: Path) -> optuna.Study:
+    """The study of an existing run directory, wherever its spec.json says it is stored."""
+    spec = read_json(Path(run_dir) / SPEC_FILE)
+    storage = spec.get("storage") if isinstance(spec, dict) else None
+    if storage is None and not (Path(run_dir) / "study.db").exists():
+        raise ConfigError(
+            f"{run_dir} holds no search (no study.db); give the directory a search wrote, "
+            "such as runs/synthetic"
+        )
+    return open_study(Path(run_dir), storage=storage)
 
 
 def _check_spec(run_dir: Path, spec: dict[str, Any]) -> None:
@@ -414,9 +478,11 @@ class _Search:
             "fidelity_schedule": str(config.fidelity_schedule),
             "warm_start": None if config.warm_start is None else str(config.warm_start),
             "stop_when_stable": config.stop_when_stable,
+            # Where the study lives when not in study.db (without a password).
+            "storage": None if config.storage is None else redact(config.storage),
         }
         _check_spec(self.run_dir, self.spec)
-        self.study = open_study(self.run_dir, self.objective.directions)
+        self.study = open_study(self.run_dir, self.objective.directions, config.storage)
         self.hv_reference: float | None = None
         self._resume_front([])
         previous = len(self.study.get_trials(deepcopy=False))
@@ -1069,12 +1135,7 @@ def run_search(config: SearchConfig, progress: SearchProgress | None = None) -> 
 def load_result(run_dir: Path) -> tuple[optuna.Study, list[R.TrialRecord], dict[str, Any]]:
     """The study, its trial records and the saved spec of a run directory (for ``show``)."""
     run_dir = Path(run_dir)
-    if not (run_dir / "study.db").exists():
-        raise ConfigError(
-            f"{run_dir} holds no search (no study.db); give the directory a search wrote, "
-            "such as runs/synthetic"
-        )
-    study = open_study(run_dir)
+    study = open_run_study(run_dir)
     spec = read_json(run_dir / SPEC_FILE)
     if not isinstance(spec, dict):
         spec = {}

@@ -56,10 +56,10 @@ def _front_genotypes(source: str) -> list[tuple[int, str]]:
             for n in results["pareto"]
             if n in trials and trials[n].get("genotype")
         ]
-    if path.is_dir() and (path / "study.db").exists():
-        from edgenas.search._runner import open_study
+    if path.is_dir() and ((path / "study.db").exists() or (path / "spec.json").exists()):
+        from edgenas.search._runner import open_run_study
 
-        front = R.pareto_front(R.records_from_study(open_study(path)))
+        front = R.pareto_front(R.records_from_study(open_run_study(path)))
         return [(r.number, r.genotype) for r in front if r.genotype]
     raise ConfigError(
         f"--warm-start {source!r} holds no search results (no readable results.json or "
