@@ -194,6 +194,14 @@ def search(
             "Stopped candidates are recorded as pruned with the rung."
         ),
     ] = "none",
+    workers: Annotated[
+        int,
+        typer.Option(
+            help="Trainings at once, each in its own process; the cores are shared out among "
+            "them (--threads sets each one's threads). The search process stays the only "
+            "writer of the study; a worker that dies is replaced and its candidate runs again.",
+        ),
+    ] = 1,
     storage: Annotated[
         str | None,
         typer.Option(
@@ -282,6 +290,7 @@ def search(
             stop_when_stable=stop_when_stable,
             search_training=search_training,
             storage=storage,
+            workers=workers,
         )
         # SIGTERM (a scheduler stopping the job) ends the search like Ctrl-C: nothing recorded
         # is lost and the interrupted candidate is queued for the next run.

@@ -31,6 +31,7 @@ ATTR_REASON = "reason"
 ATTR_VIOLATIONS = "violations"
 ATTR_BASELINE = "baseline"
 ATTR_RETRY_OF = "retry_of"
+ATTR_LOST = "workers_lost"  # how many times a worker process died training this candidate
 # The reason of a trial whose process died or was stopped: it failed and runs again as a new
 # trial carrying ATTR_RETRY_OF.
 INTERRUPTED = "interrupted; queued to run again"

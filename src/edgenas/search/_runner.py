@@ -13,7 +13,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -37,7 +37,7 @@ from edgenas.search._objectives import Objective
 from edgenas.search._strategies import Check, make_sampler
 from edgenas.search._warm import WarmStart, warm_start
 from edgenas.space import SearchSpace, edge_space
-from edgenas.train import Fidelity, TrainConfig, evaluate, fit
+from edgenas.train import Fidelity, TrainConfig, TrainResult, evaluate, fit
 
 __all__ = ["SearchConfig", "SearchProgress", "SearchResult", "open_study", "run_search"]
 
@@ -95,6 +95,8 @@ class SearchConfig:
     # Any SQLAlchemy URL (such as postgresql+psycopg://host/db) to keep the study in, so that
     # several searches or a dashboard share it; None: the run directory's study.db.
     storage: str | None = None
+    # Trainings at once, each in its own process; the cores are shared out among them.
+    workers: int = 1
 
     def run_dir(self, data_name: str) -> Path:
         return Path(self.out) if self.out else Path("runs") / data_name
@@ -345,6 +347,23 @@ def _spent(records: list[R.TrialRecord]) -> int:
     )
 
 
+@dataclass
+class _Job:
+    """One training the runner decided on: what to train, and what the verdict needs."""
+
+    trial: Any  # optuna.Trial or _DirectTrial
+    genotype: Genotype
+    identity: str
+    costs: Costs
+    train_config: TrainConfig
+    bracket: int
+    seed: int
+
+
+# A candidate whose worker process dies this many times is recorded as failed.
+MAX_LOST = 3
+
+
 def _model_path(run_dir: Path, number: int) -> Path:
     return run_dir / "trials" / f"{number:05d}" / "model.pt"
 
@@ -386,7 +405,14 @@ class _Search:
                 f"--stop-when-stable must be a whole number of trainings >= 1, got "
                 f"{config.stop_when_stable!r}"
             )
+        if (
+            isinstance(config.workers, bool)
+            or not isinstance(config.workers, int)
+            or (config.workers < 1)
+        ):
+            raise ConfigError(f"--workers must be a whole number >= 1, got {config.workers!r}")
         self.driver = Driver.this()
+        self.executor: Any = None  # a pool of training processes with --workers > 1
         self.baselines = [baseline(b) for b in config.baselines]  # check names before any work
         self.profile = _load_device_profile(config)  # a bad profile is named before data loads
         self.train_config = TrainConfig(
@@ -592,7 +618,8 @@ class _Search:
         n = 0
         for t in trials:
             # Another live search process may be running it: leave it to that one.
-            if t.state != TrialState.RUNNING or not abandoned(t.user_attrs):
+            started = t.datetime_start.timestamp() if t.datetime_start else None
+            if t.state != TrialState.RUNNING or not abandoned(t.user_attrs, started=started):
                 continue
             if t.number not in queued and t.params:
                 attrs = {R.ATTR_RETRY_OF: t.number, **_carried(t.user_attrs)}
@@ -706,72 +733,191 @@ class _Search:
             }
         )
         stopped_because = "the trial budget is spent"
-        while True:
-            if trained >= config.trials:
-                break
-            if deadline is not None and time.monotonic() >= deadline:
-                stopped_because = "the time budget is spent"
-                break
-            patience = config.stop_when_stable
-            if patience is not None and stable_for(self.front_history) >= patience:
-                stopped_because = f"the front has not improved for {patience} trainings"
-                break
-            if repeats_in_a_row >= max_rejected:
-                stopped_because = (
-                    f"{repeats_in_a_row} proposals in a row were architectures already tried; "
-                    "the space may be exhausted"
-                )
-                log.warning(stopped_because)
-                break
-            if rejected_in_a_row >= max_rejected:
-                stopped_because = (
-                    f"{rejected_in_a_row} candidates in a row broke the constraints; "
-                    "the constraints may be too tight for this space"
-                )
-                log.warning(stopped_because)
-                break
-            trial: optuna.Trial | _DirectTrial
-            genotype = None
-            if outside_baselines:
-                label, genotype = outside_baselines.pop(0)
-                trial = _DirectTrial(len(self.study.get_trials(deepcopy=False)), label)
-            else:
-                trial = self.study.ask(self.distributions)
-                trial.set_user_attr(ATTR_DRIVER, self.driver.to_dict())
-            try:
-                outcome = self._evaluate(trial, known, curves, genotype)
-            except KeyboardInterrupt:
-                self._interrupt(trial)
-                raise
-            except EdgenasError:
-                self._tell(trial, state=TrialState.FAIL)
-                raise
-            except Exception as exc:  # a candidate that breaks the trainer must not end the search
-                log.exception("trial %d failed", trial.number)
-                trial.set_user_attr(R.ATTR_REASON, f"{type(exc).__name__}: {exc}")
-                trial.set_user_attr(R.ATTR_STATUS, "failed")
-                self._note_training(trial)
-                self._tell(trial, state=TrialState.FAIL)
-                outcome = "failed"
-                failures_in_a_row += 1
-                if failures_in_a_row >= 3:
-                    raise
-            else:
-                if outcome != "failed":
-                    failures_in_a_row = 0
-            repeats_in_a_row = repeats_in_a_row + 1 if outcome == "duplicate" else 0
-            if outcome in ("infeasible",):
-                rejected_in_a_row += 1
-            elif outcome != "duplicate":
-                rejected_in_a_row = 0
-            records = self._records()
-            # Several search processes may work this study: the budget counts them all,
-            # trainings under way in the others included.
-            trained = _spent(records)
-            record = next(r for r in reversed(records) if r.number == trial.number)
-            self.progress.on_trial_end(record, records)
-            self._write_results(records, best=None)
+        pool = self._pool()
+        self.executor = pool
+        try:
+            with self._beating(pool):
+                while True:
+                    reason = self._stop_reason(
+                        trained, deadline, repeats_in_a_row, rejected_in_a_row, max_rejected
+                    )
+                    finished: list[tuple[Any, str]] = []
+                    if reason is None and (pool is None or pool.free):
+                        trial: optuna.Trial | _DirectTrial
+                        genotype = None
+                        if outside_baselines:
+                            label, genotype = outside_baselines.pop(0)
+                            trial = _DirectTrial(len(self.study.get_trials(deepcopy=False)), label)
+                        else:
+                            trial = self.study.ask(self.distributions)
+                            trial.set_user_attr(ATTR_DRIVER, self.driver.to_dict())
+                        try:
+                            outcome = self._evaluate(trial, known, curves, genotype)
+                        except KeyboardInterrupt:
+                            self._interrupt(trial)
+                            raise
+                        except EdgenasError:
+                            self._tell(trial, state=TrialState.FAIL)
+                            raise
+                        except (
+                            Exception
+                        ) as exc:  # a candidate that breaks the trainer must not end the search
+                            log.exception("trial %d failed", trial.number)
+                            self._failed(trial, f"{type(exc).__name__}: {exc}")
+                            outcome = "failed"
+                        if outcome == "submitted":
+                            continue
+                        finished.append((trial, outcome))
+                    elif pool is not None and pool.free < len(pool.workers):
+                        for job, kind, payload in pool.wait():
+                            finished.append(
+                                (job.trial, self._collect(job, kind, payload, known, curves))
+                            )
+                    else:
+                        if reason is not None:
+                            stopped_because = reason
+                        break
+                    for trial, outcome in finished:
+                        if outcome == "failed":
+                            failures_in_a_row += 1
+                            if failures_in_a_row >= 3:
+                                raise EdgenasError(
+                                    f"3 trainings in a row failed, the last one trial {trial.number} "
+                                    "(see the log above and results.json): the search stops"
+                                )
+                        elif outcome != "lost":
+                            failures_in_a_row = 0
+                        repeats_in_a_row = repeats_in_a_row + 1 if outcome == "duplicate" else 0
+                        if outcome in ("infeasible",):
+                            rejected_in_a_row += 1
+                        elif outcome != "duplicate":
+                            rejected_in_a_row = 0
+                        records = self._records()
+                        # Several search processes may work this study: the budget counts them
+                        # all, trainings under way included.
+                        trained = _spent(records)
+                        record = next(r for r in reversed(records) if r.number == trial.number)
+                        self.progress.on_trial_end(record, records)
+                        self._write_results(records, best=None)
+        except KeyboardInterrupt:
+            for job in self._inflight(pool):
+                self._interrupt(job.trial)
+            raise
+        finally:
+            self.executor = None
+            if pool is not None:
+                pool.close()
         return self._finish(stopped_because)
+
+    def _stop_reason(
+        self, trained: int, deadline: float | None, repeats: int, rejected: int, limit: int
+    ) -> str | None:
+        """Why no further candidate should start, or None."""
+        config = self.config
+        if trained >= config.trials:
+            return "the trial budget is spent"
+        if deadline is not None and time.monotonic() >= deadline:
+            return "the time budget is spent"
+        patience = config.stop_when_stable
+        if patience is not None and stable_for(self.front_history) >= patience:
+            return f"the front has not improved for {patience} trainings"
+        if repeats >= limit:
+            reason = (
+                f"{repeats} proposals in a row were architectures already tried; the space may "
+                "be exhausted"
+            )
+            log.warning(reason)
+            return reason
+        if rejected >= limit:
+            reason = (
+                f"{rejected} candidates in a row broke the constraints; the constraints may be "
+                "too tight for this space"
+            )
+            log.warning(reason)
+            return reason
+        return None
+
+    def _failed(self, trial: optuna.Trial | _DirectTrial, reason: str) -> None:
+        trial.set_user_attr(R.ATTR_REASON, reason)
+        trial.set_user_attr(R.ATTR_STATUS, "failed")
+        self._note_training(trial)
+        self._tell(trial, state=TrialState.FAIL)
+
+    def _pool(self) -> Any:
+        """The worker processes of ``--workers N`` (N > 1), or None to train in this process."""
+        if self.config.workers <= 1:
+            return None
+        from edgenas.search._workers import WorkerPool, WorkerSetup, threads_per_worker
+
+        setup = WorkerSetup(
+            data=str(self.config.data),
+            cache_dir=str(self.run_dir / "cache"),
+            seed=self.config.seed,
+            val_fraction=self.config.val_fraction,
+            holdout_fraction=self.config.holdout_fraction,
+            fingerprint=self.data.fingerprint(),
+            epochs=self.fidelity.epochs,
+            data_fraction=self.fidelity.data_fraction,
+        )
+        threads = threads_per_worker(self.config.workers, self.config.threads)
+        self.progress.on_phase(
+            f"starting {self.config.workers} training workers, {threads} thread(s) each"
+        )
+        return WorkerPool(self.config.workers, setup, threads)
+
+    @staticmethod
+    def _inflight(pool: Any) -> list[_Job]:
+        return [] if pool is None else [w.job for w in pool.workers if w.job is not None]
+
+    def _beating(self, pool: Any) -> contextlib.AbstractContextManager[Any]:
+        """With workers, one heartbeat for every trial under way in them."""
+        if pool is None:
+            return contextlib.nullcontext()
+        storage = self.study._storage
+
+        def beat() -> None:
+            now = time.time()
+            for job in self._inflight(pool):
+                if not isinstance(job.trial, _DirectTrial):
+                    storage.set_trial_user_attr(job.trial._trial_id, ATTR_HEARTBEAT, now)
+
+        return Heartbeat(beat)
+
+    def _collect(
+        self,
+        job: _Job,
+        kind: str,
+        payload: tuple[Any, ...],
+        known: dict[str, R.TrialRecord],
+        curves: list[EpochCurve],
+    ) -> str:
+        """Record what a worker returned for one job; returns the outcome."""
+        trial = job.trial
+        if kind == "done":
+            result, state = payload
+            return self._conclude(job, result, state, known, curves)
+        if kind == "error":
+            message, trace = payload
+            log.error("trial %d failed in its worker:\n%s", trial.number, trace)
+            self._failed(trial, message)
+            return "failed"
+        # The worker process died: run the candidate again, a bounded number of times.
+        lost = int(trial.user_attrs.get(R.ATTR_LOST, 0)) + 1
+        status = payload[0]
+        if lost < MAX_LOST or isinstance(trial, _DirectTrial):
+            log.warning(
+                "trial %d: its worker process died (exit status %s); it runs again",
+                trial.number, status,
+            )  # fmt: skip
+            if not isinstance(trial, _DirectTrial):
+                attrs = {R.ATTR_RETRY_OF: trial.number, R.ATTR_LOST: lost,
+                         **_carried(trial.user_attrs)}  # fmt: skip
+                self.study.enqueue_trial(trial.params, user_attrs=attrs)
+                trial.set_user_attr(R.ATTR_REASON, R.INTERRUPTED)
+                self.study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+            return "lost"
+        self._failed(trial, f"its worker process died {lost} times (exit status {status})")
+        return "failed"
 
     def _interrupt(self, trial: optuna.Trial | _DirectTrial) -> None:
         """Ctrl-C during a candidate: record it as interrupted and queue it for the next run."""
@@ -863,11 +1009,30 @@ class _Search:
             bracket = self.schedule.bracket_for(self.bracket_ordinal)
             self.bracket_ordinal += 1
             trial.set_user_attr(R.ATTR_BRACKET, bracket)
-        seed = _trial_seed(self.config.seed, trial.number)
-        torch.manual_seed(seed)
+        job = _Job(trial, genotype, identity, costs, train_config, bracket,
+                   _trial_seed(self.config.seed, trial.number))  # fmt: skip
+        if self.executor is not None:
+            self.executor.submit(job, self._reporter(job, curves))
+            return "submitted"
+        torch.manual_seed(job.seed)
         model = build_model(
             genotype, self.data.channels, self.data.num_classes, self.data.mean, self.data.std
         )
+        with self._heartbeat(trial):
+            result = fit(
+                model,
+                self.data,
+                self.fidelity,
+                resolution=genotype.resolution,
+                seed=job.seed,
+                config=train_config,
+                report=self._reporter(job, curves),
+            )
+        return self._conclude(job, result, model.cpu().state_dict(), known, curves)
+
+    def _reporter(self, job: _Job, curves: list[EpochCurve]) -> Callable[[int, float], bool]:
+        """The per-epoch report of one training: records it, and says whether to go on."""
+        trial, costs, bracket = job.trial, job.costs, job.bracket
         history: list[float] = []
 
         def report(epoch: int, accuracy: float) -> bool:
@@ -892,16 +1057,18 @@ class _Search:
                 return False
             return True
 
-        with self._heartbeat(trial):
-            result = fit(
-                model,
-                self.data,
-                self.fidelity,
-                resolution=genotype.resolution,
-                seed=seed,
-                config=train_config,
-                report=report,
-            )
+        return report
+
+    def _conclude(
+        self,
+        job: _Job,
+        result: TrainResult,
+        state_dict: Mapping[str, torch.Tensor],
+        known: dict[str, R.TrialRecord],
+        curves: list[EpochCurve],
+    ) -> str:
+        """Record a finished training and tell the study; returns the outcome."""
+        trial, costs, key = job.trial, job.costs, str(job.genotype)
         trial.set_user_attr(R.ATTR_EPOCHS, result.epochs)
         trial.set_user_attr(R.ATTR_SECONDS, result.seconds)
         trial.set_user_attr(R.ATTR_HISTORY, list(result.history))
@@ -914,24 +1081,24 @@ class _Search:
             self._tell(trial, state=TrialState.FAIL)
             return "failed"
         self.rung_entries.append(
-            RungEntry(tuple(self._rank_point(a, costs) for a in result.history), bracket)
+            RungEntry(tuple(self._rank_point(a, costs) for a in result.history), job.bracket)
         )
         if result.status == "stopped" or result.accuracy is None:
             trial.set_user_attr(R.ATTR_STATUS, "pruned")
             self._note_training(trial)
             self._tell(trial, state=TrialState.PRUNED)
-            known[identity] = R.TrialRecord(
+            known[job.identity] = R.TrialRecord(
                 trial.number, key, "pruned", True, result.accuracy, costs, result.epochs, 0.0
             )
             return "pruned"
         # Weights first, then the verdict: a crash in between only means training again.
         path = _model_path(self.run_dir, trial.number)
         path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(model.cpu().state_dict(), path)
+        torch.save(dict(state_dict), path)
         trial.set_user_attr(R.ATTR_STATUS, "complete")
         self._note_training(trial, result.accuracy, costs)
         self._tell(trial, self.objective.values(result.accuracy, costs))
-        known[identity] = R.TrialRecord(
+        known[job.identity] = R.TrialRecord(
             trial.number,
             key,
             "complete",
