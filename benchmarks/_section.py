@@ -19,3 +19,16 @@ def write_section(mark: str, text: str, path: Path = BENCHMARKS) -> None:
     else:
         body = body.rstrip() + "\n\n" + block + "\n"
     path.write_text(body)
+
+
+def cpu_name() -> str:
+    """The processor's model name, as benchmarks record the machine."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or "unknown CPU"

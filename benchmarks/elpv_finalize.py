@@ -18,13 +18,12 @@ import argparse
 import datetime as dt
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from _section import write_section
+from _section import cpu_name, write_section
 
 MARK = "elpv_finalize"
 
@@ -35,16 +34,6 @@ def _search(run: Path, budget: str) -> None:
                "--time-budget", budget, "--trials", "1000", "--seed", "0", "--out", str(run)]  # fmt: skip
     print("running", " ".join(command[1:]), flush=True)
     subprocess.run(command, check=True)
-
-
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def main() -> None:
@@ -135,7 +124,7 @@ def main() -> None:
         [
             "## Finalize on ELPV: the model after each step",
             "",
-            f"{dt.date.today().isoformat()} · {_cpu()}, {os.cpu_count()} cores · "
+            f"{dt.date.today().isoformat()} · {cpu_name()}, {os.cpu_count()} cores · "
             f"`python benchmarks/elpv_finalize.py --run {run}` (finalize took {took}).",
             "",
             f"Trial {best['trial']} of an ELPV search (`{best['genotype']}`), retrained for "

@@ -75,17 +75,17 @@ class Driver:
         return now is None or self.started is None or now == self.started
 
 
-def abandoned(
-    attrs: Mapping[str, Any], *, started: float | None = None, now: float | None = None
-) -> bool:
-    """Whether a RUNNING trial with these user attributes, started at ``started`` (a Unix
-    time), has lost its driver."""
+def abandoned(attrs: Mapping[str, Any], *, now: float | None = None) -> bool:
+    """Whether a RUNNING trial with these user attributes has lost its driver.
+
+    A trial without a recorded driver counts as abandoned: it predates drivers being recorded,
+    or its process died between asking for it and recording itself. (A live process records
+    itself within moments of asking; the runner looks twice before deciding.)
+    """
     now = time.time() if now is None else now
     info = attrs.get(ATTR_DRIVER)
     if not isinstance(info, dict):
-        # A driver records itself right after asking for the trial: a young trial without
-        # one is being set up by a live process; an old one predates drivers being recorded.
-        return started is None or now - started > GRACE_S
+        return True
     driver = Driver(str(info.get("host")), int(info.get("pid", -1)), info.get("started"))
     if driver == Driver.this():
         return True  # this very process did not finish it (an exception unwound past it)

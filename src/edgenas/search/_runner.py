@@ -362,6 +362,8 @@ class _Job:
 
 # A candidate whose worker process dies this many times is recorded as failed.
 MAX_LOST = 3
+# How long a process may take between asking for a trial and recording itself on it.
+RECORD_GRACE_S = 2.0
 
 
 def _model_path(run_dir: Path, number: int) -> Path:
@@ -612,14 +614,17 @@ class _Search:
         """Trials left RUNNING by a killed process: mark failed and queue them again (see
         `_driver` for how a dead process is told from a live one)."""
         trials = self.study.get_trials(deepcopy=False)
+        if any(t.state == TrialState.RUNNING and ATTR_DRIVER not in t.user_attrs for t in trials):
+            # Another process may have just asked for it and not yet recorded itself.
+            time.sleep(RECORD_GRACE_S)
+            trials = self.study.get_trials(deepcopy=False)
         queued = {
             t.user_attrs.get(R.ATTR_RETRY_OF) for t in trials if t.state == TrialState.WAITING
         }
         n = 0
         for t in trials:
             # Another live search process may be running it: leave it to that one.
-            started = t.datetime_start.timestamp() if t.datetime_start else None
-            if t.state != TrialState.RUNNING or not abandoned(t.user_attrs, started=started):
+            if t.state != TrialState.RUNNING or not abandoned(t.user_attrs):
                 continue
             if t.number not in queued and t.params:
                 attrs = {R.ATTR_RETRY_OF: t.number, **_carried(t.user_attrs)}
