@@ -255,37 +255,54 @@ def _until_nodes(address: str, count: int, nodes: list[subprocess.Popen[bytes]])
     pytest.fail(f"the Ray cluster at {address} did not reach {count} nodes")
 
 
-def test_a_training_whose_process_is_killed_is_lost_and_the_slot_trains_again(
-    cluster: str,
+def _actor_pids() -> list[int]:
+    """Processes that run a training slot's actor (Ray titles them ray::_TrainWorker)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if (entry / "cmdline").read_bytes().startswith(b"ray::_TrainWorker"):
+                    found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the actor through /proc")
+def test_search_on_a_cluster_survives_a_killed_worker_and_counts_each_training_once(
+    cluster: str, tmp_path: Path
 ) -> None:
-    pool = RayPool(1, _setup(epochs=4), threads=1, address=cluster)
-    try:
-        started = pool.workers[0].started
-        pid, _ = ray.get(started)
-        killed: list[int] = []
+    from _cli import EDGENAS, QUICK
+    from optuna.trial import TrialState
 
-        def kill_at_first_epoch(epoch: int, accuracy: float) -> bool:
-            if not killed:
-                os.kill(pid, signal.SIGKILL)  # the actor runs on this machine (loopback)
-                killed.append(epoch)
-            return True
+    from edgenas.search import _records as R
+    from edgenas.search._runner import open_study
 
-        job = _job(3)
-        pool.submit(job, kill_at_first_epoch)
-        ended = _wait_all(pool)
-        assert [(j, kind, payload) for j, kind, payload in ended] == [(job, "lost", (None,))]
-        assert killed == [1]
-        assert pool.free == 1
-
-        seen, reporter = _recorder()
-        again = _job(3)
-        pool.submit(again, reporter)
-        ended = _wait_all(pool)
-        assert [(j, kind) for j, kind, _ in ended] == [(again, "done")]
-        result, _ = ended[0][2]
-        assert result.status == "complete" and result.epochs == 4
-        assert [epoch for epoch, _ in seen] == [1, 2, 3, 4]
-        assert pool.workers[0].started is not started  # a fresh actor
-    finally:
-        pool.close()
-    assert not ray.is_initialized()
+    run = tmp_path / "run"
+    command = [*EDGENAS, "search", "synthetic", "--executor", "ray", "--address", cluster,
+               "--workers", "1", "--threads", "1", "--trials", "2", "--strategy", "random",
+               "--no-early-stop", "--out", str(run), *QUICK[:-1], "4"]  # fmt: skip
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    killed = None
+    deadline = time.monotonic() + 300
+    while killed is None and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.5)
+        if not (run / "study.db").exists():
+            continue
+        with contextlib.suppress(Exception):
+            trials = open_study(run).get_trials()
+            if any(t.state == TrialState.RUNNING and t.user_attrs.get(R.ATTR_HISTORY)
+                   for t in trials):  # fmt: skip
+                pids = _actor_pids()
+                if pids:
+                    os.kill(pids[0], signal.SIGKILL)  # the worker training it dies
+                    killed = pids[0]
+    _, err = proc.communicate(timeout=600)
+    assert killed is not None, "no training was seen under way"
+    assert proc.returncode == 0, err
+    trials = open_study(run).get_trials()
+    assert sum(t.state == TrialState.COMPLETE for t in trials) == 2
+    lost = [t for t in trials if t.state == TrialState.FAIL]
+    assert len(lost) == 1 and lost[0].user_attrs[R.ATTR_REASON] == R.INTERRUPTED
+    retry = [t for t in trials if t.user_attrs.get(R.ATTR_RETRY_OF) == lost[0].number]
+    assert len(retry) == 1 and retry[0].state == TrialState.COMPLETE
+    assert "the process training it died" in err

@@ -109,4 +109,4 @@ def test_a_worker_killed_during_a_training_is_replaced_and_its_candidate_runs_ag
         retry = [c for c in trials if c.user_attrs.get(R.ATTR_RETRY_OF) == t.number]
         assert len(retry) == 1 and retry[0].state == TrialState.COMPLETE
         assert retry[0].user_attrs[R.ATTR_LOST] == 1
-    assert "worker process died" in err
+    assert "the process training it died" in err

@@ -202,6 +202,20 @@ def search(
             "writer of the study; a worker that dies is replaced and its candidate runs again.",
         ),
     ] = 1,
+    executor: Annotated[
+        str,
+        typer.Option(
+            help="Where trainings run: local (this machine) or ray (a Ray cluster; extra "
+            "edgenas[ray]; --workers sets how many at once, --threads the CPUs each reserves).",
+        ),
+    ] = "local",
+    address: Annotated[
+        str | None,
+        typer.Option(
+            help="With --executor ray: 'auto' (the cluster `ray start --head` made on this "
+            "machine) or HOST:PORT; left out, a Ray instance is started for this search.",
+        ),
+    ] = None,
     storage: Annotated[
         str | None,
         typer.Option(
@@ -291,6 +305,8 @@ def search(
             search_training=search_training,
             storage=storage,
             workers=workers,
+            executor=executor,
+            address=address,
         )
         # SIGTERM (a scheduler stopping the job) ends the search like Ctrl-C: nothing recorded
         # is lost and the interrupted candidate is queued for the next run.

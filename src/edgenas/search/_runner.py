@@ -97,6 +97,11 @@ class SearchConfig:
     storage: str | None = None
     # Trainings at once, each in its own process; the cores are shared out among them.
     workers: int = 1
+    # Where trainings run: "local" (this process, or --workers processes) or "ray".
+    executor: str = "local"
+    # With executor "ray": a running cluster ("auto" for one `ray start` made here, or
+    # HOST:PORT); None starts a Ray instance on this machine for the search.
+    address: str | None = None
 
     def run_dir(self, data_name: str) -> Path:
         return Path(self.out) if self.out else Path("runs") / data_name
@@ -413,6 +418,10 @@ class _Search:
             or (config.workers < 1)
         ):
             raise ConfigError(f"--workers must be a whole number >= 1, got {config.workers!r}")
+        if config.executor not in ("local", "ray"):
+            raise ConfigError(f"--executor takes local or ray, got {config.executor!r}")
+        if config.address is not None and config.executor != "ray":
+            raise ConfigError("--address names a Ray cluster: add --executor ray")
         self.driver = Driver.this()
         self.executor: Any = None  # a pool of training processes with --workers > 1
         self.baselines = [baseline(b) for b in config.baselines]  # check names before any work
@@ -849,8 +858,9 @@ class _Search:
         self._tell(trial, state=TrialState.FAIL)
 
     def _pool(self) -> Any:
-        """The worker processes of ``--workers N`` (N > 1), or None to train in this process."""
-        if self.config.workers <= 1:
+        """The worker processes of ``--workers N`` (N > 1), the actors of ``--executor ray``,
+        or None to train in this process."""
+        if self.config.workers <= 1 and self.config.executor != "ray":
             return None
         from edgenas.search._workers import WorkerPool, WorkerSetup, threads_per_worker
 
@@ -864,6 +874,18 @@ class _Search:
             epochs=self.fidelity.epochs,
             data_fraction=self.fidelity.data_fraction,
         )
+        if self.config.executor == "ray":
+            from edgenas.search._ray import RayPool
+
+            threads = self.config.threads or 1  # CPUs reserved per training on the cluster
+            self.progress.on_phase(
+                f"starting {self.config.workers} training slot(s) on Ray "
+                f"({self.config.address or 'a local instance'}), {threads} CPU(s) each"
+            )
+            return RayPool(
+                self.config.workers, setup, threads, address=self.config.address,
+                gpus_per_training=1.0 if self.config.train_device.startswith("cuda") else 0.0,
+            )  # fmt: skip
         threads = threads_per_worker(self.config.workers, self.config.threads)
         self.progress.on_phase(
             f"starting {self.config.workers} training workers, {threads} thread(s) each"
@@ -911,7 +933,7 @@ class _Search:
         status = payload[0]
         if lost < MAX_LOST or isinstance(trial, _DirectTrial):
             log.warning(
-                "trial %d: its worker process died (exit status %s); it runs again",
+                "trial %d: the process training it died (exit status %s); it runs again",
                 trial.number, status,
             )  # fmt: skip
             if not isinstance(trial, _DirectTrial):
