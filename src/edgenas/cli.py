@@ -206,7 +206,7 @@ def search(
         str,
         typer.Option(
             help="Where trainings run: local (this machine) or ray (a Ray cluster; extra "
-            "edgenas[ray]; --workers sets how many at once, --threads the CPUs each reserves).",
+            "edgenas\\[ray]; --workers sets how many at once, --threads the CPUs each reserves).",
         ),
     ] = "local",
     address: Annotated[
@@ -220,7 +220,7 @@ def search(
         str | None,
         typer.Option(
             help="Keep the study in this database (any SQLAlchemy URL, such as "
-            "postgresql+psycopg://user@host:5432/edgenas; extra edgenas[postgres]) instead of "
+            "postgresql+psycopg://user@host:5432/edgenas; extra edgenas\\[postgres]) instead of "
             "RUN/study.db, so several searches or a dashboard can share it. The study is named "
             "after the run directory; show and finalize find it through RUN/spec.json. Put a "
             "password in PGPASSWORD or ~/.pgpass, not in the URL.",

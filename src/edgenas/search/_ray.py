@@ -32,11 +32,10 @@ import socket
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 from edgenas.errors import ConfigError, EdgenasError
-from edgenas.search._workers import WorkerSetup
+from edgenas.search._workers import WorkerSetup, load_setup_data, train_one
 
 __all__ = ["RayPool"]
 
@@ -102,22 +101,8 @@ class _TrainWorker:
         try:
             import torch
 
-            from edgenas.data import load_dataset
-            from edgenas.train import Fidelity
-
             torch.set_num_threads(threads)
-            data = load_dataset(
-                setup.data,
-                cache_dir=None if setup.cache_dir is None else Path(setup.cache_dir),
-                seed=setup.seed,
-                val_fraction=setup.val_fraction,
-                holdout_fraction=setup.holdout_fraction,
-            )
-            if data.fingerprint() != setup.fingerprint:
-                self._problem = f"the worker read other data ({data.fingerprint()})"
-            else:
-                self._data = data
-                self._fidelity = Fidelity(epochs=setup.epochs, data_fraction=setup.data_fraction)
+            self._data, self._fidelity = load_setup_data(setup)
         except Exception as exc:
             self._problem = f"{type(exc).__name__}: {exc}"
 
@@ -130,26 +115,15 @@ class _TrainWorker:
         if self._problem is not None:
             self._events.put(("fatal", number, self._problem))
             return
+
+        def report(epoch: int, accuracy: float) -> bool:
+            self._events.put(("epoch", number, epoch, accuracy))
+            return self._answer(number, epoch)
+
         try:
-            import torch
-
-            from edgenas.arch import Genotype, build_model
-            from edgenas.train import fit
-
-            data = self._data
-            genotype = Genotype.parse(genotype_text)
-            torch.manual_seed(seed)
-            model = build_model(genotype, data.channels, data.num_classes, data.mean, data.std)
-
-            def report(epoch: int, accuracy: float) -> bool:
-                self._events.put(("epoch", number, epoch, accuracy))
-                return self._answer(number, epoch)
-
-            result = fit(
-                model, data, self._fidelity, resolution=genotype.resolution, seed=seed,
-                config=config, report=report,
-            )  # fmt: skip
-            state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+            result, state = train_one(
+                self._data, self._fidelity, genotype_text, config, seed, report
+            )
             self._events.put(("done", number, result, state))
         except BaseException as exc:
             self._events.put(

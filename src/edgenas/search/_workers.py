@@ -45,12 +45,12 @@ class WorkerSetup:
     data_fraction: float
 
 
-def _worker_main(conn: Connection, setup: WorkerSetup) -> None:
-    import torch
-
-    from edgenas.arch import Genotype, build_model
+def load_setup_data(setup: WorkerSetup) -> tuple[Any, Any]:
+    """The run's data and fidelity as a worker rebuilds them; raises EdgenasError when the data
+    read is not the data the search process read."""
     from edgenas.data import load_dataset
-    from edgenas.train import Fidelity, fit
+    from edgenas.errors import EdgenasError
+    from edgenas.train import Fidelity
 
     data = load_dataset(
         setup.data,
@@ -60,9 +60,37 @@ def _worker_main(conn: Connection, setup: WorkerSetup) -> None:
         holdout_fraction=setup.holdout_fraction,
     )
     if data.fingerprint() != setup.fingerprint:
-        conn.send(("fatal", f"the worker read other data ({data.fingerprint()})"))
+        raise EdgenasError(f"the worker read other data ({data.fingerprint()})")
+    return data, Fidelity(epochs=setup.epochs, data_fraction=setup.data_fraction)
+
+
+def train_one(
+    data: Any, fidelity: Any, genotype_text: str, config: Any, seed: int,
+    report: Callable[[int, float], bool],
+) -> tuple[Any, dict[str, Any]]:  # fmt: skip
+    """Build and train one candidate as the search process would; returns the TrainResult and
+    the weights on the CPU."""
+    import torch
+
+    from edgenas.arch import Genotype, build_model
+    from edgenas.train import fit
+
+    genotype = Genotype.parse(genotype_text)
+    torch.manual_seed(seed)
+    model = build_model(genotype, data.channels, data.num_classes, data.mean, data.std)
+    result = fit(
+        model, data, fidelity, resolution=genotype.resolution, seed=seed, config=config,
+        report=report,
+    )  # fmt: skip
+    return result, {k: v.detach().cpu() for k, v in model.state_dict().items()}
+
+
+def _worker_main(conn: Connection, setup: WorkerSetup) -> None:
+    try:
+        data, fidelity = load_setup_data(setup)
+    except Exception as exc:
+        conn.send(("fatal", f"{type(exc).__name__}: {exc}"))
         return
-    fidelity = Fidelity(epochs=setup.epochs, data_fraction=setup.data_fraction)
     conn.send(("ready",))
     while True:
         try:
@@ -72,20 +100,13 @@ def _worker_main(conn: Connection, setup: WorkerSetup) -> None:
         if message is None:
             return
         number, genotype_text, config, seed = message
+
+        def report(epoch: int, accuracy: float, number: int = number) -> bool:
+            conn.send(("epoch", number, epoch, accuracy))
+            return bool(conn.recv())
+
         try:
-            genotype = Genotype.parse(genotype_text)
-            torch.manual_seed(seed)
-            model = build_model(genotype, data.channels, data.num_classes, data.mean, data.std)
-
-            def report(epoch: int, accuracy: float, number: int = number) -> bool:
-                conn.send(("epoch", number, epoch, accuracy))
-                return bool(conn.recv())
-
-            result = fit(
-                model, data, fidelity, resolution=genotype.resolution, seed=seed, config=config,
-                report=report,
-            )  # fmt: skip
-            state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+            result, state = train_one(data, fidelity, genotype_text, config, seed, report)
             conn.send(("done", number, result, state))
         except Exception as exc:
             conn.send(("error", number, f"{type(exc).__name__}: {exc}", traceback.format_exc()))
