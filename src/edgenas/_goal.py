@@ -49,19 +49,26 @@ _BOUND = (
 )
 _NUMBER = r"(?P<num>\d+(?:\.\d+)?|\.\d+)\s*(?P<unit>[a-zA-Zµμ]+)?"
 _QUANTITY = "|".join(sorted((re.escape(q) for q in _QUANTITIES), key=len, reverse=True))
+_WHERE = r"(?:\s+(?:on\s+the\s+(?:device|target|board)|per\s+image|per\s+inference))?"
 _QUANTITY_FIRST = re.compile(
-    rf"^(?:(?:a|the)\s+)?(?P<q>{_QUANTITY})\s*(?:(?:{_BOUND})\s*)+{_NUMBER}$"
+    rf"^(?:(?:a|the)\s+)?(?P<q>{_QUANTITY})\s*(?:(?:{_BOUND})\s*)+{_NUMBER}{_WHERE}$"
 )
 _AMOUNT_FIRST = re.compile(
-    rf"^(?:(?:{_BOUND})\s*)*(?:a\s+)?{_NUMBER}(?:\s+(?:of\s+)?(?P<q>{_QUANTITY}))?"
-    r"(?:\s+(?:on\s+the\s+device|per\s+image|per\s+inference))?$"
+    rf"^(?:(?:{_BOUND})\s*)*(?:a\s+)?{_NUMBER}(?:\s+(?:of\s+)?(?P<q>{_QUANTITY}))?{_WHERE}$"
+)
+# An objective opens its clause; a limit may follow it ("best accuracy under 5 ms").
+_REST = r"(?:\s+(?P<rest>.+))?$"
+_PARETO = (
+    r"^(?:trade\s+off\s+|balance\s+|the\s+front\s+of\s+|pareto\s+(?:front\s+)?(?:of\s+)?)?"
+    r"accuracy\s+(?:against|vs\.?|versus|and)\s+latency"
+)
+_MAX_ACCURACY = (
+    r"^(?:maximi[sz]e|max|highest|best|most|top|high|the\s+best|the\s+highest)\s+accuracy"
 )
 _OBJECTIVES = [
-    (re.compile(r"^(?:maximi[sz]e|max|highest|best|most|top|high|the\s+best|the\s+highest)\s+"
-                r"accuracy$"), "accuracy"),  # fmt: skip
-    (re.compile(r"^(?:trade\s+off\s+|balance\s+|the\s+front\s+of\s+|pareto\s+(?:front\s+)?"
-                r"(?:of\s+)?)?accuracy\s+(?:against|vs\.?|versus|and)\s+latency$"), "pareto"),  # fmt: skip
-    (re.compile(r"^pareto(?:\s+front)?$"), "pareto"),
+    (re.compile(_PARETO + _REST), "pareto"),
+    (re.compile(_MAX_ACCURACY + _REST), "accuracy"),
+    (re.compile(r"^pareto(?:\s+front)?" + _REST), "pareto"),
 ]
 _SPLIT = re.compile(r"\s*(?:,|;|\band\b|\bwith\b|\bsubject\s+to\b|\bwhile\b|\bbut\b)\s*")
 
@@ -74,10 +81,7 @@ class Goal:
     limits: dict[str, str] = field(default_factory=dict)
 
     def describe(self) -> str:
-        parts = [
-            f"{_WORDS[k]} ≤ {_PARSE[k](v):g} {_UNITS[k]}"  # type: ignore[operator]
-            for k, v in self.limits.items()
-        ]
+        parts = [f"{_WORDS[k]} ≤ {_PARSE[k](v):g} {_UNITS[k]}" for k, v in self.limits.items()]
         objective = {
             None: "maximize accuracy",
             "accuracy": "maximize accuracy",
@@ -100,7 +104,7 @@ def _limit(clause: str) -> tuple[str, str] | None:
         unit = {"sec": "s", "second": "s", "seconds": "s", "millisecond": "ms",
                 "milliseconds": "ms"}.get(unit, unit)  # fmt: skip
         text = f"{m['num']}{unit}"
-        _PARSE[quantity](text)  # type: ignore[operator]  # a wrong unit raises, naming it
+        _PARSE[quantity](text)  # a wrong unit raises, naming it
         return quantity, text
     return None
 
@@ -120,9 +124,13 @@ def parse_goal(text: str) -> Goal:
     for clause in (c.strip() for c in _SPLIT.split(cleaned)):
         if not clause:
             continue
-        found = next((kind for p, kind in _OBJECTIVES if p.match(clause)), None)
-        if found is not None:
-            objective = found
+        for pattern, kind in _OBJECTIVES:
+            m = pattern.match(clause)
+            if m:
+                objective = kind
+                clause = (m["rest"] or "").strip()
+                break
+        if not clause:
             continue
         try:
             limit = _limit(clause)
@@ -142,7 +150,7 @@ def parse_goal(text: str) -> Goal:
     if unknown:
         raise ConfigError(
             f"the goal {text!r}: not understood: {', '.join(unknown)}. Write it like "
-            "\"maximize accuracy with at most 30 ms latency and 200 MB memory\" (quantities: "
+            '"maximize accuracy with at most 30 ms latency and 200 MB memory" (quantities: '
             "latency, memory, model size, MACs, energy)"
         )
     if objective is None and not limits:

@@ -75,6 +75,15 @@ def search(
             help="Latency limit, such as 5ms (measured with ONNX Runtime on this machine, batch 1)."
         ),
     ] = None,
+    goal: Annotated[
+        str | None,
+        typer.Option(
+            help='What you need in words, such as "maximize accuracy with at most 30 ms latency '
+            'and 200 MB memory" or "accuracy vs latency under 20 ms"; echoed back as '
+            "understood, and anything not understood is named. --max-* and --objective given "
+            "as options win over it.",
+        ),
+    ] = None,
     max_memory: Annotated[
         str | None,
         typer.Option(
@@ -277,6 +286,20 @@ def search(
 
     view = LiveView(err)
     try:
+        if goal is not None:
+            from edgenas._goal import parse_goal
+
+            understood = parse_goal(goal)
+            err.print(f"goal understood: {understood.describe()}", highlight=False)
+            limits = understood.limits
+            # Options given explicitly win over the goal.
+            max_latency = max_latency or limits.get("max_latency")
+            max_memory = max_memory or limits.get("max_memory")
+            max_size = max_size or limits.get("max_size")
+            max_macs = max_macs or limits.get("max_macs")
+            max_energy = max_energy or limits.get("max_energy")
+            if objective == "accuracy" and understood.objective is not None:
+                objective = understood.objective
         constraints = Constraints.parse(max_latency, max_memory, max_size, max_macs, max_energy)
         config = SearchConfig(
             data=data,
