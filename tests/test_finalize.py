@@ -172,6 +172,11 @@ def test_unreachable_target_keeps_earlier_steps(searched: Path) -> None:
     report = json.loads((searched / "final" / "final.json").read_text())
     assert [s["name"] for s in report["steps"]] == ["full training"]
     assert snapshot(searched) == before
+    # A teacher that cannot teach is named before anything is trained or overwritten.
+    proc = run_cli("finalize", str(searched), "--distill", "--teacher", str(searched / "nowhere"))
+    assert proc.returncode == 2 and "genotype.txt and model.pt" in proc.stderr
+    assert "training" not in proc.stderr
+    assert json.loads((searched / "final" / "final.json").read_text()) == report
 
 
 def test_bad_compression_options_are_named() -> None:
@@ -192,6 +197,8 @@ def test_bad_compression_options_are_named() -> None:
         CompressOptions(prune="magnitude", sparsity=1.0)
     with pytest.raises(ConfigError, match="--quantize"):
         CompressOptions(quantize="int4")
+    with pytest.raises(ConfigError, match="add --distill"):
+        CompressOptions(teacher="3")
 
 
 def test_parse_target_and_constraint_check() -> None:

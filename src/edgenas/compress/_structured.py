@@ -45,6 +45,7 @@ __all__ = [
     "ChannelSensitivity",
     "GroupSensitivity",
     "PruneResult",
+    "count_params_macs",
     "latency_cost",
     "layer_sensitivity",
     "load_pruned",
@@ -604,15 +605,43 @@ def size_cost() -> Cost:
     return cost
 
 
+def count_params_macs(model: nn.Module, resolution: int, in_channels: int) -> tuple[int, int]:
+    """Parameters, and multiply-accumulates of one batch-1 inference in the convolutions and
+    linear layers (exact zeros included), as the cost model counts them."""
+    macs = 0
+
+    def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
+        nonlocal macs
+        if isinstance(module, nn.Conv2d):
+            kh, kw = module.kernel_size
+            macs += int(output.numel()) * (module.in_channels // module.groups) * kh * kw
+        elif isinstance(module, nn.Linear):
+            macs += int(output.numel()) * module.in_features
+
+    handles = [
+        m.register_forward_hook(hook)
+        for m in model.modules()
+        if isinstance(m, (nn.Conv2d, nn.Linear))
+    ]
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            model(torch.zeros(1, in_channels, resolution, resolution))
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    return int(sum(p.numel() for p in model.parameters())), int(macs)
+
+
 def macs_cost() -> Cost:
-    """Cost = millions of multiply-accumulates of one image (torch-pruning's op counter)."""
+    """Cost = millions of multiply-accumulates of one image (see `count_params_macs`)."""
 
     def cost(model: nn.Module) -> float:
         net = _network(model, "macs_cost")
         r = net.genotype.resolution
-        x = torch.zeros(1, net.stem.conv.in_channels, r, r)
-        macs, _ = tp.utils.count_ops_and_params(net, x)
-        return float(macs) / 1e6
+        return count_params_macs(net, r, net.stem.conv.in_channels)[1] / 1e6
 
     return cost
 

@@ -308,6 +308,7 @@ def finalize(
         objective_spec.get("kind", "accuracy"), objective_spec.get("weights") or {}, constraints
     )
     chosen = _choose(records, best_attr, objective, pick, top)
+    _check_teacher(options, records)  # before any training, not after it
     profile = _device_profile(options)
     say(f"loading data {spec.get('data')}")
     data = _load_data(run_dir, spec, best_attr)
@@ -407,7 +408,6 @@ def finalize(
             val=val,
             holdout=holdout,
             threads=threads,
-            in_channels=data.channels,
             constraints=constraints,
             predict_latency=predicted_latency,
             predict_memory=predicted_memory,
@@ -484,23 +484,14 @@ def _teacher(
         record = max(trained, key=lambda r: (r.accuracy, -r.number))
     else:
         number = int(given)
-        record = next((r for r in records if r.number == number), None)  # type: ignore[assignment]
-        if record is None or record.state != "complete" or not record.trained:
-            raise ConfigError(
-                f"--teacher {given}: the run has no completed, trained trial {number}"
-            )
+        record = next(r for r in records if r.number == number)  # checked by _check_teacher
     if record.number == student:
         log.warning(
             "the teacher is trial %d, the model being finalized: it teaches a fresh copy of "
             "itself (self-distillation)", student,
         )  # fmt: skip
-    done = next((m for c, m in retrained if c.trial == record.number), None)
-    candidate: FinalCandidate | None = next(
-        (c for c, _ in retrained if c.trial == record.number), None
-    )
-    if done is None:
-        candidate, done = retrain(record)
-    assert candidate is not None
+    found = next((pair for pair in retrained if pair[0].trial == record.number), None)
+    candidate, done = found if found is not None else retrain(record)
     return done, {
         "source": f"trial {record.number}",
         "genotype": record.genotype,
@@ -510,15 +501,30 @@ def _teacher(
     }
 
 
-def _teacher_from_folder(folder: Path, data: Any) -> tuple[Network, dict[str, Any]]:
-    from edgenas.compress import load_pruned
-
-    genotype_file, weights = folder / "genotype.txt", folder / "model.pt"
-    if not genotype_file.is_file() or not weights.is_file():
+def _check_teacher(options: CompressOptions, records: list[R.TrialRecord]) -> None:
+    """A --teacher that cannot teach is named before anything is trained."""
+    given = options.teacher
+    if not options.distill or given is None:
+        return
+    if str(given).strip().isdigit():
+        number = int(given)
+        if not any(r.number == number and r.state == "complete" and r.trained for r in records):
+            raise ConfigError(
+                f"--teacher {given}: the run has no completed, trained trial {number}"
+            )
+        return
+    folder = Path(given)
+    if not (folder / "genotype.txt").is_file() or not (folder / "model.pt").is_file():
         raise ConfigError(
             f"--teacher {folder}: a teacher folder holds genotype.txt and model.pt, as "
             "edgenas finalize writes them in a run's final/ folder; or give a trial number"
         )
+
+
+def _teacher_from_folder(folder: Path, data: Any) -> tuple[Network, dict[str, Any]]:
+    from edgenas.compress import load_pruned
+
+    genotype_file, weights = folder / "genotype.txt", folder / "model.pt"
     try:
         genotype = Genotype.parse(genotype_file.read_text().strip())
         model = load_pruned(genotype, data.channels, data.num_classes, weights)

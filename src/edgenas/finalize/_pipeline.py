@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from edgenas.arch import Genotype, Network, build_model, export_onnx
+from edgenas.compress import count_params_macs
 from edgenas.errors import ConfigError
 from edgenas.finalize._steps import (
     CALIBRATION_IMAGES,
@@ -22,7 +23,6 @@ from edgenas.finalize._steps import (
     CompressOptions,
     Measurer,
     Step,
-    count_params_macs,
     deep_copy,
     latency_side_by_side,
     onnx_agreement,
@@ -128,9 +128,9 @@ class Pipeline:
             teacher, info = self.teacher_source()
             current, step, onnx = self._distill(current, step, onnx, teacher, info)
         if opts.prune == "structured":
-            current, step, onnx = self._structured(current, step, teacher)
+            current, step, onnx = self._structured(current, teacher)
         elif opts.prune in ("magnitude", "movement"):
-            current, step, onnx = self._unstructured(current, step, teacher)
+            current, step, onnx = self._unstructured(current, teacher)
         int8 = self._int8(current, step, onnx) if opts.quantize == "int8" else None
         self._side_by_side()
         return current, int8
@@ -169,9 +169,7 @@ class Pipeline:
             return current, base, base_onnx
         return student, step, onnx
 
-    def _structured(
-        self, current: Network, base: Step, teacher: Network | None
-    ) -> tuple[Network, Step, bytes]:
+    def _structured(self, current: Network, teacher: Network | None) -> tuple[Network, Step, bytes]:
         from edgenas.compress import latency_cost, layer_sensitivity, prune_to_target
 
         opts = self.options
@@ -233,7 +231,7 @@ class Pipeline:
         return memory, "MB"
 
     def _unstructured(
-        self, current: Network, base: Step, teacher: Network | None
+        self, current: Network, teacher: Network | None
     ) -> tuple[Network, Step, bytes]:
         from edgenas.compress import (
             GradualMagnitudePruning,
@@ -335,13 +333,12 @@ class Pipeline:
             return
         self.say("timing every step's model side by side")
         timed = latency_side_by_side(self.models, threads=self.measurer.threads)
-        self.measurer._reference = None
-        steps = []
+        steps: list[Step] = []
         for step, (median, spread) in zip(self.steps, timed, strict=True):
             step = replace(step, latency_ms=median,
                            detail={**step.detail, "latency_iqr_ms": spread})  # fmt: skip
-            if self.measurer._reference is None:
-                self.measurer._reference = (median, step.peak_memory_mb)
+            if not steps:
+                self.measurer.rebase(step)
             steps.append(self.measurer.recheck(step))
         self.steps[:] = steps
         self.save(self.steps)

@@ -83,6 +83,8 @@ class CompressOptions:
                 f"--quantize {self.quantize!r} is unknown; choose from "
                 f"{', '.join(QUANTIZE_METHODS)}"
             )
+        if self.teacher is not None and not self.distill:
+            raise ConfigError("--teacher names the teacher of --distill: add --distill")
         targets = self.targets()
         if self.prune == "structured" and not targets:
             raise ConfigError(
@@ -120,10 +122,6 @@ class CompressOptions:
             "target_size": self.target_size,
         }
         return {k: v for k, v in given.items() if v is not None}
-
-    @property
-    def any(self) -> bool:
-        return self.distill or self.prune != "none" or self.quantize != "none"
 
 
 def parse_target(text: str, current: float, name: str) -> float:
@@ -216,37 +214,6 @@ def check_constraints(
     return out
 
 
-def count_params_macs(model: nn.Module, resolution: int, in_channels: int) -> tuple[int, int]:
-    """Parameters and multiply-accumulates of one batch-1 inference (exact zeros included)."""
-    macs = 0
-
-    def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
-        nonlocal macs
-        if isinstance(module, nn.Conv2d):
-            kh, kw = module.kernel_size
-            per = (module.in_channels // module.groups) * kh * kw
-            macs += int(output.numel()) * per
-        elif isinstance(module, nn.Linear):
-            macs += int(output.numel()) * module.in_features
-
-    handles = [
-        m.register_forward_hook(hook)
-        for m in model.modules()
-        if isinstance(m, (nn.Conv2d, nn.Linear))
-    ]
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            model(torch.zeros(1, in_channels, resolution, resolution))
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was_training)
-    params = sum(p.numel() for p in model.parameters())
-    return int(params), int(macs)
-
-
 def latency_side_by_side(
     models: Sequence[bytes], *, threads: int = 1, rounds: int = 7, runs: int = 30
 ) -> list[tuple[float, float]]:
@@ -311,12 +278,10 @@ class Measurer:
     val: torch.Tensor
     holdout: torch.Tensor
     threads: int
-    in_channels: int
     constraints: Constraints
     predict_latency: float | None  # the profile's prediction for the unpruned architecture
     predict_memory: float | None
     wilson: Callable[[float, int], tuple[float, float]]
-    memory: bool = True
     _baseline: dict[Any, float] = field(default_factory=dict)
     _reference: tuple[float, float | None] | None = None  # first step's latency and memory
 
@@ -351,13 +316,12 @@ class Measurer:
             onnx, threads=self.threads, min_runs=30, stable_within=0.02, max_seconds=20
         ).median_ms
         memory: float | None = None
-        if self.memory:
-            try:
-                memory = measure_onnx_memory(
-                    onnx, threads=self.threads, baseline_mb=self._baseline
-                ).peak_mb
-            except MemoryMeasurementError as exc:
-                log.warning("%s: peak memory not measured (%s)", name, exc)
+        try:
+            memory = measure_onnx_memory(
+                onnx, threads=self.threads, baseline_mb=self._baseline
+            ).peak_mb
+        except MemoryMeasurementError as exc:
+            log.warning("%s: peak memory not measured (%s)", name, exc)
         params, macs = params_macs
         step = Step(
             name=name,
@@ -377,8 +341,12 @@ class Measurer:
             onnx_check=onnx_check or {},
         )
         if self._reference is None:
-            self._reference = (latency, memory)
+            self.rebase(step)
         return self.recheck(step)
+
+    def rebase(self, step: Step) -> None:
+        """Take ``step`` (the fully trained model) as what the device prediction scales from."""
+        self._reference = (step.latency_ms, step.peak_memory_mb)
 
     def recheck(self, step: Step) -> Step:
         """The step's constraints, on its measured costs and on the scaled prediction."""

@@ -237,8 +237,9 @@ def open_study(
                 "several searches a server database with --storage"
             ) from None
         raise ConfigError(
-            f"cannot reach the study database {shown} ({first}): start the server or fix "
-            "the URL; a password goes in PGPASSWORD or ~/.pgpass rather than the URL"
+            f"cannot reach the study database {shown} ({first}): check that the server runs "
+            "(or the file's folder exists) and the URL; a password goes in PGPASSWORD or "
+            "~/.pgpass rather than the URL"
         ) from None
 
 
