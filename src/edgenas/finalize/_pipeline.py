@@ -157,7 +157,7 @@ class Pipeline:
             },
         }
         step, onnx = self._measure_fp32("distillation", student, started, detail=detail)
-        kept = step.val_accuracy >= base.val_accuracy
+        kept = step.val_accuracy > base.val_accuracy  # a tie keeps the simpler recipe
         if not kept:
             self.steps[-1] = step = replace(step, kept=False)
             self.save(self.steps)
