@@ -51,6 +51,9 @@ def test_search_writes_results_json(
     out, proc = searched
     results = json.loads((out / "results.json").read_text())
     assert json.loads(proc.stdout) == results  # --json prints the same document
+    # each trained trial's line says how long the rest of the search takes
+    trained = [ln for ln in proc.stderr.splitlines() if " complete " in ln or " pruned " in ln]
+    assert trained and all(" left" in ln for ln in trained[:-1]), proc.stderr
     assert results["constraints"] == {"max_latency_ms": 2.0}
     trials = results["trials"]
     assert sum(t["trained"] for t in trials) == 5

@@ -116,6 +116,10 @@ def test_distill_prune_quantize_recheck_each_step(searched: Path) -> None:
     report = json.loads(proc.stdout)
     names = [s["name"] for s in report["steps"]]
     assert names == ["full training", "distillation", "structured pruning", "int8"]
+    # progress: each epoch of each training, with the training time left
+    assert "epoch 1/1, validation" in proc.stderr
+    assert "of training left (2 epoch(s))" in proc.stderr  # retraining done; 2 more planned
+    assert "fine-tuning: epoch 1/1" in proc.stderr
     steps = {s["name"]: s for s in report["steps"]}
     distilled = steps["distillation"]
     assert distilled["detail"]["teacher"]["source"].startswith("trial ")

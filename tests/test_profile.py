@@ -89,6 +89,10 @@ def test_device_half_runs_without_pytorch(plan: Path, tmp_path: Path) -> None:
             assert "peak_memory_mb" not in m, key
     assert profile["memory"]["unit"] == "MB"
     assert "peak memory of 2 network(s)" in proc.stderr
+    # each line of progress says how long the rest takes, while there is a rest
+    for line in (ln for ln in proc.stderr.splitlines() if ln.startswith("[")):
+        done, total = line[1:].split("]")[0].removeprefix("memory ").split("/")
+        assert ("s left" in line) == (int(done) < int(total)), line
 
 
 def test_interrupted_profile_resumes_where_it_stopped(

@@ -13,6 +13,8 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from edgenas._eta import TimeLeft
+from edgenas._eta import duration as _duration
 from edgenas.cost import Costs
 from edgenas.search import TrialRecord, pareto_front
 from edgenas.search._frontier import stable_for
@@ -22,13 +24,6 @@ __all__ = ["LiveView", "front_table", "summary_table"]
 
 def _pct(value: float | None) -> str:
     return "—" if value is None else f"{100 * value:.1f}%"
-
-
-def _duration(seconds: float) -> str:
-    seconds = max(0, int(seconds))
-    h, rest = divmod(seconds, 3600)
-    m, s = divmod(rest, 60)
-    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
 
 
 def front_table(
@@ -107,6 +102,7 @@ class LiveView:
         self.phase = ""
         self.started = time.monotonic()
         self.train_times: list[float] = []
+        self._trial_clock = TimeLeft()
         self._live: Live | None = None
 
     # -- SearchProgress -------------------------------------------------------------------
@@ -133,9 +129,13 @@ class LiveView:
 
     def on_trial_start(self, number: int, genotype: str, costs: Costs) -> None:
         self.current = f"training trial {number} ({costs.latency_ms:.2f} ms): {genotype}"
+        self._trial_clock = TimeLeft()
 
     def on_epoch(self, number: int, epoch: int, epochs: int, accuracy: float) -> None:
         self.current = f"training trial {number}: epoch {epoch}/{epochs}, val acc {_pct(accuracy)}"
+        left = self._trial_clock.update(epoch, epochs)
+        if left is not None and epoch < epochs:
+            self.current += f" · this trial about {_duration(left)} more"
 
     def on_trial_end(self, record: TrialRecord, records: list[TrialRecord]) -> None:
         self.records = records
@@ -151,9 +151,11 @@ class LiveView:
             elif record.warm_start:
                 why += f" [warm start {record.warm_start}]"
             front = self._front_line() if record.hypervolume is not None else None
+            left = self._left() if record.trained else None
             self.console.print(
                 f"  trial {record.number:>3} {record.state:<10} {lat:>10}{acc}{why}"
-                + (f" · {front}" if front else ""),
+                + (f" · {front}" if front else "")
+                + (f" · about {_duration(left)} left" if left is not None else ""),
                 highlight=False,
             )
 
@@ -177,9 +179,9 @@ class LiveView:
             line += f" · stable for {stable_for(history)}/{patience}"
         return line
 
-    def _time_line(self) -> str:
-        elapsed = time.monotonic() - self.started
-        parts = [f"elapsed {_duration(elapsed)}"]
+    def _left(self) -> float | None:
+        """Seconds left: the trainings still to run at the mean time of those done, capped
+        by the time budget; None while unknown."""
         deadline = self.info.get("deadline")
         trained = sum(r.trained for r in self.records)
         remaining_trainings = max(0, self.info.get("trials", 0) - trained)
@@ -189,8 +191,13 @@ class LiveView:
         if deadline is not None:
             left = deadline - time.monotonic()
             estimate = min(estimate, left) if estimate is not None else left
-        if estimate is not None:
-            parts.append(f"about {_duration(estimate)} left")
+        return estimate
+
+    def _time_line(self) -> str:
+        parts = [f"elapsed {_duration(time.monotonic() - self.started)}"]
+        left = self._left()
+        if left is not None:
+            parts.append(f"about {_duration(left)} left")
         return " · ".join(parts)
 
     def __rich__(self) -> Panel:

@@ -416,6 +416,7 @@ def quantization_aware_finetune(
     resolution: int,
     seed: int,
     config: TrainConfig,
+    report: Callable[[int, float], bool] | None = None,
 ) -> TrainResult:
     """Fine-tune ``model`` in place under simulated INT8, then leave it a plain fp32 network.
 
@@ -438,6 +439,8 @@ def quantization_aware_finetune(
     re-calibrated (the observers' ranges are not exported). Where post-training INT8 already
     matches fp32 this buys nothing over an ordinary fine-tune; it is the fallback for when it
     does not.
+
+    ``report`` is `fit`'s: called after each epoch with the epoch and validation accuracy.
 
     Returns:
         `fit`'s result; its validation accuracies were measured with the fake quantization on,
@@ -462,8 +465,9 @@ def quantization_aware_finetune(
         for unit, _, _ in folded:
             handles.append(unit.register_forward_hook(_output_quantizer()))
         result = fit(
-            model, data, Fidelity(epochs=epochs), resolution=resolution, seed=seed, config=config
-        )
+            model, data, Fidelity(epochs=epochs), resolution=resolution, seed=seed,
+            config=config, report=report,
+        )  # fmt: skip
     finally:
         for handle in handles:
             handle.remove()

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edgenas._eta import TimeLeft
 from edgenas._io import read_json, write_json
 from edgenas.device._memory import InputSpec, MemoryMeasurementError, measure_onnx_memory
 from edgenas.device._timing import LatencyMeasurement, measure_onnx_latency
@@ -316,12 +317,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads < 1:
         parser.error("--threads must be at least 1")
 
+    timing, measuring = TimeLeft(), TimeLeft()
+
     def report(done: int, total: int, entry: PlanEntry, ms: float) -> None:
-        print(f"[{done}/{total}] {entry.key}: {ms:.3f} ms", file=sys.stderr, flush=True)
+        left = timing.text(done, total)
+        if done == total:
+            measuring.restart()  # peak memory is measured once the timing is over
+        print(f"[{done}/{total}] {entry.key}: {ms:.3f} ms" + (f" · {left}" if left else ""),
+              file=sys.stderr, flush=True)  # fmt: skip
 
     def report_memory(done: int, total: int, entry: PlanEntry, mb: float) -> None:
-        print(f"[memory {done}/{total}] {entry.key}: peak {mb:.1f} MB", file=sys.stderr,
-              flush=True)  # fmt: skip
+        left = measuring.text(done, total)
+        print(f"[memory {done}/{total}] {entry.key}: peak {mb:.1f} MB"
+              + (f" · {left}" if left else ""), file=sys.stderr, flush=True)  # fmt: skip
 
     try:
         profile = profile_plan(args.plan, args.out, threads=args.threads, name=args.name,

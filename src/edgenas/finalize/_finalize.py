@@ -21,7 +21,8 @@ from edgenas._io import write_json
 from edgenas.arch import Genotype, Network, build_model, export_onnx
 from edgenas.errors import ConfigError, EdgenasError
 from edgenas.finalize._card import write_model_card
-from edgenas.finalize._pipeline import STEPS_DIR, Pipeline
+from edgenas.finalize._clock import EpochClock
+from edgenas.finalize._pipeline import STEPS_DIR, Pipeline, planned_epochs
 from edgenas.finalize._steps import CompressOptions, Measurer, Step
 from edgenas.search import _records as R
 from edgenas.search._hyper import TrainingSpace
@@ -332,6 +333,7 @@ def finalize(
         result = fit(
             model, data, Fidelity(epochs=epochs), resolution=genotype.resolution,
             seed=trial_seed, config=config,
+            report=clock.reporter(f"trial {record.number}", epochs),
         )  # fmt: skip
         if result.status == "diverged":
             log.warning("trial %d: training diverged (%s)", record.number, result.reason)
@@ -356,6 +358,7 @@ def finalize(
         )
         return candidate, model
 
+    clock = EpochClock(say, planned=len(chosen) * epochs + planned_epochs(options, epochs))
     results = [retrain(record) for record in chosen]
     # The exported one is chosen on validation accuracy: the holdout only reports.
     results.sort(key=lambda item: -item[0].val_accuracy)
@@ -385,7 +388,11 @@ def finalize(
             log.warning("%s", c.gap_warning)
 
     def teacher() -> tuple[Network, dict[str, Any]]:
-        return _teacher(options.teacher, records, results, retrain, best.trial, data)
+        def retrain_teacher(record: R.TrialRecord) -> tuple[FinalCandidate, Network]:
+            clock.add(epochs)
+            return retrain(record)
+
+        return _teacher(options.teacher, records, results, retrain_teacher, best.trial, data)
 
     def save(steps: list[Step]) -> None:
         out.steps[:] = steps
@@ -417,6 +424,7 @@ def finalize(
         onnx_diff=_onnx_matches,
         save=save,
         say=say,
+        clock=clock,
     )
     try:
         final_model, int8 = pipeline.run(model, best.train_seconds)

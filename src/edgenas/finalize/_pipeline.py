@@ -17,6 +17,7 @@ from torch import nn
 from edgenas.arch import Genotype, Network, build_model, export_onnx
 from edgenas.compress import count_params_macs
 from edgenas.errors import ConfigError
+from edgenas.finalize._clock import EpochClock
 from edgenas.finalize._steps import (
     CALIBRATION_IMAGES,
     SENSITIVITY_IMAGES,
@@ -36,6 +37,25 @@ log = logging.getLogger("edgenas.finalize")
 STEPS_DIR = "steps"
 
 
+def finetune_epochs(options: CompressOptions, epochs: int) -> int:
+    """Fine-tuning epochs after pruning: ``--finetune-epochs``, else a share of training's."""
+    if options.finetune_epochs:
+        return options.finetune_epochs
+    if options.prune == "structured":
+        return max(1, epochs // 3)
+    return max(2, epochs // 2)  # unstructured sparsity is reached gradually while training
+
+
+def planned_epochs(options: CompressOptions, epochs: int) -> int:
+    """The training epochs the compression steps will run after full training of ``epochs``
+    (quantization-aware training, needed only when INT8 loses too much, and retraining a
+    teacher are added when they start)."""
+    planned = epochs if options.distill else 0
+    if options.prune != "none":
+        planned += finetune_epochs(options, epochs)
+    return planned
+
+
 @dataclass
 class Pipeline:
     """Everything the steps share; ``steps`` grows as they complete."""
@@ -52,6 +72,7 @@ class Pipeline:
     onnx_diff: Callable[[nn.Module, bytes, torch.Tensor], float]
     save: Callable[[list[Step]], None]  # writes final.json with the steps so far
     say: Callable[[str], None]
+    clock: EpochClock
 
     def __post_init__(self) -> None:
         self.steps: list[Step] = []
@@ -96,15 +117,15 @@ class Pipeline:
         return self._record(step, onnx), onnx
 
     def _fit(
-        self, model: nn.Module, epochs: int, *, lr_scale: float = 1.0, seed_offset: int = 0,
-        teacher: nn.Module | None = None, hooks: Any = None,
+        self, label: str, model: nn.Module, epochs: int, *, lr_scale: float = 1.0,
+        seed_offset: int = 0, teacher: nn.Module | None = None, hooks: Any = None,
     ) -> None:  # fmt: skip
         config = replace(self.config, lr=self.config.lr * lr_scale)
         result = fit(
             model, self.data, Fidelity(epochs=epochs), resolution=self.resolution,
             seed=self.seed + seed_offset, config=config,
             distill=Distillation(teacher_for(teacher, self.genotype)) if teacher else None,  # type: ignore[arg-type]
-            hooks=hooks,
+            hooks=hooks, report=self.clock.reporter(label, epochs),
         )  # fmt: skip
         if result.status == "diverged":
             raise ConfigError(
@@ -144,7 +165,7 @@ class Pipeline:
         torch.manual_seed(self.seed)
         student = build_model(self.genotype, self.data.channels, self.data.num_classes,
                               self.data.mean, self.data.std)  # fmt: skip
-        self._fit(student, self.epochs, teacher=teacher)
+        self._fit("distillation", student, self.epochs, teacher=teacher)
         alpha, temperature = Distillation.alpha, Distillation.temperature
         detail = {
             "teacher": info,
@@ -188,9 +209,9 @@ class Pipeline:
         self.say(f"structured pruning: pruning to {name.split('_')[1]} <= {target:.3g} {unit}")
         result = prune_to_target(model, example, cost, target, sensitivity, round_to=round_to)
         before_ft = score(model)
-        epochs = opts.finetune_epochs or max(1, self.epochs // 3)
+        epochs = finetune_epochs(opts, self.epochs)
         self.say(f"structured pruning: fine-tuning {epochs} epoch(s)")
-        self._fit(model, epochs, lr_scale=0.5, seed_offset=1, teacher=teacher)
+        self._fit("fine-tuning", model, epochs, lr_scale=0.5, seed_offset=1, teacher=teacher)
         detail = {
             "target": {
                 "cost": name.removeprefix("target_"),
@@ -251,9 +272,10 @@ class Pipeline:
         targets = sensitivity.targets(opts.sparsity)
         method = GradualMagnitudePruning if opts.prune == "magnitude" else MovementPruning
         pruner = method(model, targets)
-        epochs = opts.finetune_epochs or max(2, self.epochs // 2)
+        epochs = finetune_epochs(opts, self.epochs)
         self.say(f"{opts.prune} pruning to {opts.sparsity:.0%} sparsity over {epochs} epoch(s)")
-        self._fit(model, epochs, lr_scale=0.5, seed_offset=1, teacher=teacher, hooks=pruner)
+        self._fit(f"{opts.prune} pruning", model, epochs, lr_scale=0.5, seed_offset=1,
+                  teacher=teacher, hooks=pruner)  # fmt: skip
         pruner.finish()
         measured = sparsity(model)
         detail = {
@@ -305,9 +327,11 @@ class Pipeline:
                 f"quantization-aware training for {epochs} epoch(s)"
             )
             qat = deep_copy(current)
+            self.clock.add(epochs)
             quantization_aware_finetune(
                 qat, self.data, epochs=epochs, resolution=self.resolution, seed=self.seed + 2,
                 config=replace(self.config, lr=self.config.lr * 0.1),
+                report=self.clock.reporter("quantization-aware training", epochs),
             )  # fmt: skip
             qat_int8 = quantize_int8(export_onnx(qat.cpu().eval()), calibration)
             qat_val = self.measurer.accuracy(qat_int8, self.resolution, val_index)
