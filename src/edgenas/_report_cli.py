@@ -1,0 +1,46 @@
+"""``edgenas report``: a run as one self-contained HTML file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from edgenas.errors import EdgenasError
+
+__all__ = ["report_command"]
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e6:.1f} MB" if n >= 1e6 else f"{n / 1e3:.0f} kB"
+
+
+def report_command(
+    run: Annotated[Path, typer.Argument(help="A run directory written by edgenas search.")],
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="The HTML file to write (default: RUN/report.html)."),
+    ] = None,
+) -> None:
+    """Write one HTML file of a run that reads offline: the Pareto front, the front over
+    time, the blocks of the front, predicted against measured latency, the chosen
+    architecture, the compression steps and the holdout check. Works while the search runs."""
+    import logging
+
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    logging.getLogger("edgenas").setLevel(logging.WARNING)
+    from edgenas.report import write_report
+
+    err = Console(stderr=True)
+    try:
+        path = write_report(run, out)
+    except EdgenasError as exc:
+        # The same one line as the other commands' errors.
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    Console().print(f"wrote {path} ({_size(path.stat().st_size)})", highlight=False, soft_wrap=True)
