@@ -50,6 +50,42 @@ def _fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+def _run_file_commands(ctx: typer.Context) -> dict[str, Any]:
+    """The commands whose options a run file holds, as Typer built them."""
+    from edgenas._runfile import COMMANDS
+
+    root = ctx.find_root()
+    return {name: root.command.get_command(root, name) for name in COMMANDS}  # type: ignore[attr-defined]
+
+
+def _read_config(ctx: typer.Context, value: Path | None) -> Path | None:
+    """Make the run file's values this command's defaults (Click's default_map): options
+    given on the command line win. Eager, so it runs before the other options are read."""
+    if value is None:
+        return None
+    from edgenas._runfile import read_run_file
+
+    try:
+        run_file = read_run_file(value, _run_file_commands(ctx))
+    except EdgenasError as exc:
+        _fail(str(exc))
+        return None
+    ctx.default_map = {**(ctx.default_map or {}), **run_file.defaults[ctx.command.name or ""]}
+    return value
+
+
+_ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        help="A run file (TOML; write one with edgenas init) whose values are this command's "
+        "defaults; options given on the command line win.",
+        is_eager=True,
+        callback=_read_config,
+    ),
+]
+
+
 def _space_from_options(
     space: str, blocks: str | None, kernels: str | None, max_depth: int | None,
     resolution: str | None,
@@ -64,11 +100,12 @@ def _space_from_options(
 @app.command()
 def search(
     data: Annotated[
-        str,
+        str | None,
         typer.Argument(
-            help="A folder of class subfolders, a CSV manifest (path,label[,group]), or a built-in: elpv, elpv4, synthetic."
+            help="A folder of class subfolders, a CSV manifest (path,label[,group]), or a built-in: elpv, elpv4, synthetic. Optional with --config when the file gives data."
         ),
-    ],
+    ] = None,
+    config_file: _ConfigOption = None,
     max_latency: Annotated[
         str | None,
         typer.Option(
@@ -279,6 +316,9 @@ def search(
     Writes RUN/study.db (the record of every trial), RUN/results.json and RUN/best.onnx.
     Interrupt it at any time: running the same command again resumes.
     """
+    if data is None:
+        _fail('give the data: edgenas search DATA, or data = "..." in a --config file')
+        return
     _setup_logging(verbose)
     from edgenas._live import LiveView
     from edgenas.cost import Constraints, EnergyModel, parse_duration
@@ -447,7 +487,14 @@ def show(
 
 @app.command()
 def finalize(
-    run: Annotated[Path, typer.Argument(help="A run directory written by edgenas search.")],
+    run: Annotated[
+        Path | None,
+        typer.Argument(
+            help="A run directory written by edgenas search. Optional with --config when the "
+            "file gives out."
+        ),
+    ] = None,
+    config_file: _ConfigOption = None,
     pick: Annotated[
         str, typer.Option("--pick", help="'best' (the run's best) or a trial number.")
     ] = "best",
@@ -535,6 +582,9 @@ def finalize(
     """Retrain chosen candidates at full fidelity, check them on the holdout, compress the
     best (distill, prune, INT8), re-check the constraints after every step, and export
     final/model.onnx, model.int8.onnx and MODEL_CARD.md."""
+    if run is None:
+        _fail('give the run: edgenas finalize RUN, or out = "..." in a --config file')
+        return
     _setup_logging(verbose)
     from rich.table import Table
 
@@ -619,6 +669,27 @@ def _steps_table(result: Any) -> Any:
             ", ".join(verdicts) or "none set",
         )
     return table
+
+
+@app.command()
+def init(
+    ctx: typer.Context,
+    path: Annotated[Path, typer.Argument(help="The run file to write.")] = Path("run.toml"),
+    force: Annotated[
+        bool, typer.Option("--force", help="Overwrite the file if it exists.")
+    ] = False,
+) -> None:
+    """Write a commented run file: the data, the run directory, every option of search and
+    finalize, and the space. Edit it, then run `edgenas search --config run.toml` and
+    `edgenas finalize --config run.toml`; options given on the command line win."""
+    from edgenas._runfile import write_template
+
+    try:
+        write_template(path, _run_file_commands(ctx), force=force)
+    except EdgenasError as exc:
+        _fail(str(exc))
+        return
+    console.print(f"wrote {path}: edit it, then run edgenas search --config {path}", soft_wrap=True)
 
 
 @app.command()
