@@ -270,43 +270,45 @@ def _architecture(run: RunData) -> str:
         f'<pre class="g">{escape(text)}</pre>',
     ]
     record = run.record(int(trial)) if trial is not None else None
+    head = ["costs", "latency ms", "peak memory MB", "size MB", "params", "MACs",
+            "energy mJ (est.)"]  # fmt: skip
     rows: list[list[str]] = []
     if record is not None and record.costs is not None:
         c = record.costs
-        lat = "predicted for the device" if run.predicted else "measured during the search"
-        rows += [
-            ["latency", _num(c.latency_ms, ".3f", " ms"), lat],
-            ["peak memory", _num(c.peak_memory_mb, ".1f", " MB"), "estimate (calibrated)"],
-            ["size", _num(c.size_mb, ".2f", " MB"), "fp32 weights, analytic"],
-            ["size int8", _num(c.size_int8_mb, ".2f", " MB"), "analytic"],
-            ["parameters", _count(c.params), "analytic"],
-            ["MACs", _count(c.macs), "analytic"],
-            ["energy", _num(c.energy_mj, ".2f", " mJ"), "estimate from MACs and bytes moved"],
-        ]
+        lat = "predicted for the device" if run.predicted else "measured in the search"
+        rows.append(
+            [
+                f"as searched: latency {lat}, size, params and MACs analytic, memory and energy estimated",
+                _num(c.latency_ms),
+                _num(c.peak_memory_mb, ".1f"),
+                f"{_num(c.size_mb, '.2f')} fp32 · {_num(c.size_int8_mb, '.2f')} int8",
+                _count(c.params),
+                _count(c.macs),
+                _num(c.energy_mj, ".2f"),
+            ]
+        )
     best = run.best or {}
     if best.get("trial") == trial and best.get("latency_ms_measured") is not None:
         rows.append(
-            ["latency", _num(best["latency_ms_measured"], ".3f", " ms"),
-             "measured again at the end of the search"]
+            ["measured again at the end of the search", _num(best["latency_ms_measured"]),
+             "", "", "", "", ""]
         )  # fmt: skip
-    steps = (run.final or {}).get("steps") or []
-    kept = [s for s in steps if s.get("kept")]
-    if kept:
-        s = kept[-1]
-        where = f"measured after the last kept step ({s.get('name')})"
-        rows += [
-            ["latency", _num(s.get("latency_ms"), ".3f", " ms"), where],
-            ["peak memory", _num(s.get("peak_memory_mb"), ".1f", " MB"), where],
-            ["ONNX file", _num(s.get("size_mb"), ".2f", " MB"), where],
-        ]
-    if rows:
-        out.append(
-            _table(
-                ["cost", "value", "how it was obtained"],
-                [[escape(a), escape(b), escape(c)] for a, b, c in rows],
-                [False, True, False],
+    for step in (run.final or {}).get("steps") or []:
+        if step.get("kept"):
+            rows.append(
+                [
+                    f"measured after the finalize step {step.get('name')} (ONNX file)",
+                    _num(step.get("latency_ms")),
+                    _num(step.get("peak_memory_mb"), ".1f"),
+                    _num(step.get("size_mb"), ".2f"),
+                    _count(step.get("params")),
+                    _count(step.get("macs")),
+                    "",
+                ]
             )
-        )
+    if rows:
+        cells = [[escape(cell) for cell in row] for row in rows]
+        out.append(_table(head, cells, [False] + [True] * 6, cls="costs"))
     return "".join(out)
 
 
@@ -414,7 +416,9 @@ def _val_holdout(run: RunData) -> str:
             warnings.append(f'<p class="warn">⚠ {escape(name)}: {escape(str(gap))}</p>')
     table = _table(
         ["model", "validation [95%]", "holdout [95%]",
-         f"intervals ({100 * lo:.0f}–{100 * hi:.0f}%): validation, holdout"],
+         f"intervals ({100 * lo:.0f}–{100 * hi:.0f}%): "
+         '<span style="color:#0072B2">validation</span>, '
+         '<span style="color:#D55E00">holdout</span>'],
         rows, [False, True, True, False],
     )  # fmt: skip
     note = (
@@ -453,7 +457,7 @@ def render_report(run: RunData) -> str:
         return f'<div class="plot">{html}</div>'
 
     sections: list[tuple[str, str, Callable[[], str]]] = [
-        ("front", "Validation accuracy against latency: the Pareto front",
+        ("front", "The Pareto front: validation accuracy against latency",
          lambda: plot("pareto") + _front_table(run)),
         ("over-time", "The front over the search", lambda: plot("front-over-time")),
         ("blocks", "What the front is made of", lambda: plot("front-blocks")),
