@@ -160,3 +160,21 @@ def test_chromium_draws_the_pareto_plot_with_the_runs_points(
     assert any(t.startswith("Validation accuracy against latency") for t in texts)
     over_time, _ = plot_points(dom, "front-over-time")
     assert over_time == 2 * results["summary"]["trained"]  # by trial and by minute
+
+
+def test_a_search_still_running_or_not_started_still_gives_a_page(reported_run: Path) -> None:
+    from dataclasses import replace
+
+    from edgenas.report import RunData, load_run, render_report
+    from edgenas.search import TrialRecord
+
+    run = load_run(reported_run)
+    running = TrialRecord(99, None, "running", False, None, None, 0, 0.0)
+    page = render_report(replace(run, records=(*run.records, running), results=None))
+    assert "still running" in page and "1 running" in page
+    assert page.count('<tr class="best">') == 1  # the front table, read from the study
+
+    empty = RunData(reported_run, (), {"constraints": {"max_latency_ms": 1.0}}, None, None, None)
+    page = render_report(empty)
+    assert "the front is empty" in page and "No best yet" in page
+    assert page.count("Plotly.newPlot(") == 4
