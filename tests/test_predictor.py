@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from edgenas.arch import Genotype
 from edgenas.cost import LatencyPredictor, analytic_costs, conv_key, network_ops, parse_conv_key
+from edgenas.cost._predictor import FEATURES, conv_kind
 from edgenas.errors import ConfigError
 from edgenas.profile import load_profile, network_key, prediction_metrics
 from edgenas.profile._check import ms_per_mac
@@ -154,3 +157,82 @@ def test_drift_of_the_machine_during_profiling_is_taken_out() -> None:
     assert 1.0 <= scale <= 1.25
     for key, value in expected.table.items():
         assert corrected.table[key] == pytest.approx(value * scale, rel=1e-6)
+
+
+def _by_definition(predictor: LatencyPredictor, g: Genotype) -> tuple[float, float, float]:
+    """Prediction, uncertainty and coverage as the module doc defines them, one convolution at
+    a time from ``network_ops`` (the vectorised predictor must agree)."""
+    ops = network_ops(g, 3, 10)
+    x = dict.fromkeys(FEATURES, 0.0)
+    x["overhead"] = 1.0
+    var, measured = 0.0, 0
+    first = next(iter(predictor._fallbacks.values()))
+    for op in ops.convs:
+        kind = conv_kind(op)
+        model = predictor._fallbacks.get(kind) or first
+        ms = model(op)
+        value = predictor.table.get(conv_key(op))
+        if value is None:
+            scale = predictor.coefficients[FEATURES.index(f"ms_{kind}")]
+            var += (ms * model.sigma * scale) ** 2
+        else:
+            w_table, w_model = predictor.table_noise**-2, model.sigma**-2
+            ms = (w_table * value + w_model * ms) / (w_table + w_model)
+            measured += 1
+        x[f"ms_{kind}"] += ms
+        x[f"n_{kind}"] += 1
+        x[f"elems_{kind}"] += (op.in_elems + op.out_elems) / 1e6
+    for k, v in ops.elementwise.items():
+        x[k] += v
+    mean = sum(c * x[f] for c, f in zip(predictor.coefficients.tolist(), FEATURES, strict=True))
+    residual = predictor.residual * mean
+    return mean, math.sqrt(var + residual**2), measured / len(ops.convs)
+
+
+def _mixed_genotypes(n: int) -> list[Genotype]:
+    """Random architectures (many of their convolutions missing from the fake profile) and a
+    few odd ones: no blocks, no head, long skips from the stem, projected and not."""
+    rng = np.random.default_rng(2024)
+    odd = [
+        "r32-stem8-head0",
+        "r32-stem8-head64",
+        "r64-stem16-conv_k3_c16-ds_k3_c16_l2-head0",
+        "r64-stem16-conv_k3_c16-ir_k5x3_e1_c24_hs_se_l2-bneck_k3_c24_l2-res_k3_c32_s2_hs-head96",
+        "r48-stem24-ir_k7_e6_c24_id_hs-ds_k3x5_c40_se-conv_k5_c40_id_se_hs_l2-ir_k3_e3_c40_l3",
+    ]
+    return [Genotype.parse(s) for s in odd] + [SPACE.sample(rng) for _ in range(n)]
+
+
+def test_predictions_in_bulk_match_the_definition_one_convolution_at_a_time() -> None:
+    profile = fake_profile()
+    genotypes = _mixed_genotypes(300)
+    bulk = LatencyPredictor(profile, 3, 10)
+    many = bulk.predict_many(genotypes)
+    single = LatencyPredictor(profile, 3, 10)
+    expected = [_by_definition(single, g) for g in genotypes]
+    coverage = [single.coverage(g) for g in genotypes]
+    assert min(coverage) < 0.5 < max(coverage) and sum(c < 1 for c in coverage) > 100
+    for g, value, (ms, sigma, covered), cov in zip(genotypes, many, expected, coverage,
+                                                   strict=True):  # fmt: skip
+        assert value == pytest.approx(ms, rel=1e-9)
+        assert single.predict(g) == pytest.approx((ms, sigma), rel=1e-9)
+        assert cov == pytest.approx(covered, rel=1e-12)
+    # parts kept from earlier calls give the same answer as a new predictor
+    again = bulk.predict_many(genotypes[::-1] + _mixed_genotypes(320)[-20:])
+    assert again[: len(genotypes)] == pytest.approx(many[::-1], rel=1e-12)
+    fresh = LatencyPredictor(profile, 3, 10).predict_many(_mixed_genotypes(320)[-20:])
+    assert again[len(genotypes) :] == pytest.approx(fresh, rel=1e-12)
+    assert bulk.predict_many([]).shape == (0,)
+
+
+def test_table_too_wide_to_pack_is_looked_up_key_by_key() -> None:
+    profile = fake_profile()
+    # a convolution with fields too large to pack the table's keys into 64-bit codes
+    profile["measurements"]["conv_k3x3_s1_g1|100000000>100000000@100000"] = {  # type: ignore[index]
+        "kind": "conv", "median_ms": 1e6}  # fmt: skip
+    predictor = LatencyPredictor(profile, 3, 10)
+    assert predictor._table_mult is None
+    genotypes = _mixed_genotypes(60)
+    many = predictor.predict_many(genotypes)
+    for g, value in zip(genotypes, many, strict=True):
+        assert value == pytest.approx(_by_definition(predictor, g)[0], rel=1e-9)

@@ -26,11 +26,14 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from itertools import chain, repeat
+from operator import attrgetter
 from typing import Any
 
 import numpy as np
 
-from edgenas.arch import BlockGene, BlockShape, Genotype
+from edgenas.arch import BLOCK_TYPES, BlockGene, BlockShape, Genotype
+from edgenas.arch._blocks import bottleneck_width
 from edgenas.cost._analytic import ConvOp, block_ops
 from edgenas.errors import ConfigError
 
@@ -248,11 +251,48 @@ def _table_noise(measurements: Iterable[dict[str, Any]]) -> float:
     return max(1.4826 * float(np.median(np.abs(ratios))) / math.sqrt(2), 0.01)
 
 
+# -- vectorised parts ---------------------------------------------------------------------------
+# A block's gene and input shape, read in C for every block of a batch: the key of its part.
+_BLOCK_KEY = attrgetter("gene.type", "gene.out_channels", "gene.kernel", "gene.stride",
+                        "gene.expansion", "gene.se", "gene.act", "gene.residual", "gene.skip",
+                        "in_channels", "in_size")  # fmt: skip
+_STEM = attrgetter("stem")
+_RESOLUTION = attrgetter("resolution")
+_HEAD = attrgetter("head")
+_TYPE = {t: i for i, t in enumerate(BLOCK_TYPES)}
+
+
+def _fields(n: int, *columns: Any) -> np.ndarray:
+    """``n`` convolutions as rows of in and out channels, kernel height and width, stride,
+    groups and input size (the fields of their profile key); a column may be one number."""
+    fields = np.empty((n, 7), np.int64)
+    for j, column in enumerate(columns):
+        fields[:, j] = column
+    return fields
+
+
+def _add_convs(rows: np.ndarray, who: np.ndarray, convs: tuple[np.ndarray, ...]) -> None:
+    """Add evaluated convolutions to the rows ``who`` names, in order (np.add.at is unbuffered:
+    a row gets its convolutions summed one after another, as a loop over them would)."""
+    kind, ms, var, hit, elems = convs
+    np.add.at(rows, (who, 3 * kind), ms)
+    np.add.at(rows, (who, 3 * kind + 1), 1.0)
+    np.add.at(rows, (who, 3 * kind + 2), elems)
+    np.add.at(rows, (who, _VAR + kind), var)
+    np.add.at(rows[:, _MEASURED], who, hit)
+    np.add.at(rows[:, _TOTAL], who, 1.0)
+
+
 class LatencyPredictor:
     """Predicts the latency of genotypes on one device from its profile (see the module doc).
 
     ``coefficients`` are the calibration (one per name in ``FEATURES``), ``residual`` the
     relative spread of the calibration on the reference networks.
+
+    Predictions are vectorised over all the blocks of all the genotypes asked for: Python only
+    reads each block's fields; the convolutions they run, their table look-ups and the fallback
+    model are evaluated as arrays. A block at a given input shape is evaluated once and kept as
+    a row of a part matrix (a search proposes the same blocks again and again).
     """
 
     def __init__(self, profile: dict[str, Any], in_channels: int, num_classes: int) -> None:
@@ -279,21 +319,24 @@ class LatencyPredictor:
             for k, m in timed.items()
             if m.get("kind") == "network" and k.endswith(suffix)
         }
-        self._fit_fallbacks()
-        self._parts: list[list[float]] = []
+        ops = {key: parse_conv_key(key) for key in self.table}
+        self._fit_fallbacks(ops)
+        self._index_table(ops)
+        # Part rows of the blocks seen so far (and scratch rows after them), and each block's
+        # output channels, output size and long skip.
         self._matrix = np.zeros((0, _WIDTH))
-        self._block_ids: dict[tuple[BlockGene, int, int], int] = {}
-        self._outer_ids: dict[tuple[Any, ...], int] = {}
-        self._conv_cache: dict[ConvOp, tuple[int, float, float, bool, float]] = {}
+        self._block_info = np.zeros((0, 3), np.int64)
+        self._n_parts = 0
+        self._block_ids: dict[tuple[Any, ...], int] = {}
         self.coefficients = _PRIOR.copy()
         self.residual = float("nan")
         self._calibrate()
 
     # -- fitting --------------------------------------------------------------------------
-    def _fit_fallbacks(self) -> None:
+    def _fit_fallbacks(self, parsed: dict[str, ConvOp]) -> None:
         by_kind: dict[str, tuple[list[ConvOp], list[float]]] = {k: ([], []) for k in KINDS}
         for key, value in self.table.items():
-            op = parse_conv_key(key)
+            op = parsed[key]
             by_kind[conv_kind(op)][0].append(op)
             by_kind[conv_kind(op)][1].append(value)
         every = _fit_fallback(
@@ -307,6 +350,37 @@ class LatencyPredictor:
                 self._fallbacks[kind] = model
         if not self._fallbacks:
             raise ConfigError("the profile has too few timed convolutions to predict from")
+        # The model of each kind as arrays (a kind without its own uses the first there is).
+        models = [self._fallbacks.get(k) or next(iter(self._fallbacks.values())) for k in KINDS]
+        self._coef = np.array([m.coef for m in models], float)
+        self._sigma = np.array([m.sigma for m in models], float)
+        with np.errstate(divide="ignore"):
+            self._w_model = self._sigma**-2.0
+        self._w_table = self.table_noise**-2
+
+    def _index_table(self, parsed: dict[str, ConvOp]) -> None:
+        """The table as sorted integer codes of its keys' fields, for look-ups by
+        ``np.searchsorted``: each field is clipped to one past the table's range on either side
+        (values no key has) and the fields are packed in mixed radix. Keys written another way
+        than :func:`conv_key` writes them are never looked up, as before."""
+        ops = [(k, op) for k, op in parsed.items() if conv_key(op) == k]
+        fields = np.array([(o.in_channels, o.out_channels, *o.kernel, o.stride, o.groups,
+                            o.in_size) for _, o in ops], np.int64).reshape(-1, 7)  # fmt: skip
+        values = np.array([self.table[k] for k, _ in ops], float)
+        self._table_lo = fields.min(axis=0) - 1 if ops else np.zeros(7, np.int64)
+        self._table_hi = fields.max(axis=0) + 1 if ops else np.zeros(7, np.int64)
+        radix = [int(r) for r in self._table_hi - self._table_lo + 1]
+        self._table_mult: np.ndarray | None = None
+        self._table_index: dict[tuple[int, ...], int] = {}
+        self._table_values = values
+        if math.prod(radix) < 2**62:
+            mult = np.array([math.prod(radix[i + 1 :]) for i in range(7)], np.int64)
+            codes = (fields - self._table_lo) @ mult
+            order = np.argsort(codes, kind="stable")
+            self._table_mult, self._table_codes = mult, codes[order]
+            self._table_values = values[order]
+        else:  # fields too wide to pack into 64 bits: look up row by row
+            self._table_index = {tuple(r): i for i, r in enumerate(fields.tolist())}
 
     def _calibrate(self) -> None:
         """Ridge regression of the reference networks' latencies on the features, relative
@@ -333,79 +407,219 @@ class LatencyPredictor:
             huber = np.minimum(1.0, 1.345 * spread / np.maximum(np.abs(rel), 1e-12))
         self.residual = float(np.sqrt(np.mean(rel**2)))
 
-    # -- prediction -----------------------------------------------------------------------
-    def _conv(self, op: ConvOp) -> tuple[float, float, bool]:
-        """Latency of one convolution, its variance (ms²) and whether it was measured."""
-        value = self.table.get(conv_key(op))
-        model = self._fallbacks.get(conv_kind(op)) or next(iter(self._fallbacks.values()))
-        ms = model(op)
-        if value is not None:
-            # A single timing is noisy too: weigh it against the model by their spreads.
-            w_table, w_model = self.table_noise**-2, model.sigma**-2
-            return (w_table * value + w_model * ms) / (w_table + w_model), 0.0, True
-        return ms, (ms * model.sigma) ** 2, False
+    # -- convolutions, as arrays ----------------------------------------------------------
+    def _lookup(self, fields: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The table's latency of each convolution (0 where it has none) and whether it has
+        one."""
+        if not len(self._table_values) or not len(fields):
+            return np.zeros(len(fields)), np.zeros(len(fields), bool)
+        if self._table_mult is not None:
+            clipped = np.clip(fields, self._table_lo, self._table_hi) - self._table_lo
+            codes = clipped @ self._table_mult
+            pos = np.searchsorted(self._table_codes, codes)
+            pos[pos == len(self._table_codes)] = 0
+            found = self._table_codes[pos] == codes
+        else:
+            index = self._table_index
+            pos = np.fromiter(map(index.get, map(tuple, fields.tolist()), repeat(-1)), np.intp,
+                              len(fields))  # fmt: skip
+            found = pos >= 0
+        return np.where(found, self._table_values[pos], 0.0), found
 
-    def _part(self, ops: NetworkOps) -> int:
-        """Add a part (a block at its input shape, or what runs outside the blocks) to the
-        part matrix and return its row: features, the fallbacks' variance per kind (ms², before
-        calibration), convolutions measured, convolutions."""
-        vec = [0.0] * _WIDTH
-        for op in ops.convs:
-            c = self._conv_cache.get(op)
-            if c is None:
-                kind = KINDS.index(conv_kind(op))
-                ms, v, hit = self._conv(op)
-                c = (kind, ms, v, hit, (op.in_elems + op.out_elems) / 1e6)
-                self._conv_cache[op] = c
-            kind, ms, v, hit, elems = c
-            vec[3 * kind] += ms
-            vec[3 * kind + 1] += 1
-            vec[3 * kind + 2] += elems
-            vec[_VAR + kind] += v
-            vec[_MEASURED] += hit
-        vec[_TOTAL] = len(ops.convs)
-        for k, value in ops.elementwise.items():
-            vec[_INDEX[k]] += value
-        self._parts.append(vec)
-        return len(self._parts) - 1
+    def _convs(self, fields: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Kind, latency, variance (ms², the fallback's for unmeasured ones), measured and
+        tensor size (millions of elements read and written) of each convolution."""
+        cin, cout, kh, kw, stride, groups, size = fields.T
+        depthwise = groups > 1
+        kind = np.where(depthwise, 2, np.where((kh == 1) & (kw == 1), 1, 0))
+        out = (size + stride - 1) // stride
+        pixels = out * out
+        area = pixels * kh * kw
+        pad_in = -(-cin // 8) * 8
+        # as _conv_features computes them (and in the same order, so the sums are the same)
+        macs = np.where(depthwise, pad_in * area, -(-cout // 8) * 8 * pad_in * area)
+        in_elems, out_elems = cin * size * size, cout * pixels
+        features = (macs / 1e6, np.where(cout < 16, macs, 0) / 1e6,
+                    np.where(cout < 32, macs, 0) / 1e6, in_elems / 1e6, out_elems / 1e6)  # fmt: skip
+        coef = self._coef[kind]
+        model = coef[:, 0] * 1.0
+        for j, feature in enumerate(features, 1):
+            model = model + coef[:, j] * feature
+        model = np.maximum(model, 1e-4)
+        value, hit = self._lookup(fields)
+        # A single timing is noisy too: weigh it against the model by their spreads.
+        w_model = self._w_model[kind]
+        ms = np.where(hit, (self._w_table * value + w_model * model) / (self._w_table + w_model),
+                      model)  # fmt: skip
+        var = np.where(hit, 0.0, (model * self._sigma[kind]) ** 2)
+        return kind, ms, var, hit, (in_elems + out_elems) / 1e6
 
-    def _part_ids(self, g: Genotype) -> list[int]:
-        """The parts a genotype is made of. Parts are cached: a search proposes the same blocks
-        at the same shapes again and again, so most candidates cost a few dictionary lookups."""
-        shapes = g.shapes()
-        last = shapes[-1].out_channels if shapes else g.stem
-        skips = tuple((s.index, s.gene.skip, s.out_channels, s.out_size) for s in shapes
-                      if s.gene.skip)  # fmt: skip
-        outer_key = (g.stem, g.resolution, g.head, last, g.final_size,
-                     tuple(s.out_channels for s in shapes) if skips else (), skips)  # fmt: skip
-        outer = self._outer_ids.get(outer_key)
-        if outer is None:
-            outer = self._outer_ids[outer_key] = self._part(
-                _outer(g, self.in_channels, self.num_classes)
-            )
-        ids = [outer]
-        blocks = self._block_ids
-        for s in shapes:
-            key = (s.gene, s.in_channels, s.in_size)
-            part = blocks.get(key)
-            if part is None:
-                part = blocks[key] = self._part(_block(s.gene, s.in_channels, s.in_size))
-            ids.append(part)
-        return ids
+    # -- parts ----------------------------------------------------------------------------
+    def _block_rows(self, keys: Sequence[tuple[Any, ...]]) -> tuple[np.ndarray, np.ndarray]:
+        """Part rows of blocks given by their ``_BLOCK_KEY``: the features, the fallbacks'
+        variance per kind (ms², before calibration), convolutions measured, convolutions. The
+        convolutions are those of ``block_ops`` without squeeze-excite's (left to its
+        elementwise term), in four slots in execution order: expansion 1×1, spatial,
+        projection (or ResNet's second spatial), shortcut projection. Also each block's output
+        channels, output size and long skip."""
+        n = len(keys)
+        types, cout_, kernel, stride, expansion, se_, act, residual_, skip, cin_, size_ = zip(
+            *keys, strict=True
+        )
+        t = np.array([_TYPE[x] for x in types])
+        conv, res, bneck, ds, ir = (t == _TYPE[x] for x in ("conv", "res", "bneck", "ds", "ir"))
+        cout, cin = np.array(cout_, np.int64), np.array(cin_, np.int64)
+        size, s = np.array(size_, np.int64), np.array(stride, np.int64)
+        e = np.array(expansion, np.int64)
+        kh, kw = np.array(kernel, np.int64).reshape(n, 2).T
+        se, residual = np.array(se_, bool), np.array(residual_, bool)
+        hs = np.array([a == "hswish" for a in act], bool)
+        out = (size + s - 1) // s
+        mid = np.zeros(n, np.int64)
+        if bneck.any():
+            width = {c: bottleneck_width(c) for c in set(cout[bneck].tolist())}
+            mid[bneck] = [width[c] for c in cout[bneck].tolist()]
+        # the block's inner width: bottleneck, depthwise or expanded channels
+        w = np.select([bneck, ds, ir], [mid, cin, cin * e], cout)
+        always = res | bneck
+        one = 1
+        slots = [
+            (bneck | (ir & (e > 1)), _fields(n, cin, w, one, one, one, one, size)),
+            (np.ones(n, bool),
+             _fields(n, np.where(conv | res, cin, w), w, kh, kw, s, np.where(ds | ir, w, 1),
+                     size)),
+            (~conv,
+             _fields(n, w, cout, np.where(res, kh, 1), np.where(res, kw, 1), one, one, out)),
+            (always & ((cin != cout) | (s != 1)), _fields(n, cin, cout, one, one, s, one, size)),
+        ]  # fmt: skip
+        present = np.stack([p for p, _ in slots])
+        fields = np.concatenate([f for _, f in slots])[present.ravel()]
+        evaluated = self._convs(fields)
+        kind, ms, var, hit, elems = (np.zeros(4 * n, a.dtype) for a in evaluated)
+        for whole, part in zip((kind, ms, var, hit, elems), evaluated, strict=True):
+            whole[present.ravel()] = part
+        rows = np.zeros((n, _WIDTH))
+        every = np.arange(n)
+        # slot by slot, as a loop over the block's convolutions adds them (absent ones add 0)
+        for j in range(4):
+            k = kind[j * n : (j + 1) * n]
+            rows[every, 3 * k] += ms[j * n : (j + 1) * n]
+            rows[every, 3 * k + 1] += present[j]
+            rows[every, 3 * k + 2] += elems[j * n : (j + 1) * n]
+            rows[every, _VAR + k] += var[j * n : (j + 1) * n]
+            rows[:, _MEASURED] += hit[j * n : (j + 1) * n]
+        rows[:, _TOTAL] = present.sum(axis=0)
+        # elementwise work, as _block counts it
+        out_elems = cout * out * out
+        count = 5 * se
+        rows[:, _INDEX["elems_se"]] = np.where(se, 2 * w * out * out / 1e6, 0.0)
+        # hard-swish after the expansion and the spatial convolution, and after a ResNet sum
+        hswish = np.where(hs & present[0], w * size * size / 1e6, 0.0)
+        hswish = hswish + np.where(hs, w * out * out / 1e6, 0.0)
+        hswish = hswish + np.where(hs & always, out_elems / 1e6, 0.0)
+        rows[:, _INDEX["elems_hswish"]] = hswish
+        count = count + 2 * (hs & present[0]) + 2 * hs + 2 * (hs & always)
+        rows[:, _INDEX["elems_add"]] = np.where(residual, out_elems / 1e6, 0.0)
+        rows[:, _INDEX["n_elementwise"]] = count + residual
+        return rows, np.stack([cout, out, np.array(skip, np.int64)], axis=1)
+
+    def _reserve(self, rows: int) -> None:
+        if rows > len(self._matrix):
+            size = max(rows, 2 * len(self._matrix), 1024)
+            matrix, info = np.zeros((size, _WIDTH)), np.zeros((size, 3), np.int64)
+            matrix[: self._n_parts] = self._matrix[: self._n_parts]
+            info[: self._n_parts] = self._block_info[: self._n_parts]
+            self._matrix, self._block_info = matrix, info
+
+    def _block_parts(self, shapes: Sequence[BlockShape]) -> np.ndarray:
+        """The part of every block; blocks new to the predictor are evaluated together and
+        kept."""
+        keys = list(map(_BLOCK_KEY, shapes))
+        index = self._block_ids
+        ids = list(map(index.get, keys))
+        if None in ids:
+            missing = [i for i, part in enumerate(ids) if part is None]
+            new = list(dict.fromkeys([keys[i] for i in missing]))
+            first, end = self._n_parts, self._n_parts + len(new)
+            self._reserve(end)
+            self._matrix[first:end], self._block_info[first:end] = self._block_rows(new)
+            self._n_parts = end
+            index.update(zip(new, range(first, end), strict=True))
+            for i in missing:
+                ids[i] = index[keys[i]]
+        return np.fromiter(ids, np.intp, len(ids))
+
+    def _outer_rows(self, gs: Sequence[Genotype], counts: np.ndarray,
+                    info: np.ndarray) -> np.ndarray:  # fmt: skip
+        """What runs outside the blocks of each genotype, as _outer counts it: the stem, the
+        long skips (a 1×1 projection where the channels differ, and the addition) and the head
+        (its 1×1 convolution, pooling and classifier). ``info`` holds the output channels,
+        output size and long skip of every block."""
+        n, m = len(gs), len(info)
+        stem = np.fromiter(map(_STEM, gs), np.int64, n)
+        resolution = np.fromiter(map(_RESOLUTION, gs), np.int64, n)
+        head = np.fromiter(map(_HEAD, gs), np.int64, n)
+        cout, out, skip = info.T
+        ends = np.cumsum(counts)
+        last_block = np.maximum(ends - 1, 0)
+        has_blocks = counts > 0
+        last = np.where(has_blocks, cout[last_block], stem) if m else stem
+        final_size = (resolution + 1) // 2  # the stem's output
+        if m:
+            final_size = np.where(has_blocks, out[last_block], final_size)
+        # long skips: block p adds the output of the block `skip` places back (or the stem's)
+        p = np.flatnonzero(skip)
+        owner = np.repeat(np.arange(n), counts)[p]
+        back = skip[p]
+        index = p - (ends - counts)[owner]
+        src = np.where(index >= back, cout[np.maximum(p - back, 0)], stem[owner])
+        projected = src != cout[p]
+        with_head = np.flatnonzero(head)
+        projecting, target = owner[projected], p[projected]
+        groups = [  # (whose, convolutions) in the order _outer lists them
+            (np.arange(n), _fields(n, self.in_channels, stem, 3, 3, 2, 1, resolution)),
+            (projecting, _fields(len(target), src[projected], cout[target], 1, 1, 1, 1,
+                                 out[target])),
+            (with_head, _fields(len(with_head), last[with_head], head[with_head], 1, 1, 1, 1,
+                                final_size[with_head])),
+        ]  # fmt: skip
+        groups = [(who, fields) for who, fields in groups if len(who)]
+        convs = self._convs(np.concatenate([fields for _, fields in groups]))
+        rows = np.zeros((n, _WIDTH))
+        lo = 0
+        for who, _ in groups:
+            _add_convs(rows, who, tuple(a[lo : lo + len(who)] for a in convs))
+            lo += len(who)
+        np.add.at(rows[:, _INDEX["elems_add"]], owner, cout[p] * out[p] * out[p] / 1e6)
+        final = np.where(head > 0, head, last)
+        rows[:, _INDEX["elems_pool"]] = final * final_size * final_size / 1e6
+        rows[:, _INDEX["elems_fc"]] = final * self.num_classes / 1e6
+        rows[:, _INDEX["n_elementwise"]] = np.bincount(owner, minlength=n) + 2
+        return rows
 
     def _rows(self, genotypes: Iterable[Genotype]) -> np.ndarray:
-        """One row per genotype (the sum of its parts' rows, overhead 1): Python finds the
-        parts, NumPy adds them up for all genotypes at once."""
-        ids: list[int] = []
-        starts: list[int] = []
-        for g in genotypes:
-            starts.append(len(ids))
-            ids.extend(self._part_ids(g))
-        if not starts:
+        """One row per genotype: the sum of what runs outside its blocks and its blocks' part
+        rows, in that order, overhead 1."""
+        gs = list(genotypes)
+        if not gs:
             return np.zeros((0, _WIDTH))
-        if len(self._matrix) != len(self._parts):
-            self._matrix = np.array(self._parts)
-        rows = np.add.reduceat(self._matrix[ids], starts, axis=0)
+        n = len(gs)
+        shapes = list(chain.from_iterable(map(Genotype.shapes, gs)))
+        counts = np.fromiter(map(len, gs), np.int64, n)
+        ids = self._block_parts(shapes)
+        outer = self._outer_rows(gs, counts, self._block_info[ids])
+        # The outer rows go to scratch rows after the parts: one gather then lines up each
+        # genotype's rows, and one reduceat adds them up.
+        first = self._n_parts
+        self._reserve(first + n)
+        self._matrix[first : first + n] = outer
+        starts = np.cumsum(counts) - counts + np.arange(n)
+        order = np.empty(n + len(ids), np.intp)
+        blocks = np.ones(len(order), bool)
+        blocks[starts] = False
+        order[starts] = np.arange(first, first + n)
+        order[blocks] = ids
+        rows = np.add.reduceat(self._matrix[order], starts, axis=0)
         rows[:, _OVERHEAD] = 1.0
         return rows
 
