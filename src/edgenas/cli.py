@@ -16,6 +16,8 @@ from rich.logging import RichHandler
 from rich.text import Text
 
 from edgenas._bench_cli import bench_app
+from edgenas._dashboard import dashboard_command
+from edgenas._report_cli import report_command
 from edgenas.errors import EdgenasError
 
 app = typer.Typer(
@@ -726,6 +728,8 @@ profile_app = typer.Typer(
 )
 app.add_typer(profile_app, name="profile")
 app.add_typer(bench_app, name="bench")
+app.command("report")(report_command)
+app.command("dashboard")(dashboard_command)
 
 
 _SpaceOption = Annotated[
