@@ -1,4 +1,5 @@
-# make demo: a real search on the built-in ELPV solar-cell data (about ten minutes on 2 cores).
+# make demo: a real search on the built-in ELPV solar-cell data (about ten minutes on 2 cores),
+# then its report (runs/elpv-demo/report.html).
 # make test: the test suite. Each creates the virtual environment it needs.
 PYTHON ?= python3
 VENV := .venv
@@ -17,6 +18,7 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/edgenas search elpv --max-latency 1ms --resolution 64 --epochs 4 --trials 40 \
 		--time-budget 8m --baseline mobilenetv2:0.5 --out runs/elpv-demo
+	$(BIN)/edgenas report runs/elpv-demo
 
 test: $(STAMP)
 	$(BIN)/pytest -q
