@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from edgenas import _eta
@@ -73,3 +75,25 @@ def test_epoch_clock_tells_each_epoch_and_the_training_left(clock: FakeClock) ->
     assert lines[1].endswith("about 1m00s of training left (2 epoch(s))")
     assert lines[2].startswith("quantization-aware training: epoch 1/2, validation 60.0%")
     assert lines[2].endswith("(3 epoch(s))")
+
+
+def test_the_live_view_times_each_trial_on_its_own(clock: FakeClock) -> None:
+    """With --workers, epochs of several trials interleave: each keeps its own pace."""
+    import io
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    from edgenas._live import LiveView
+
+    view = LiveView(Console(file=io.StringIO()))
+    costs: Any = SimpleNamespace(latency_ms=1.0)
+    view.on_trial_start(1, "g1", costs)
+    clock.now += 10
+    view.on_trial_start(2, "g2", costs)
+    clock.now += 10
+    view.on_epoch(1, 1, 3, 0.5)  # trial 1: 20 s an epoch, 2 to go
+    assert view.current.endswith("this trial about 40s more")
+    clock.now += 30
+    view.on_epoch(2, 1, 4, 0.5)  # trial 2: 40 s an epoch, 3 to go
+    assert view.current.endswith("this trial about 2m00s more")

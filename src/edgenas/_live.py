@@ -102,7 +102,7 @@ class LiveView:
         self.phase = ""
         self.started = time.monotonic()
         self.train_times: list[float] = []
-        self._trial_clock = TimeLeft()
+        self._trial_clocks: dict[int, TimeLeft] = {}  # per trial: several may train at once
         self._live: Live | None = None
 
     # -- SearchProgress -------------------------------------------------------------------
@@ -129,16 +129,17 @@ class LiveView:
 
     def on_trial_start(self, number: int, genotype: str, costs: Costs) -> None:
         self.current = f"training trial {number} ({costs.latency_ms:.2f} ms): {genotype}"
-        self._trial_clock = TimeLeft()
+        self._trial_clocks[number] = TimeLeft()
 
     def on_epoch(self, number: int, epoch: int, epochs: int, accuracy: float) -> None:
         self.current = f"training trial {number}: epoch {epoch}/{epochs}, val acc {_pct(accuracy)}"
-        left = self._trial_clock.update(epoch, epochs)
+        left = self._trial_clocks.setdefault(number, TimeLeft()).update(epoch, epochs)
         if left is not None and epoch < epochs:
             self.current += f" · this trial about {_duration(left)} more"
 
     def on_trial_end(self, record: TrialRecord, records: list[TrialRecord]) -> None:
         self.records = records
+        self._trial_clocks.pop(record.number, None)
         self.current = ""
         if record.trained and record.train_seconds:
             self.train_times.append(record.train_seconds)
