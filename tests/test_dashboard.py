@@ -110,3 +110,9 @@ def test_busy_port_is_a_clear_error(run_copy: Path) -> None:
         )  # fmt: skip
     assert proc.returncode == 2 and time.monotonic() - started < 60
     assert f"cannot listen on 127.0.0.1:{port}" in proc.stderr and "--port 0" in proc.stderr
+
+
+def test_a_port_out_of_range_is_named(tmp_path: Path) -> None:
+    proc = run_cli("dashboard", str(tmp_path), "--port", "99999", timeout=60)
+    assert proc.returncode == 2 and "--port" in proc.stderr and "65535" in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -216,7 +216,10 @@ def serve_dashboard(run_dir: Path, host: str, port: int, refresh_s: float,
 def dashboard_command(
     run: Annotated[Path, typer.Argument(help="A run directory written by edgenas search.")],
     port: Annotated[
-        int, typer.Option(help="Port to listen on; 0 picks a free one (the URL is printed).")
+        int,
+        typer.Option(
+            min=0, max=65535, help="Port to listen on; 0 picks a free one (the URL is printed)."
+        ),
     ] = 8080,
     host: Annotated[
         str,
@@ -233,12 +236,11 @@ def dashboard_command(
     edgenas's views on the study's page: accuracy against latency coloured by feasibility,
     the front over time, the block types and kernels of the front, predicted against measured
     latency. They follow a search that is still running. Stop with Ctrl-C."""
-    from rich.console import Console
     from rich.markup import escape
 
-    err = Console(stderr=True)
-    logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    logging.getLogger("optuna").setLevel(logging.WARNING)
+    from edgenas.cli import _fail, _setup_logging, err
+
+    _setup_logging(False)
 
     def announce(url: str) -> None:
         print(url, flush=True)  # alone on standard output, for scripts
@@ -248,7 +250,6 @@ def dashboard_command(
     try:
         serve_dashboard(run, host, port, refresh, announce)
     except EdgenasError as exc:
-        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
-        raise typer.Exit(2) from None
+        _fail(str(exc))
     except KeyboardInterrupt:
         err.print("dashboard stopped")

@@ -6,8 +6,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 
 from edgenas.errors import EdgenasError
 
@@ -28,19 +26,13 @@ def report_command(
     """Write one HTML file of a run that reads offline: the Pareto front, the front over
     time, the blocks of the front, predicted against measured latency, the chosen
     architecture, the compression steps and the holdout check. Works while the search runs."""
-    import logging
-
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    logging.getLogger("edgenas").setLevel(logging.WARNING)
+    from edgenas.cli import _fail, _setup_logging, console
     from edgenas.report import write_report
 
-    err = Console(stderr=True)
+    _setup_logging(False)
     try:
         path = write_report(run, out)
     except EdgenasError as exc:
-        # The same one line as the other commands' errors.
-        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
-    Console().print(f"wrote {path} ({_size(path.stat().st_size)})", highlight=False, soft_wrap=True)
+        _fail(str(exc))
+        return
+    console.print(f"wrote {path} ({_size(path.stat().st_size)})", highlight=False, soft_wrap=True)

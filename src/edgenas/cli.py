@@ -48,7 +48,7 @@ def _fail(message: str, code: int = 2) -> None:
     from rich.markup import escape
 
     # Messages name inputs verbatim (such as edgenas[postgres]): not markup.
-    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 

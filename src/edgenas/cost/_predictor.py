@@ -362,7 +362,7 @@ class LatencyPredictor:
         """The table as sorted integer codes of its keys' fields, for look-ups by
         ``np.searchsorted``: each field is clipped to one past the table's range on either side
         (values no key has) and the fields are packed in mixed radix. Keys written another way
-        than :func:`conv_key` writes them are never looked up, as before."""
+        than :func:`conv_key` writes them are never looked up."""
         ops = [(k, op) for k, op in parsed.items() if conv_key(op) == k]
         fields = np.array([(o.in_channels, o.out_channels, *o.kernel, o.stride, o.groups,
                             o.in_size) for _, o in ops], np.int64).reshape(-1, 7)  # fmt: skip

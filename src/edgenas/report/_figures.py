@@ -27,7 +27,7 @@ from edgenas._io import read_json
 from edgenas.arch import BLOCK_TYPES, KERNELS, Genotype
 from edgenas.cost import Constraints
 from edgenas.errors import EdgenasError
-from edgenas.search import TrialRecord, hypervolume_2d, load_result, pareto_front
+from edgenas.search import TrialRecord, load_result, pareto_front
 from edgenas.search._records import STUDY_BEST, STUDY_FRONT, STUDY_HV_REFERENCE
 
 __all__ = ["FIGURES", "RunData", "load_run", "run_figures", "short_genotype"]
@@ -411,36 +411,16 @@ def front_history(run: RunData) -> tuple[str, list[tuple[int, float]]]:
     """The front's measure after each training: (name, [(trial, value)]).
 
     The trials carry it (the runner records it after every training); ``results.json``'s
-    ``hypervolume.history`` is the same. Runs from before it existed get it recomputed with
-    the search's own function (:func:`edgenas.search.hypervolume_2d`) or the best score.
+    ``hypervolume.history`` is the same. A run searched before edgenas recorded it has none.
     """
-    pareto = run.objective == "pareto"
-    name = "hypervolume" if pareto else "best score" if run.objective == "weighted" else (
-        "best accuracy"
+    name = "hypervolume" if run.objective == "pareto" else (
+        "best score" if run.objective == "weighted" else "best accuracy"
     )  # fmt: skip
     stored = [(r.number, r.hypervolume) for r in run.records if r.hypervolume is not None]
     if stored:
         return name, [(n, float(v)) for n, v in stored]
     history = ((run.results or {}).get("hypervolume") or {}).get("history") or []
-    if history:
-        return name, [(int(h["trial"]), float(h["value"])) for h in history]
-    # Recompute: the runner's rule (feasible complete trainings only).
-    reference = run.hv_reference or run.constraints.max_latency_ms
-    finished: list[tuple[float, float]] = []
-    out: list[tuple[int, float]] = []
-    for r in run.records:
-        if not r.trained:
-            continue
-        if r.state == "complete" and r.accuracy is not None and r.costs is not None:
-            finished.append((r.accuracy, r.costs.latency_ms))
-        if pareto:
-            if reference is None and finished:
-                reference = 1.1 * max(lat for _, lat in finished)
-            value = hypervolume_2d(finished, reference) if reference and finished else 0.0
-        else:
-            value = max((a for a, _ in finished), default=0.0)
-        out.append((r.number, value))
-    return name, out
+    return name, [(int(h["trial"]), float(h["value"])) for h in history]
 
 
 def front_over_time_figure(run: RunData) -> go.Figure:
@@ -489,7 +469,7 @@ def front_over_time_figure(run: RunData) -> go.Figure:
     )
     if not history:
         fig.add_annotation(
-            text="no training finished yet", showarrow=False, xref="paper", yref="paper",
+            text="no front recorded yet: no training has finished", showarrow=False, xref="paper", yref="paper",
             x=0.5, y=0.5,
         )  # fmt: skip
     return fig
