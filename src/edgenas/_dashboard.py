@@ -95,7 +95,7 @@ class Dashboard:
 
         from edgenas.report import load_run, run_figures
 
-        run = load_run(self.run_dir)
+        run = load_run(self.run_dir, self.study)  # no new connection per refresh
         saved = 0
         note = _note(run)
         if self._saved.get("note") != note:

@@ -20,6 +20,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import optuna
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
@@ -28,7 +29,13 @@ from edgenas.arch import BLOCK_TYPES, KERNELS, Genotype
 from edgenas.cost import Constraints
 from edgenas.errors import EdgenasError
 from edgenas.search import TrialRecord, load_result, pareto_front
-from edgenas.search._records import STUDY_BEST, STUDY_FRONT, STUDY_HV_REFERENCE
+from edgenas.search._records import (
+    STUDY_BEST,
+    STUDY_FRONT,
+    STUDY_HV_REFERENCE,
+    records_from_study,
+)
+from edgenas.search._runner import SPEC_FILE
 
 __all__ = ["FIGURES", "RunData", "load_run", "run_figures", "short_genotype"]
 
@@ -141,8 +148,9 @@ class RunData:
         return limit is not None and again is not None and again > limit
 
 
-def load_run(run_dir: Path) -> RunData:
-    """Read a run directory: its study (through ``edgenas.search.load_result``),
+def load_run(run_dir: Path, study: optuna.Study | None = None) -> RunData:
+    """Read a run directory: its study (through ``edgenas.search.load_result``, or ``study``
+    when it is open already, as in a dashboard that reads the run again and again),
     ``results.json`` and ``final/final.json`` when present.
 
     Raises ``EdgenasError`` for a folder that holds no search.
@@ -150,7 +158,12 @@ def load_run(run_dir: Path) -> RunData:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise EdgenasError(f"{run_dir} is not a folder; give a run directory edgenas search wrote")
-    study, records, spec = load_result(run_dir)
+    if study is None:
+        study, records, spec = load_result(run_dir)
+    else:
+        records = records_from_study(study)
+        saved = read_json(run_dir / SPEC_FILE)
+        spec = saved if isinstance(saved, dict) else {}
     results = read_json(run_dir / "results.json")
     results = results if isinstance(results, dict) else None
     final = read_json(run_dir / "final" / "final.json")
