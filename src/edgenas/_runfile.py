@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgenas.config import _TOML_KEYS as SPACE_KEYS
+from edgenas.config import SPACE_KEYS
 from edgenas.errors import ConfigError
 
 if sys.version_info >= (3, 11):

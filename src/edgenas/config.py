@@ -34,9 +34,9 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-__all__ = ["load_space"]
+__all__ = ["SPACE_KEYS", "load_space"]
 
-_TOML_KEYS = {
+SPACE_KEYS = {
     "blocks", "kernels", "expansions", "max_depth", "resolutions", "stems", "heads", "se",
     "skips", "stages", "name",
 }  # fmt: skip
@@ -88,11 +88,11 @@ def _space_from_toml(path: Path, given: dict[str, Any]) -> SearchSpace:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"space file {path} is not valid TOML: {exc}") from None
     data = data.get("space", data)
-    unknown = set(data) - _TOML_KEYS
+    unknown = set(data) - SPACE_KEYS
     if unknown:
         raise ConfigError(
             f"space file {path}: key(s) {', '.join(sorted(unknown))} unknown; "
-            f"use {', '.join(sorted(_TOML_KEYS))}"
+            f"use {', '.join(sorted(SPACE_KEYS))}"
         )
     merged = {**data, **given}
     base = edge_space(
