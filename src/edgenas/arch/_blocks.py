@@ -61,10 +61,14 @@ class ConvBnAct(nn.Module):
         return self.act(self.bn(self.conv(x)))
 
 
+#: Squeeze-excite's bottleneck: a quarter of the channels (rounded by ``make_divisible``).
+SE_RATIO = 0.25
+
+
 class SqueezeExcite(nn.Module):
     """Channel attention: global pool, bottleneck of a quarter of the channels, hard-sigmoid gate."""
 
-    def __init__(self, channels: int, ratio: float = 0.25) -> None:
+    def __init__(self, channels: int, ratio: float = SE_RATIO) -> None:
         super().__init__()
         hidden = make_divisible(channels * ratio)
         self.reduce = nn.Conv2d(channels, hidden, 1)

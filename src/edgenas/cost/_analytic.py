@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from edgenas.arch import BlockShape, Genotype, make_divisible
-from edgenas.arch._blocks import bottleneck_width
+from edgenas.arch._blocks import SE_RATIO, bottleneck_width
 
 __all__ = ["AnalyticCosts", "ConvOp", "analytic_costs", "block_ops"]
 
@@ -60,7 +60,7 @@ class ConvOp:
 
 
 def _se_ops(channels: int, size: int) -> list[ConvOp]:
-    hidden = make_divisible(channels * 0.25)
+    hidden = make_divisible(channels * SE_RATIO)
     # SE works on a 1×1 pooled tensor; the full-size tensor stays alive while it runs.
     return [
         ConvOp(channels, hidden, (1, 1), 1, 1, 1, bias=True),

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from edgenas.arch import BLOCK_TYPES, BlockGene, BlockShape, Genotype
-from edgenas.arch._blocks import bottleneck_width
+from edgenas.arch._blocks import SE_RATIO, bottleneck_width, make_divisible
 from edgenas.cost._analytic import ConvOp, block_ops
 from edgenas.errors import ConfigError
 
@@ -42,11 +42,12 @@ __all__ = ["LatencyPredictor", "NetworkOps", "conv_key", "network_ops", "parse_c
 KINDS = ("dense", "pointwise", "depthwise")
 ELEMENTWISE = ("hswish", "add", "se", "pool", "fc")
 # Columns of the calibration: per kind the summed table latency, the count and the tensor size
-# (MB of activations read and written), then elements moved per elementwise operator, then a
-# constant.
+# (MB of activations read and written), then elements moved per elementwise operator, the
+# multiply-adds of squeeze-excite's two 1×1 convolutions, then a constant.
 FEATURES = (
     *(f"{f}_{k}" for k in KINDS for f in ("ms", "n", "elems")),
     *(f"elems_{e}" for e in ELEMENTWISE),
+    "macs_se",
     "n_elementwise",
     "overhead",
 )
@@ -113,8 +114,11 @@ def _block(gene: BlockGene, in_channels: int, in_size: int) -> NetworkOps:
     se = [o for o in ops if o.bias]  # squeeze-excite's convolutions on the pooled tensor
     ew: dict[str, float] = {}
     out_elems = gene.out_channels * out_size**2
-    if se:  # pool, gate and multiply over the full tensor; its two 1×1 convolutions are tiny
+    if se:  # pool, gate and multiply over the full tensor, and its two 1×1 convolutions
         _add(ew, "elems_se", 2 * se[0].in_channels * out_size**2 / 1e6)
+        # on a 1×1 tensor these read their weights once per inference: memory-bound, and
+        # not small in a wide block (a 1536-channel expansion gates through 2 × 1536 × 384)
+        _add(ew, "macs_se", sum(o.in_channels * o.out_channels for o in se) / 1e6)
         _add(ew, "n_elementwise", 5)
     if gene.act == "hswish":
         # Hard-swish runs as its own operators; ReLU is fused into the convolution.
@@ -513,6 +517,10 @@ class LatencyPredictor:
         out_elems = cout * out * out
         count = 5 * se
         rows[:, _INDEX["elems_se"]] = np.where(se, 2 * w * out * out / 1e6, 0.0)
+        if se.any():  # squeeze-excite's 1×1 convolutions: w → a quarter of w → w
+            hidden = {c: make_divisible(c * SE_RATIO) for c in set(w[se].tolist())}
+            squeeze = np.array([hidden[c] for c in w[se].tolist()], np.int64)
+            rows[se, _INDEX["macs_se"]] = 2 * w[se] * squeeze / 1e6
         # hard-swish after the expansion and the spatial convolution, and after a ResNet sum
         hswish = np.where(hs & present[0], w * size * size / 1e6, 0.0)
         hswish = hswish + np.where(hs, w * out * out / 1e6, 0.0)
