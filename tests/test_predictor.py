@@ -11,6 +11,7 @@ import pytest
 
 from edgenas.arch import Genotype
 from edgenas.cost import LatencyPredictor, analytic_costs, conv_key, network_ops, parse_conv_key
+from edgenas.cost._analytic import block_ops
 from edgenas.cost._predictor import FEATURES, conv_kind
 from edgenas.errors import ConfigError
 from edgenas.profile import load_profile, network_key, prediction_metrics
@@ -34,9 +35,16 @@ def _fake_ms(key: str) -> float:
     return parse_conv_key(key).macs / 1e7 + 0.005
 
 
+def _se_mmacs(g: Genotype) -> float:
+    """Multiply-adds (millions) of the squeeze-excite convolutions of a genotype."""
+    return sum(o.in_channels * o.out_channels for s in g.shapes() for o in block_ops(s)
+               if o.bias) / 1e6  # fmt: skip
+
+
 def fake_profile(scale: float = 1.1, per_conv: float = 0.02, overhead: float = 0.05,
-                 networks: int = 40) -> dict[str, object]:  # fmt: skip
-    """Convolutions cost 1 ms per 10 MMACs plus 5 µs; networks add calibration terms on top."""
+                 networks: int = 40, per_se_mmac: float = 0.0) -> dict[str, object]:  # fmt: skip
+    """Convolutions cost 1 ms per 10 MMACs plus 5 µs; networks add calibration terms on top
+    (with ``per_se_mmac``, ms per million multiply-adds of squeeze-excite's convolutions)."""
     rng = np.random.default_rng(0)
     measurements: dict[str, object] = {}
     genotypes = [SPACE.sample(rng) for _ in range(60)]
@@ -48,7 +56,8 @@ def fake_profile(scale: float = 1.1, per_conv: float = 0.02, overhead: float = 0
         total = sum(_fake_ms(conv_key(op)) for op in convs)
         measurements[network_key(g, 3, 10)] = {
             "kind": "network",
-            "median_ms": scale * total + per_conv * len(convs) + overhead,
+            "median_ms": scale * total + per_conv * len(convs) + overhead
+            + per_se_mmac * _se_mmacs(g),
         }
     return {"format": "edgenas-profile", "version": 1, "threads": 1, "runtime": {},
             "plan": {"in_channels": 3, "num_classes": 10}, "measurements": measurements}  # fmt: skip
@@ -86,6 +95,24 @@ def test_unseen_architectures_are_predicted_closely_when_the_table_is_exact() ->
     truth = [1.1 * sum(_fake_ms(conv_key(op)) for op in network_ops(g, 3, 10).convs)
              + 0.02 * len(network_ops(g, 3, 10).convs) + 0.05 for g in fresh]  # fmt: skip
     assert prediction_metrics(predictor.predict_many(fresh), truth)["within_10"] >= 0.9
+
+
+def test_squeeze_excite_convolutions_are_calibrated_by_their_multiply_adds() -> None:
+    """On a pooled 1×1 tensor squeeze-excite's convolutions only read their weights: a wide
+    expansion (1536 channels gated through 384) costs what the table of spatial convolutions
+    cannot show, and the calibration learns it from the reference networks."""
+    wide = Genotype.parse("r64-stem16-ir_k3_e6_c192_s2-ir_k5x3_e8_c192_se-head0")
+    plain = Genotype.parse("r64-stem16-ir_k3_e6_c192_s2-ir_k5x3_e8_c192-head0")
+    assert _se_mmacs(wide) == pytest.approx(2 * 1536 * 384 / 1e6)
+
+    def se_cost(per_se_mmac: float) -> float:
+        predictor = LatencyPredictor(fake_profile(per_se_mmac=per_se_mmac), 3, 10)
+        assert predictor.residual < 0.01
+        return predictor.predict(wide)[0] - predictor.predict(plain)[0]
+
+    # what the block's squeeze-excite costs more on a device where its weights cost 0.3 ms per
+    # million multiply-adds than on one where they cost nothing
+    assert se_cost(0.3) - se_cost(0.0) == pytest.approx(0.3 * _se_mmacs(wide), rel=0.1)
 
 
 def test_a_profile_without_convolutions_is_refused() -> None:

@@ -174,6 +174,29 @@ def test_check_reports_the_figures_the_issue_names(plan: Path, tmp_path: Path) -
         f = figures[name]
         assert set(f) == {"within_5", "within_10", "mape", "spearman"}
         assert 0.0 <= f["within_5"] <= f["within_10"] <= 1.0 and f["mape"] >= 0.0
+    # the profile's own two reference networks, timed again: the ceiling of this machine
+    repeat = figures["repeat"]
+    assert set(repeat) == {"n", "within_5", "within_10", "mape", "spearman"}
+    assert repeat["n"] == 2 and 0.0 <= repeat["within_10"] <= 1.0
+
+
+def test_profile_check_cli_shows_the_ceiling_of_this_machine(plan: Path, tmp_path: Path) -> None:
+    """`edgenas profile check` prints the predictor against two references, and the profile's
+    own reference networks timed again: how far this machine's timings move by themselves."""
+    out = tmp_path / "p.json"
+    profile_plan(plan, out, max_seconds=0.02, memory=False)
+    base = [sys.executable, "-m", "edgenas", "profile", "check", str(out), "--n", "2"]
+    wide = {**os.environ, "COLUMNS": "200"}  # one table row per line
+    proc = subprocess.run(base, capture_output=True, text=True, timeout=300, env=wide)
+    assert proc.returncode == 0, proc.stderr
+    for row in ("predictor", "FLOPs-proportional", "sum of operators",
+                "the profile's own timing of 2 reference networks", "ceiling"):  # fmt: skip
+        assert row in proc.stdout
+    proc = subprocess.run([*base, "--json"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    figures = json.loads(proc.stdout)
+    assert figures["n"] == 2 and figures["repeat"]["n"] == 2
+    assert {"predictor", "flops", "block_sum"} <= set(figures)
 
 
 # ---------------------------------------------------------------------------------------------

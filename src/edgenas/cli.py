@@ -868,9 +868,11 @@ def profile_check_command(
 ) -> None:
     """Measure random architectures on this machine and compare the profile's predictor, a
     FLOPs-proportional estimate and a plain sum of operator latencies with the measurements.
-    Each architecture is timed in three passes and its median pass kept. When the profile
-    has anchor timings, the anchor is timed too and the figures are also given with the
-    machine's drift since profiling divided out."""
+    Each architecture is timed in three passes and its median pass kept. Up to 50 of the
+    profile's own reference networks are timed in the same passes and compared with their
+    profiled latency: the ceiling that this machine's timing noise sets for any predictor
+    (`repeat` in --json). When the profile has anchor timings, the anchor is timed too and the
+    figures are also given with the machine's drift since profiling divided out."""
     _setup_logging(False)
     from rich.progress import Progress
     from rich.table import Table
@@ -895,21 +897,32 @@ def profile_check_command(
     table = Table("estimate", "within ±5%", "within ±10%", "MAPE", "Spearman",
                   title=f"{n} architectures, {figures['threads']} thread(s), "
                   f"{100 * figures['coverage']:.0f}% of their convolutions in the profile")  # fmt: skip
-    for name, label in (("predictor", "predictor"), ("flops", "FLOPs-proportional"),
-                        ("block_sum", "sum of operators")):  # fmt: skip
-        f = figures[name]
+    rows = [(figures[name], label) for name, label in (
+        ("predictor", "predictor"), ("flops", "FLOPs-proportional"),
+        ("block_sum", "sum of operators"))]  # fmt: skip
+    steady = figures.get("at_profile_speed") or {}
+    if "predictor" in steady:
+        rows.append((steady["predictor"], "predictor, at the profile's speed"))
+    repeat = figures.get("repeat")
+    if repeat:
+        rows.append((repeat, f"the profile's own timing of {repeat['n']} reference networks"))
+        if "repeat" in steady:
+            rows.append((steady["repeat"], "the same, at the profile's speed"))
+    for f, label in rows:
         table.add_row(label, f"{100 * f['within_5']:.0f}%", f"{100 * f['within_10']:.0f}%",
                       f"{f['mape']:.1f}%", f"{f['spearman']:.3f}")  # fmt: skip
-    steady = figures.get("at_profile_speed")
-    if steady:
-        f = steady["predictor"]
-        table.add_row("predictor, at the profile's speed", f"{100 * f['within_5']:.0f}%",
-                      f"{100 * f['within_10']:.0f}%", f"{f['mape']:.1f}%",
-                      f"{f['spearman']:.3f}")  # fmt: skip
-        table.caption = (
-            f"this machine ran {figures['speed_now_vs_profile']:.2f}× the profile's time for "
-            "the anchor model; the last row divides each measurement by that drift"
+    notes = []
+    if "predictor" in steady:
+        notes.append(
+            f"this machine ran {figures['speed_now_vs_profile']:.2f}× the profile's time for the "
+            "anchor model; rows 'at the profile's speed' divide each measurement by that drift"
         )
+    if repeat:
+        notes.append(
+            "the profile's own timing is what a predictor that knew every network's profiled "
+            "latency exactly would score: the ceiling this machine's timing noise sets"
+        )
+    table.caption = "; ".join(notes) or None
     console.print(table)
 
 

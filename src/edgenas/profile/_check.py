@@ -134,6 +134,7 @@ def check_profile(
     seed: int = 1,
     rounds: int = 3,
     progress: Callable[[int, int], None] | None = None,
+    repeats: int = 50,
 ) -> dict[str, Any]:
     """Measure ``n`` random architectures here and compare three predictions with them: the
     predictor, a FLOPs-proportional estimate (one ms-per-MAC factor fitted on the profile's
@@ -143,7 +144,12 @@ def check_profile(
     architectures): ``speed_now_vs_profile`` says how much slower (>1) this machine runs now
     than while it was profiled, and ``at_profile_speed`` gives the same figures with each
     measurement divided by that speed at its moment — what the predictor can be asked for,
-    since it predicts the machine as it was profiled."""
+    since it predicts the machine as it was profiled.
+
+    ``repeat`` holds the same figures for up to ``repeats`` of the profile's own reference
+    networks, timed here in the same passes, against their latency in the profile: what a
+    predictor that knew every network's profiled latency exactly would score. It is the
+    ceiling this machine's timing noise sets for any predictor."""
     in_channels = int(profile["plan"].get("in_channels") or 3)
     num_classes = int(profile["plan"].get("num_classes") or 10)
     threads = int(profile["threads"])
@@ -155,15 +161,18 @@ def check_profile(
     )
     rng = np.random.default_rng(seed)
     genotypes: list[Genotype] = [space.sample(rng) for _ in range(n)]
-    models = [export_onnx(build_model(g, in_channels, num_classes)) for g in genotypes]
+    # The profile's own reference networks, timed again in the same passes.
+    again = list(refs)[: max(0, min(repeats, n))]
+    models = [export_onnx(build_model(g, in_channels, num_classes)) for g in genotypes + again]
+    total = len(models)
     # The anchor model the device timed again and again while profiling: timed here too, it
     # tells how fast this machine runs now compared with then.
     anchor = _anchor_model(profile, in_channels, num_classes)
     anchor_times: list[float] = []
     # Each network is timed in `rounds` passes over all of them and the median pass is kept:
     # a slow spell of a shared machine then hits one pass of a network, not its result.
-    times = np.zeros((rounds, n))
-    speed = np.ones((rounds, n))
+    times = np.zeros((rounds, total))
+    speed = np.ones((rounds, total))
     for r in range(rounds):
         for i, model in enumerate(models):
             if anchor is not None and i % 25 == 0:
@@ -172,8 +181,9 @@ def check_profile(
             if anchor_times:
                 speed[r, i] = anchor_times[-1]
             if progress:
-                progress(r * n + i + 1, rounds * n)
-    measured = np.median(times, axis=0)
+                progress(r * total + i + 1, rounds * total)
+    measured, measured_again = np.split(np.median(times, axis=0), [n])
+    profiled_again = [refs[g] for g in again]
     pred = predictor.predict_many(genotypes)
     flops = [per_mac * analytic_costs(g, in_channels, num_classes).macs for g in genotypes]
     block_sum = [predictor.block_sum(g) for g in genotypes]
@@ -182,13 +192,18 @@ def check_profile(
     if anchor is not None:
         then = float(np.median([a["median_ms"] for a in profile["anchors"]]))
         # each timing divided by the machine's speed at that moment (relative to the profile)
-        steady = np.median(times / (speed / then), axis=0)
+        steady, steady_again = np.split(np.median(times / (speed / then), axis=0), [n])
         figures["speed_now_vs_profile"] = float(np.median(anchor_times) / then)
         figures["at_profile_speed"] = {
             "predictor": prediction_metrics(pred, steady),
             "flops": prediction_metrics(flops, steady),
             "block_sum": prediction_metrics(block_sum, steady),
         }
+        if again:
+            figures["at_profile_speed"]["repeat"] = {
+                "n": len(again),
+                **prediction_metrics(profiled_again, steady_again),
+            }
     return {
         "n": n,
         "threads": threads,
@@ -198,6 +213,11 @@ def check_profile(
         "predictor": prediction_metrics(pred, measured),
         "flops": prediction_metrics(flops, measured),
         "block_sum": prediction_metrics(block_sum, measured),
+        **(
+            {"repeat": {"n": len(again), **prediction_metrics(profiled_again, measured_again)}}
+            if again
+            else {}
+        ),
         **figures,
     }
 
