@@ -54,10 +54,10 @@ def fake_profile(scale: float = 1.1, per_conv: float = 0.02, overhead: float = 0
     for g in genotypes[:networks]:
         convs = network_ops(g, 3, 10).convs
         total = sum(_fake_ms(conv_key(op)) for op in convs)
+        extra = per_conv * len(convs) + overhead + per_se_mmac * _se_mmacs(g)
         measurements[network_key(g, 3, 10)] = {
             "kind": "network",
-            "median_ms": scale * total + per_conv * len(convs) + overhead
-            + per_se_mmac * _se_mmacs(g),
+            "median_ms": scale * total + extra,
         }
     return {"format": "edgenas-profile", "version": 1, "threads": 1, "runtime": {},
             "plan": {"in_channels": 3, "num_classes": 10}, "measurements": measurements}  # fmt: skip

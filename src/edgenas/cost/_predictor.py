@@ -8,17 +8,19 @@ keyed by everything that sets their cost, such as ``conv_k3x5_s2_g1|16>24@48`` (
 stride 2, 1 group, 16 → 24 channels on a 48×48 input). The prediction is
 
     latency = Σ_kind a_kind · Σ table latencies + b_kind · convolutions + c_kind · tensor size
-              + Σ elementwise coefficients · elements moved + fixed overhead
+              + Σ elementwise coefficients · elements moved
+              + s · squeeze-excite multiply-adds + fixed overhead
 
 with kinds dense (k×k), pointwise (1×1) and depthwise, and every coefficient fitted on whole
 reference networks timed on the same device. The calibration absorbs what timing operators one
 by one adds (the runtime's per-call overhead, the layout reorders at a lone operator's input and
-output) and what it misses (cache effects between operators, the elementwise work). Convolutions
-the profile lacks fall back to a linear model per kind fitted on the measured ones; such
-predictions carry that model's residual spread as their uncertainty. A single timing is noisy
-too (a shared or throttling CPU): the device times every 20th operator twice, the spread of
-those pairs sets how much a table entry (the mean of its timings) is trusted against the
-model.
+output) and what it misses (cache effects between operators, the elementwise work, and
+squeeze-excite's two 1×1 convolutions on the pooled tensor, which only read their weights).
+Convolutions the profile lacks fall back to a linear model per kind fitted on the measured
+ones; such predictions carry that model's residual spread as their uncertainty. A single timing
+is noisy too (a shared or throttling CPU): the device times every 20th operator twice, the
+spread of those pairs sets how much a table entry (the mean of its timings) is trusted against
+the model.
 """
 
 from __future__ import annotations
