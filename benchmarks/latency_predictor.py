@@ -180,8 +180,8 @@ def main() -> None:
             "population of 100, one label changed), each with a new predictor. The machine's "
             "speed drifts: the profile's anchor model, timed during the check, gives the ratio "
             "in the last column, and the rows 'at the profile's speed' divide every "
-            "measurement by that drift. The ceiling: 50 of the profile's own reference networks, "
-            "timed again in the check's passes, scored with their profiled latency as the "
+            "measurement by that drift. The ceiling: the profile's own reference networks "
+            "(up to 50), timed again in the check's passes, scored with their profiled latency as the "
             "prediction; no predictor built from the profile can do much better than the "
             "machine agrees with itself.",
             "",

@@ -20,6 +20,7 @@ from edgenas.cost import conv_key, network_ops
 from edgenas.device import PlanError, measure_onnx_memory, profile_plan, read_plan
 from edgenas.device import _memory as memory_module
 from edgenas.device import _profiler as profiler_module
+from edgenas.errors import ConfigError
 from edgenas.profile import write_plan
 from edgenas.space import edge_space
 
@@ -178,6 +179,8 @@ def test_check_reports_the_figures_the_issue_names(plan: Path, tmp_path: Path) -
     repeat = figures["repeat"]
     assert set(repeat) == {"n", "within_5", "within_10", "mape", "spearman"}
     assert repeat["n"] == 2 and 0.0 <= repeat["within_10"] <= 1.0
+    with pytest.raises(ConfigError, match="at least 1 architecture"):
+        check_profile(load_profile(out), SPACE, n=0)
 
 
 def test_profile_check_cli_shows_the_ceiling_of_this_machine(plan: Path, tmp_path: Path) -> None:

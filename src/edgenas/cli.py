@@ -856,7 +856,7 @@ def profile_check_command(
         Path, typer.Argument(help="A profile written by edgenas-device or edgenas profile local.")
     ],
     n: Annotated[
-        int, typer.Option("--n", help="Random architectures to measure end to end here.")
+        int, typer.Option("--n", min=1, help="Random architectures to measure end to end here.")
     ] = 100,
     space: _SpaceOption = "edge",
     seed: Annotated[
@@ -869,8 +869,8 @@ def profile_check_command(
     """Measure random architectures on this machine and compare the profile's predictor, a
     FLOPs-proportional estimate and a plain sum of operator latencies with the measurements.
     Each architecture is timed in three passes and its median pass kept. Up to 50 of the
-    profile's own reference networks are timed in the same passes and compared with their
-    profiled latency: the ceiling that this machine's timing noise sets for any predictor
+    profile's own reference networks (no more than --n) are timed in the same passes and
+    compared with their profiled latency: the ceiling that this machine's timing noise sets for any predictor
     (`repeat` in --json). When the profile has anchor timings, the anchor is timed too and the
     figures are also given with the machine's drift since profiling divided out."""
     _setup_logging(False)

@@ -146,10 +146,13 @@ def check_profile(
     measurement divided by that speed at its moment — what the predictor can be asked for,
     since it predicts the machine as it was profiled.
 
-    ``repeat`` holds the same figures for up to ``repeats`` of the profile's own reference
-    networks, timed here in the same passes, against their latency in the profile: what a
-    predictor that knew every network's profiled latency exactly would score. It is the
-    ceiling this machine's timing noise sets for any predictor."""
+    ``repeat`` holds the same figures for up to ``repeats`` (and at most ``n``) of the
+    profile's own reference networks, timed here in the same passes, against their latency in
+    the profile as the predictor reads it (the profile's drift divided out): what a predictor
+    that knew every network's profiled latency exactly would score. It is the ceiling this
+    machine's timing noise sets for any predictor."""
+    if n < 1:
+        raise ConfigError(f"the check needs at least 1 architecture to measure, not n={n}")
     in_channels = int(profile["plan"].get("in_channels") or 3)
     num_classes = int(profile["plan"].get("num_classes") or 10)
     threads = int(profile["threads"])
