@@ -5,10 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+import onnxruntime as ort
 import pytest
 import torch
 from torch import nn
 
+from edgenas.arch import build_model, export_onnx
 from edgenas.errors import ConfigError, DataError
 from edgenas.train import (
     Fidelity,
@@ -292,6 +294,7 @@ def test_fidelity_resolve() -> None:
         {"augment_strength": -0.5},
         {"threads": 0},
         {"device": "tpu"},
+        {"precision": "fp8"},
     ],
 )
 def test_train_config_validation(kwargs: dict[str, object]) -> None:
@@ -307,6 +310,122 @@ def test_resolve_device() -> None:
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="CUDA is not available"):
             resolve_device("cuda")
+
+
+# --- memory format and precision --------------------------------------------------------
+
+
+class Probe(nn.Module):
+    """Passes its input through and records, for every training step, its memory format and
+    whether autocast was on."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.channels_last: list[bool] = []
+        self.autocast: list[bool] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and torch.is_grad_enabled():
+            self.channels_last.append(x.is_contiguous(memory_format=torch.channels_last))
+            self.autocast.append(torch.is_autocast_enabled(x.device.type))
+        return x
+
+
+class ProbedNetwork(nn.Module):
+    """An edgenas network with a probe after its stem (16 channels, so the format is visible)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.net = build_model("r16-stem16-ir_k3_e3_c16_s2_se-conv_k5x3_c16_id-head32", 3, 2)
+        self.probe = Probe()
+        self.net.stem.act = nn.Sequential(self.net.stem.act, self.probe)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+def test_fit_trains_channels_last_and_leaves_a_model_that_matches_its_onnx(
+    data: FakeData,
+) -> None:
+    model = ProbedNetwork()
+    result = fit(model, data, Fidelity(epochs=2), resolution=SIDE, seed=0, config=FAST)
+    assert result.status == "complete"
+    # Training ran in channels-last order, in fp32 on the CPU...
+    assert model.probe.channels_last and all(model.probe.channels_last)
+    assert not any(model.probe.autocast)
+    # ...and the weights are back in the standard layout, as callers and state_dicts expect.
+    weights = [p for p in model.parameters() if p.ndim == 4]
+    assert weights and all(p.is_contiguous() for p in weights)
+    assert all(t.is_contiguous() for t in model.state_dict().values())
+    # The exported file computes what the trained model computes.
+    images = data.images(SIDE)[torch.from_numpy(data.splits.val)]
+    x = images.float() / 255.0
+    onnx = export_onnx(model.net)
+    session = ort.InferenceSession(onnx, providers=["CPUExecutionProvider"])
+    (logits,) = session.run(None, {"image": x.numpy()})
+    with torch.no_grad():
+        expected = model.eval()(x).numpy()
+    np.testing.assert_allclose(logits, expected, rtol=1e-4, atol=1e-4)
+    accuracy = float((logits.argmax(1) == data.labels[data.splits.val]).mean())
+    assert accuracy == pytest.approx(result.accuracy)
+
+
+def test_evaluate_restores_the_memory_format() -> None:
+    model = ProbedNetwork().eval()
+    images = torch.randint(0, 256, (8, 3, SIDE, SIDE), dtype=torch.uint8)
+    evaluate(model, images, np.zeros(8, dtype=np.int64))
+    assert all(p.is_contiguous() for p in model.parameters())
+
+
+class MaxGradient:
+    """StepHooks that record the largest gradient after every backward pass."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+        self.seen: list[float] = []
+
+    def after_backward(self, step: int, total: int) -> None:
+        grads = [p.grad.abs().max() for p in self.model.parameters() if p.grad is not None]
+        self.seen.append(float(torch.stack(grads).max()))
+
+    def after_step(self, step: int, total: int) -> None:
+        pass
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_mixed_precision_trains_and_hooks_see_true_gradients(
+    data: FakeData, precision: str
+) -> None:
+    config = TrainConfig(batch_size=32, lr=1e-2, threads=2, device="cpu", precision=precision)
+    model = ProbedNetwork()
+    hooks = MaxGradient(model)
+    result = fit(model, data, Fidelity(epochs=3), resolution=SIDE, seed=0, config=config,
+                 hooks=hooks)  # fmt: skip
+    assert result.status == "complete"
+    assert result.accuracy is not None and result.accuracy > 0.9
+    assert model.probe.autocast and all(model.probe.autocast)
+    assert all(p.dtype == torch.float32 for p in model.parameters())  # fp32 master weights
+    # fp16 scales the loss by 2**16 before backward; the hooks must see unscaled gradients.
+    reference = MaxGradient(fp32 := ProbedNetwork())
+    fit(fp32, data, Fidelity(epochs=1, data_fraction=0.1), resolution=SIDE, seed=0,
+        config=FAST, hooks=reference)  # fmt: skip
+    assert 0.1 < hooks.seen[0] / reference.seen[0] < 10
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_trains_in_mixed_precision_channels_last(data: FakeData) -> None:
+    model = ProbedNetwork()
+    config = TrainConfig(batch_size=32, lr=1e-2, device="cuda")
+    result = fit(model, data, Fidelity(epochs=3), resolution=SIDE, seed=0, config=config)
+    assert result.status == "complete"
+    assert result.accuracy is not None and result.accuracy > 0.9
+    assert all(model.probe.channels_last) and all(model.probe.autocast)
+    assert all(p.is_cuda and p.is_contiguous() for p in model.parameters())
+    images = data.images(SIDE)[torch.from_numpy(data.splits.val)]
+    assert evaluate(model, images, data.labels[data.splits.val]) == pytest.approx(
+        result.accuracy, abs=0.02
+    )
 
 
 # --- augmentation -------------------------------------------------------------------------

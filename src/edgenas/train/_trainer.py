@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -32,12 +33,15 @@ __all__ = [
 # On CUDA, reading the loss back forces a host-device sync; checking it for NaN only every few
 # steps keeps the GPU queue full. On the CPU the check is free and runs every step.
 _CUDA_CHECK_EVERY = 32
-# Validation batches hold no activations for backward, so they can be larger than training's.
-_MIN_EVAL_BATCH = 256
+# On CUDA, forward-only passes (validation, BatchNorm recalibration) run in batches of at least
+# this many images to fill the GPU. On the CPU they use the training batch size: larger batches
+# spill the activations out of the cache, and 256 images at 96 px ran 1.5-2.5x slower than 64.
+_MIN_CUDA_EVAL_BATCH = 256
 # Training images used to re-estimate BatchNorm statistics before each validation.
 _RECALIBRATE_IMAGES = 512
 _DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
 _OPTIMIZERS = ("adamw", "sgd")
+_PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 def _not_int(value: object) -> bool:
@@ -106,6 +110,10 @@ class TrainConfig:
     threads: int | None = None
     # "auto" (CUDA when available), "cpu", "cuda" or "cuda:N".
     device: str = "auto"
+    # Arithmetic of the training steps: "auto" (mixed precision on CUDA, bf16 where the GPU has
+    # it, else fp16 with loss scaling; fp32 on the CPU), "fp32", "bf16" or "fp16" (mixed
+    # precision under torch.autocast). Validation always runs in fp32, as the exported model does.
+    precision: str = "auto"
 
     def __post_init__(self) -> None:
         if _not_int(self.batch_size) or self.batch_size < 2:
@@ -139,6 +147,11 @@ class TrainConfig:
         if not isinstance(self.device, str) or not _DEVICE_PATTERN.fullmatch(self.device):
             raise ConfigError(
                 f"TrainConfig.device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {self.device!r}"
+            )
+        if self.precision not in _PRECISIONS:
+            raise ConfigError(
+                f"TrainConfig.precision must be one of {', '.join(_PRECISIONS)}, "
+                f"got {self.precision!r}"
             )
 
 
@@ -241,14 +254,15 @@ def evaluate(
     images_uint8: torch.Tensor,
     labels: torch.Tensor | np.ndarray,
     *,
-    batch_size: int = _MIN_EVAL_BATCH,
+    batch_size: int | None = None,
     device: torch.device | str | None = None,
 ) -> float:
     """Top-1 accuracy (0..1) of ``model`` on uint8 images ``(N, C, H, W)``.
 
     Images are moved to the device batch by batch and scaled to [0, 1] as in training. The
     model is moved to ``device`` if one is given (a name as in `resolve_device`); by default it
-    stays where it is. Its train/eval mode is restored afterwards.
+    stays where it is. Its train/eval mode and memory format are restored afterwards.
+    ``batch_size`` defaults to what runs fastest on the device (64 on the CPU, 256 on CUDA).
     """
     if images_uint8.dtype != torch.uint8 or images_uint8.ndim != 4:
         raise ValueError(
@@ -263,16 +277,18 @@ def evaluate(
         )
     if images_uint8.shape[0] == 0:
         raise ValueError("evaluate needs at least one image, got none")
-    if batch_size < 1:
+    if batch_size is not None and batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if device is None:
         target = _model_device(model)
     else:
         target = resolve_device(device) if isinstance(device, str) else torch.device(device)
         model.to(target)
+    batch_size = batch_size or _eval_batch_size(target, TrainConfig.batch_size)
     was_training = model.training
     try:
-        return _accuracy(model, images_uint8, targets.long(), batch_size, target)
+        with _channels_last(model):
+            return _accuracy(model, images_uint8, targets.long(), batch_size, target)
     finally:
         model.train(was_training)
 
@@ -295,7 +311,14 @@ def fit(
     cross-entropy, batched augmentation. The training subset (``fidelity.data_fraction`` of the
     training split, drawn per class) and the validation split are moved to the device once;
     batches are shuffled per epoch. A final batch of a single image is dropped, since
-    BatchNorm cannot train on it. The model is left on the device in eval mode.
+    BatchNorm cannot train on it. Before each validation, BatchNorm statistics are re-estimated
+    on up to 512 training images with the current weights (``torch.optim.swa_utils.update_bn``).
+
+    Speed: the model (and a distillation teacher) train in channels-last memory format, which
+    the CPU's and the GPU's convolution kernels run fastest, and are put back in the standard
+    format on return, so the weights, ``state_dict`` and ONNX export are as before. The
+    optimizer is the fused (multi-tensor) implementation. On CUDA, training steps run in mixed
+    precision (``config.precision``). The model is left on the device in eval mode.
 
     Args:
         model: maps float images in [0, 1] (normalisation is the model's own) to logits.
@@ -336,10 +359,12 @@ def fit(
     previous_threads = torch.get_num_threads()
     if config.threads is not None:
         torch.set_num_threads(config.threads)
+    teacher = () if distill is None else (distill.teacher,)
     try:
-        return _fit(
-            model, data, fidelity, resolution, seed, config, report, started, distill, hooks
-        )
+        with _channels_last(model, *teacher):
+            return _fit(
+                model, data, fidelity, resolution, seed, config, report, started, distill, hooks
+            )
     finally:
         if config.threads is not None:
             torch.set_num_threads(previous_threads)
@@ -389,6 +414,9 @@ def _fit(
     # Drop a last batch of one image (BatchNorm cannot train on it); keep any larger remainder.
     steps_per_epoch = count // batch_size + (1 if count % batch_size > 1 else 0)
     optimizer = _optimizer(model, config)
+    autocast_dtype = _autocast_dtype(config.precision, device)
+    # fp16 needs loss scaling to keep small gradients from underflowing; bf16 does not.
+    scaler = torch.amp.GradScaler(device.type, enabled=autocast_dtype == torch.float16)
     total_steps = fidelity.epochs * steps_per_epoch
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=config.lr, total_steps=total_steps
@@ -397,7 +425,7 @@ def _fit(
     shuffle_generator = torch.Generator().manual_seed(shuffle_seed)
     augment_generator = torch.Generator(device=device).manual_seed(augment_seed)
     check_every = 1 if device.type == "cpu" else _CUDA_CHECK_EVERY
-    eval_batch = max(config.batch_size, _MIN_EVAL_BATCH)
+    eval_batch = _eval_batch_size(device, config.batch_size)
 
     history: list[float] = []
     steps = 0
@@ -417,10 +445,14 @@ def _fit(
                     rot90=data.allow_rot90,
                     strength=config.augment_strength,
                 )
-            logits = model(inputs)
-            loss = loss_fn(logits, y_train[index])
-            if distill is not None:
-                loss = distill.loss(logits, inputs, loss)
+            inputs = inputs.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(
+                device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None
+            ):
+                logits = model(inputs)
+                loss = loss_fn(logits, y_train[index])
+                if distill is not None:
+                    loss = distill.loss(logits, inputs, loss)
             pending.append(loss.detach())
             if len(pending) >= check_every or step == steps_per_epoch - 1:
                 bad = _first_nonfinite(pending)
@@ -432,10 +464,12 @@ def _fit(
                     break
                 pending.clear()
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            scaler.scale(loss).backward()
             if hooks is not None:
+                scaler.unscale_(optimizer)  # hooks see the true gradients
                 hooks.after_backward(steps, total_steps)
-            optimizer.step()
+            scaler.step(optimizer)
+            scaler.update()
             scheduler.step()
             if hooks is not None:
                 hooks.after_step(steps, total_steps)
@@ -472,20 +506,12 @@ def _recalibrate_batchnorm(
     short-trained candidate then scores at chance in eval mode though it has learnt. Averaging
     the statistics afresh (as Once-for-All does for its subnets) makes short trainings comparable.
     """
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    if not norms:
-        return
-    momenta = [m.momentum for m in norms]
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative average over the batches below
-    model.train()
-    with torch.no_grad():
-        count = min(len(x_train), max_images)
-        for start in range(0, count, batch_size):
-            model(x_train[start : min(start + batch_size, count)].float().div_(255.0))
-    for m, momentum in zip(norms, momenta, strict=True):
-        m.momentum = momentum
+    count = min(len(x_train), max_images)
+    batches = (
+        _as_input(x_train[start : min(start + batch_size, count)])
+        for start in range(0, count, batch_size)
+    )
+    torch.optim.swa_utils.update_bn(batches, model)
 
 
 def _accuracy(
@@ -502,9 +528,45 @@ def _accuracy(
         for start in range(0, images.shape[0], batch_size):
             batch = images[start : start + batch_size].to(device, non_blocking=True)
             target = labels[start : start + batch_size].to(device, non_blocking=True)
-            logits = model(batch.float().div_(255.0))
+            logits = model(_as_input(batch))
             correct += (logits.argmax(dim=1) == target).sum()
     return int(correct.item()) / images.shape[0]
+
+
+def _as_input(images_uint8: torch.Tensor) -> torch.Tensor:
+    """uint8 pixels to the float [0, 1] channels-last batch the model takes."""
+    return images_uint8.float().div_(255.0).contiguous(memory_format=torch.channels_last)
+
+
+@contextlib.contextmanager
+def _channels_last(*modules: nn.Module) -> Iterator[None]:
+    """Hold the modules' 4-D weights in channels-last order inside the block, NCHW after it.
+
+    Convolutions run fastest in channels-last order (oneDNN on the CPU: a training step of
+    MobileNetV2 at 96 px took 0.65x the time; cuDNN's tensor cores need it too). The parameters
+    stay the same objects, so optimizers and pruning hooks made before keep working.
+    """
+    # Module.to takes memory_format at run time, though its type stubs leave it out.
+    for module in modules:
+        module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    try:
+        yield
+    finally:
+        for module in modules:
+            module.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
+
+
+def _eval_batch_size(device: torch.device, train_batch: int) -> int:
+    return max(train_batch, _MIN_CUDA_EVAL_BATCH) if device.type == "cuda" else train_batch
+
+
+def _autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The dtype training runs in under autocast, or None for plain fp32."""
+    if precision == "auto":
+        if device.type != "cuda":
+            return None  # bf16 on the CPU ran slower than fp32 without AMX units
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
 def _first_nonfinite(losses: list[torch.Tensor]) -> tuple[float, int] | None:
@@ -519,12 +581,19 @@ def _first_nonfinite(losses: list[torch.Tensor]) -> tuple[float, int] | None:
 
 def _optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     groups = _param_groups(model, config.weight_decay)
+    # The fused kernels update all parameters in one pass instead of a Python loop over them:
+    # 6-10% off a CPU training step of a small network.
     if config.optimizer == "sgd":
         # Nesterov momentum: the usual SGD recipe for small convolutional networks.
         return torch.optim.SGD(
-            groups, lr=config.lr, momentum=0.9, nesterov=True, weight_decay=config.weight_decay
+            groups,
+            lr=config.lr,
+            momentum=0.9,
+            nesterov=True,
+            weight_decay=config.weight_decay,
+            fused=True,
         )
-    return torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay, fused=True)
 
 
 def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, object]]:
