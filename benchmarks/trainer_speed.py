@@ -1,5 +1,5 @@
 """Seconds per training epoch of edgenas's trainer (`fit`) against a plain PyTorch loop, and
-validation accuracy after 10 epochs, before and after the trainer's speed work, in one run.
+validation accuracy after 10 epochs, before and after the trainer's speed work.
 
 On ELPV at 96 px, for ``mobilenetv2:0.5`` and two random ``edge``-space genotypes (the first
 drawn that is mostly ``ir`` blocks, and the first that is mostly ``conv``/``res`` blocks), each
@@ -15,11 +15,13 @@ rounds. The contenders:
   recalibration and validation included;
 - the per-epoch BatchNorm recalibration and validation passes alone, before and after.
 
-Then both trainers train each network for ``--epochs`` epochs from the same initial weights with
-the same seed, and their validation accuracies are compared.
+The accuracy part then has both trainers train each network for ``--epochs`` epochs from the
+same initial weights with the same seed, for ``--seeds`` seeds, and compares their validation
+accuracies. Each part writes its own section of BENCHMARKS.md.
 
-    python benchmarks/trainer_speed.py [--before d938996] [--rounds 3] [--epochs 10]
-    python benchmarks/trainer_speed.py --device cuda   # mixed precision, its own section
+    python benchmarks/trainer_speed.py [--part both|speed|accuracy] [--before d938996]
+                                       [--rounds 3] [--epochs 10] [--seeds 3]
+    python benchmarks/trainer_speed.py --device cuda   # mixed precision, sections of its own
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import numpy as np
 import torch
@@ -143,149 +146,202 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def median(values: list[float]) -> float:
-    return statistics.median(values)
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--part", choices=("both", "speed", "accuracy"), default="both",
+                   help="what to measure; each part writes its own section")  # fmt: skip
     p.add_argument("--before", default=DEFAULT_BEFORE, help="git revision of the old trainer")
     p.add_argument("--rounds", type=int, default=3, help="timed epochs per contender")
     p.add_argument("--epochs", type=int, default=10, help="epochs of the accuracy comparison")
+    p.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 of the accuracy comparison")
     p.add_argument("--threads", type=int, default=os.cpu_count())
     p.add_argument("--device", default="cpu", help="cpu, or cuda (mixed precision)")
     p.add_argument("--no-write", action="store_true", help="print, do not touch BENCHMARKS.md")
     args = p.parse_args()
 
     torch.set_num_threads(args.threads)
-    device = resolve_device(args.device)
-    before = load_before(args.before)
-    data = load_dataset("elpv", seed=0)
-    images = data.images(RESOLUTION)
-    labels = torch.from_numpy(np.asarray(data.labels, dtype=np.int64))
-    train, val = torch.from_numpy(data.splits.train), torch.from_numpy(data.splits.val)
-    x_train, y_train = images[train].to(device), labels[train].to(device)
-    x_val, y_val = images[val].to(device), labels[val].to(device)
-    genotypes = pick_genotypes()
-    config_before = before.TrainConfig(threads=args.threads, device=str(device))
-    config_after = TrainConfig(threads=args.threads, device=str(device))
-
-    def fit_seconds(module: ModuleType, g: Genotype, config: object) -> float:
-        model = fresh_model(g, data, device)
-        return module.fit(model, data, Fidelity(epochs=1), resolution=RESOLUTION, seed=0,
-                          config=config).seconds  # fmt: skip
-
-    contenders: dict[str, Callable[[Genotype], float]] = {
-        "plain loop, NCHW": lambda g: plain_epoch(
-            fresh_model(g, data, device), x_train, y_train, channels_last=False, fused=False
-        ),
-        "plain loop, channels-last": lambda g: plain_epoch(
-            fresh_model(g, data, device), x_train, y_train, channels_last=True, fused=False
-        ),
-        "plain loop, channels-last, fused AdamW": lambda g: plain_epoch(
-            fresh_model(g, data, device), x_train, y_train, channels_last=True, fused=True
-        ),
-        "fit before": lambda g: fit_seconds(before, g, config_before),
-        "fit now": lambda g: fit_seconds(after_module, g, config_after),
-        "recalibration + validation before": lambda g: eval_passes(
-            before, fresh_model(g, data, device), x_train, x_val, y_val, device
-        ),
-        "recalibration + validation now": lambda g: eval_passes(
-            after_module, fresh_model(g, data, device), x_train, x_val, y_val, device
-        ),
-    }
-    seconds: dict[tuple[str, str], list[float]] = {}
-    for name, g in genotypes.items():  # one untimed epoch each to warm the kernels' caches
-        plain_epoch(fresh_model(g, data, device), x_train, y_train, channels_last=True, fused=True)
-        print(f"{name}: {g}", flush=True)
-    for r in range(args.rounds):
-        for name, g in genotypes.items():
-            for contender, run in contenders.items():
-                seconds.setdefault((name, contender), []).append(run(g))
-                print(f"round {r}, {name}, {contender}: {seconds[name, contender][-1]:.2f} s",
-                      flush=True)  # fmt: skip
-
-    accuracy: dict[tuple[str, str], float] = {}
-    fidelity = Fidelity(epochs=args.epochs)
-    for name, g in genotypes.items():
-        for label, module, config in (("before", before, config_before),
-                                      ("now", after_module, config_after)):  # fmt: skip
-            result = module.fit(fresh_model(g, data, device), data, fidelity,
-                                resolution=RESOLUTION, seed=0, config=config)  # fmt: skip
-            accuracy[name, label] = result.accuracy
-            print(f"{name}, {label}: {args.epochs} epochs, val {result.accuracy:.4f}, "
-                  f"{result.seconds:.0f} s", flush=True)  # fmt: skip
-
-    write(args, device, genotypes, seconds, accuracy, len(train), len(val))
+    bench = Bench(args)
+    if args.part in ("both", "speed"):
+        bench.speed()
+    if args.part in ("both", "accuracy"):
+        bench.accuracy()
 
 
-def write(args, device, genotypes, seconds, accuracy, n_train: int, n_val: int) -> None:
-    def med(name: str, contender: str) -> float:
-        return median(seconds[name, contender])
+class Bench:
+    """The data, the networks and both trainers, loaded once for both parts."""
 
-    reference = "plain loop, channels-last"
-    names = list(genotypes)
-    head = "| seconds per epoch (median) | " + " | ".join(f"`{n}`" for n in names) + " |"
-    rows = [head, "| --- |" + " ---: |" * len(names)]
-    for contender in dict.fromkeys(c for _, c in seconds):
-        cells = " | ".join(f"{med(n, contender):.2f}" for n in names)
-        rows.append(f"| {contender} | {cells} |")
-    for label in ("fit before", "fit now"):
-        cells = " | ".join(f"**{med(n, label) / med(n, reference):.2f}×**" for n in names)
-        rows.append(f"| {label} ÷ {reference} | {cells} |")
-    acc_rows = ["| network | val. accuracy before | val. accuracy now | change (points) |",
-                "| --- | ---: | ---: | ---: |"]  # fmt: skip
-    for n in names:
-        old, new = accuracy[n, "before"], accuracy[n, "now"]
-        acc_rows.append(f"| `{n}` | {old:.2%} | {new:.2%} | {100 * (new - old):+.1f} |")
-    where = "CUDA, mixed precision" if device.type == "cuda" else f"{args.threads} threads"
-    machine = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
-    genotype_lines = [f"- `{n}`: `{g}`" for n, g in genotypes.items()]
-    ratio_now = [med(n, "fit now") / med(n, reference) for n in names]
-    memory = [med(n, "plain loop, NCHW") / med(n, reference) for n in names]
-    fused = [med(n, reference) / med(n, "plain loop, channels-last, fused AdamW") for n in names]
-    passes = [med(n, "recalibration + validation before") / med(n, "recalibration + validation now")
-              for n in names]  # fmt: skip
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.device = device = resolve_device(args.device)
+        self.before = load_before(args.before)
+        self.data = data = load_dataset("elpv", seed=0)
+        images = data.images(RESOLUTION)
+        labels = torch.from_numpy(np.asarray(data.labels, dtype=np.int64))
+        train, val = torch.from_numpy(data.splits.train), torch.from_numpy(data.splits.val)
+        self.x_train, self.y_train = images[train].to(device), labels[train].to(device)
+        self.x_val, self.y_val = images[val].to(device), labels[val].to(device)
+        self.genotypes = pick_genotypes()
+        self.trainers = {
+            "before": (
+                self.before,
+                self.before.TrainConfig(threads=args.threads, device=str(device)),
+            ),
+            "now": (after_module, TrainConfig(threads=args.threads, device=str(device))),
+        }
+        machine = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
+        where = "CUDA, mixed precision" if device.type == "cuda" else f"{args.threads} threads"
+        self.machine = f"{dt.date.today().isoformat()} · {machine}, {os.cpu_count()} cores, {where}"
+        self.suffix = "_cuda" if device.type == "cuda" else ""
+        self.data_line = (
+            f"ELPV at {RESOLUTION} px ({len(train)} training, {len(val)} validation images), "
+            f'batch {BATCH}. "Before" is `fit` at {args.before}.'
+        )
 
-    def span(values: list[float]) -> str:
-        return f"{min(values):.2f}–{max(values):.2f}×"
+    def model(self, g: Genotype) -> nn.Module:
+        return fresh_model(g, self.data, self.device)
 
-    title = "## Trainer speed: `fit` against a plain PyTorch loop"
-    mark = "trainer_speed"
-    if device.type == "cuda":
-        title += " (CUDA)"
-        mark += "_cuda"
-    text = "\n".join([
-        title,
-        "",
-        f"{dt.date.today().isoformat()} · {machine}, {os.cpu_count()} cores, {where} · "
-        f"`python benchmarks/trainer_speed.py --before {args.before} --rounds {args.rounds} "
-        f"--epochs {args.epochs}{' --device cuda' if device.type == 'cuda' else ''}`",
-        "",
-        f"ELPV at {RESOLUTION} px ({n_train} training, {n_val} validation images), batch "
-        f"{BATCH}. One epoch of each contender per round on a fresh copy of the same initial "
-        f"weights, interleaved, {args.rounds} rounds; medians. `fit`'s epoch includes its "
-        "augmentation, BatchNorm recalibration (512 training images) and validation; the plain "
-        f"loops only train. \"Before\" is `fit` at {args.before}.",
-        "",
-        *genotype_lines,
-        "",
-        *rows,
-        "",
-        f"`fit` now takes **{span(ratio_now)}** the plain channels-last loop's training epoch, "
-        "validation included. What each change bought, from the rows above: channels-last "
-        f"memory format {span(memory)} faster (plain loop, NCHW ÷ channels-last); the fused "
-        f"AdamW {span(fused)}; the recalibration and validation passes {span(passes)} faster "
-        "(channels-last, and batches of 64 instead of 256, which spilled the cache).",
-        "",
-        f"Validation accuracy after {args.epochs} epochs, same initial weights and seed 0, "
-        "one run each:",
-        "",
-        *acc_rows,
-    ])  # fmt: skip
-    print(text)
-    if not args.no_write:
-        write_section(mark, text)
+    def fit(self, trainer: str, g: Genotype, epochs: int, seed: int) -> Any:
+        module, config = self.trainers[trainer]
+        return module.fit(self.model(g), self.data, Fidelity(epochs=epochs),
+                          resolution=RESOLUTION, seed=seed, config=config)  # fmt: skip
+
+    def command(self, part: str, *options: str) -> str:
+        cuda = " --device cuda" if self.device.type == "cuda" else ""
+        return (f"`python benchmarks/trainer_speed.py --part {part} --before {self.args.before} "
+                f"{' '.join(options)}{cuda}`")  # fmt: skip
+
+    def speed(self) -> None:
+        x, y = self.x_train, self.y_train
+
+        def eval_pass(trainer: str) -> Callable[[Genotype], float]:
+            module = self.trainers[trainer][0]
+            return lambda g: eval_passes(module, self.model(g), x, self.x_val, self.y_val,
+                                         self.device)  # fmt: skip
+
+        contenders: dict[str, Callable[[Genotype], float]] = {
+            "plain loop, NCHW": lambda g: plain_epoch(
+                self.model(g), x, y, channels_last=False, fused=False
+            ),
+            "plain loop, channels-last": lambda g: plain_epoch(
+                self.model(g), x, y, channels_last=True, fused=False
+            ),
+            "plain loop, channels-last, fused AdamW": lambda g: plain_epoch(
+                self.model(g), x, y, channels_last=True, fused=True
+            ),
+            "fit before": lambda g: self.fit("before", g, 1, 0).seconds,
+            "fit now": lambda g: self.fit("now", g, 1, 0).seconds,
+            "recalibration + validation before": eval_pass("before"),
+            "recalibration + validation now": eval_pass("now"),
+        }
+        seconds: dict[tuple[str, str], list[float]] = {}
+        for name, g in self.genotypes.items():  # an untimed epoch each warms the kernel caches
+            plain_epoch(self.model(g), x, y, channels_last=True, fused=True)
+            print(f"{name}: {g}", flush=True)
+        for r in range(self.args.rounds):
+            for name, g in self.genotypes.items():
+                for contender, run in contenders.items():
+                    seconds.setdefault((name, contender), []).append(run(g))
+                    print(f"round {r}, {name}, {contender}: "
+                          f"{seconds[name, contender][-1]:.2f} s", flush=True)  # fmt: skip
+        self.write_speed(seconds)
+
+    def write_speed(self, seconds: dict[tuple[str, str], list[float]]) -> None:
+        def med(name: str, contender: str) -> float:
+            return statistics.median(seconds[name, contender])
+
+        def span(values: list[float]) -> str:
+            return f"{min(values):.2f}–{max(values):.2f}×"
+
+        reference = "plain loop, channels-last"
+        names = list(self.genotypes)
+        head = "| seconds per epoch (median) | " + " | ".join(f"`{n}`" for n in names) + " |"
+        rows = [head, "| --- |" + " ---: |" * len(names)]
+        for contender in dict.fromkeys(c for _, c in seconds):
+            cells = " | ".join(f"{med(n, contender):.2f}" for n in names)
+            rows.append(f"| {contender} | {cells} |")
+        for label in ("fit before", "fit now"):
+            cells = " | ".join(f"**{med(n, label) / med(n, reference):.2f}×**" for n in names)
+            rows.append(f"| {label} ÷ {reference} | {cells} |")
+        ratio_now = [med(n, "fit now") / med(n, reference) for n in names]
+        memory = [med(n, "plain loop, NCHW") / med(n, reference) for n in names]
+        fused = [med(n, reference) / med(n, "plain loop, channels-last, fused AdamW")
+                 for n in names]  # fmt: skip
+        passes = [med(n, "recalibration + validation before")
+                  / med(n, "recalibration + validation now") for n in names]  # fmt: skip
+        title = "## Trainer speed: `fit` against a plain PyTorch loop"
+        text = "\n".join([
+            title + (" (CUDA)" if self.suffix else ""),
+            "",
+            f"{self.machine} · {self.command('speed', f'--rounds {self.args.rounds}')}",
+            "",
+            f"{self.data_line} One epoch of each contender per round on a fresh copy of the "
+            f"same initial weights, interleaved, {self.args.rounds} rounds; medians. `fit`'s "
+            "epoch includes its augmentation, BatchNorm recalibration (512 training images) and "
+            "validation; the plain loops only train.",
+            "",
+            *(f"- `{n}`: `{g}`" for n, g in self.genotypes.items()),
+            "",
+            *rows,
+            "",
+            f"`fit` now takes **{span(ratio_now)}** the plain channels-last loop's training "
+            "epoch, validation included. What each change bought, from the rows above: "
+            f"channels-last memory format {span(memory)} faster (plain loop, NCHW ÷ "
+            f"channels-last); the fused AdamW {span(fused)}; the recalibration and validation "
+            f"passes {span(passes)} faster (channels-last, and batches of 64 instead of 256, "
+            "which spilled the cache).",
+        ])  # fmt: skip
+        self.emit("trainer_speed", text)
+
+    def accuracy(self) -> None:
+        epochs, seeds = self.args.epochs, range(self.args.seeds)
+        accuracy: dict[tuple[str, str, int], float] = {}
+        for name, g in self.genotypes.items():
+            for seed in seeds:
+                for trainer in self.trainers:
+                    result = self.fit(trainer, g, epochs, seed)
+                    accuracy[name, trainer, seed] = result.accuracy
+                    print(f"{name}, {trainer}, seed {seed}: val {result.accuracy:.4f}, "
+                          f"{result.seconds:.0f} s", flush=True)  # fmt: skip
+        rows = ["| network | seed | before | now | change (points) |",
+                "| --- | ---: | ---: | ---: | ---: |"]  # fmt: skip
+        changes = []
+        for name in self.genotypes:
+            for seed in seeds:
+                old, new = accuracy[name, "before", seed], accuracy[name, "now", seed]
+                changes.append(100 * (new - old))
+                rows.append(f"| `{name}` | {seed} | {old:.2%} | {new:.2%} | {changes[-1]:+.1f} |")
+        mean = statistics.mean(changes)
+        spread = statistics.stdev(changes) if len(changes) > 1 else 0.0
+        half = 2 * spread / len(changes) ** 0.5
+        seed_spread = [
+            max(accuracy[n, "before", s] for s in seeds)
+            - min(accuracy[n, "before", s] for s in seeds)
+            for n in self.genotypes
+        ]
+        text = "\n".join([
+            f"### Trainer accuracy: before and after{' (CUDA)' if self.suffix else ''}",
+            "",
+            f"{self.machine} · "
+            f"{self.command('accuracy', f'--epochs {epochs} --seeds {self.args.seeds}')}",
+            "",
+            f"{self.data_line} Validation accuracy after {epochs} epochs; each pair starts from "
+            "the same initial weights with the same seed (the seed sets the subsample, shuffling "
+            "and augmentation). Every run is listed.",
+            "",
+            *rows,
+            "",
+            f"Change over all {len(changes)} pairs: mean **{mean:+.2f} points** (± {half:.2f}, "
+            f"two standard errors); |change| ≤ 1 point in "
+            f"{sum(abs(c) <= 1 for c in changes)} of {len(changes)}. For scale, the old trainer's "
+            f"own accuracy moves by {min(seed_spread) * 100:.1f}–{max(seed_spread) * 100:.1f} "
+            "points between seeds (one validation image is 0.25 points).",
+        ])  # fmt: skip
+        self.emit("trainer_accuracy", text)
+
+    def emit(self, mark: str, text: str) -> None:
+        print(text)
+        if not self.args.no_write:
+            write_section(mark + self.suffix, text)
 
 
 if __name__ == "__main__":
