@@ -1,6 +1,7 @@
 # make demo: a real search on the built-in ELPV solar-cell data (about ten minutes on 2 cores),
 # then its report (runs/elpv-demo/report.html).
-# make test: the test suite. Each creates the virtual environment it needs.
+# make test: the test suite, its files spread over up to 4 processes (pytest-xdist).
+# Each creates the virtual environment it needs.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -21,7 +22,7 @@ demo: $(STAMP)
 	$(BIN)/edgenas report runs/elpv-demo
 
 test: $(STAMP)
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --numprocesses auto --maxprocesses 4 --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
