@@ -225,7 +225,10 @@ def search(
         ),
     ] = None,
     train_device: Annotated[
-        str, typer.Option(help="Training device: auto (CUDA when present), cpu or cuda. CUDA trains in mixed precision.")
+        str,
+        typer.Option(
+            help="Training device: auto (CUDA when present), cpu or cuda. CUDA trains in mixed precision."
+        ),
     ] = "auto",
     no_early_stop: Annotated[
         bool, typer.Option("--no-early-stop", help="Train every candidate for all epochs.")

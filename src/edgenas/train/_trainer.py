@@ -35,7 +35,8 @@ __all__ = [
 _CUDA_CHECK_EVERY = 32
 # On CUDA, forward-only passes (validation, BatchNorm recalibration) run in batches of at least
 # this many images to fill the GPU. On the CPU they use the training batch size: larger batches
-# spill the activations out of the cache, and 256 images at 96 px ran 1.5-2.5x slower than 64.
+# spill the activations out of the cache: 256 images of MobileNetV2 at 96 px took 1.6-1.9x
+# the time of 64.
 _MIN_CUDA_EVAL_BATCH = 256
 # Training images used to re-estimate BatchNorm statistics before each validation.
 _RECALIBRATE_IMAGES = 512
@@ -581,8 +582,8 @@ def _first_nonfinite(losses: list[torch.Tensor]) -> tuple[float, int] | None:
 
 def _optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     groups = _param_groups(model, config.weight_decay)
-    # The fused kernels update all parameters in one pass instead of a Python loop over them:
-    # 6-10% off a CPU training step of a small network.
+    # The fused kernels update all parameters in one pass instead of a Python loop over them;
+    # on a CPU that is a few percent of a small network's step (BENCHMARKS.md, trainer speed).
     if config.optimizer == "sgd":
         # Nesterov momentum: the usual SGD recipe for small convolutional networks.
         return torch.optim.SGD(
