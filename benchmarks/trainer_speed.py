@@ -147,7 +147,7 @@ def synchronize(device: torch.device) -> None:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     p.add_argument("--part", choices=("both", "speed", "accuracy"), default="both",
                    help="what to measure; each part writes its own section")  # fmt: skip
     p.add_argument("--before", default=DEFAULT_BEFORE, help="git revision of the old trainer")
