@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import subprocess
 from pathlib import Path
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "BENCHMARKS.md"
@@ -32,3 +33,17 @@ def cpu_name() -> str:
     import platform
 
     return platform.processor() or "unknown CPU"
+
+
+def git_commit(revision: str) -> str:
+    """The full hash of ``revision`` in this repository; exits with a one-line error if unknown."""
+    found = subprocess.run(
+        ["git", "rev-parse", "--verify", "--quiet", f"{revision}^{{commit}}"],
+        cwd=BENCHMARKS.parent, capture_output=True, text=True,
+    )  # fmt: skip
+    if found.returncode != 0:
+        raise SystemExit(
+            f"--before {revision!r} is not a commit of this repository; give a hash or tag "
+            f"from `git log` (the clone must hold that history)"
+        )
+    return found.stdout.strip()

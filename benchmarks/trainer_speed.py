@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from _section import cpu_name, write_section
+from _section import cpu_name, git_commit, write_section
 from torch import nn
 
 from edgenas.arch import Genotype, baseline, build_model
@@ -61,7 +61,7 @@ DEFAULT_BEFORE = "d938996"
 def load_before(revision: str) -> ModuleType:
     """The trainer module as it was at ``revision``, importable beside the current one."""
     source = subprocess.run(
-        ["git", "show", f"{revision}:src/edgenas/train/_trainer.py"],
+        ["git", "show", f"{git_commit(revision)}:src/edgenas/train/_trainer.py"],
         cwd=ROOT, check=True, capture_output=True, text=True,
     ).stdout  # fmt: skip
     spec = importlib.util.spec_from_loader("edgenas.train._trainer_before", loader=None)
@@ -131,6 +131,7 @@ def eval_passes(module: ModuleType, model: nn.Module, x_train, x_val, y_val, dev
         started = time.perf_counter()
         module._recalibrate_batchnorm(model, x_train, batch)
         module._accuracy(model, x_val, y_val, batch, device)
+        synchronize(device)
         return time.perf_counter() - started
     batch = module._eval_batch_size(device, BATCH)
     with module._channels_last(model):

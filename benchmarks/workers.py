@@ -35,7 +35,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from _section import cpu_name, write_section
+from _section import cpu_name, git_commit, write_section
 
 MARK = "workers"
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,8 +52,9 @@ SETUPS = {
 @contextmanager
 def checkout(revision: str) -> Iterator[dict[str, str]]:
     """The environment that makes ``python -m edgenas`` run the code at ``revision``."""
+    commit = git_commit(revision)
     folder = Path(tempfile.mkdtemp(prefix="edgenas-before-")) / "tree"
-    subprocess.run(["git", "worktree", "add", "--detach", str(folder), revision], cwd=ROOT,
+    subprocess.run(["git", "worktree", "add", "--detach", str(folder), commit], cwd=ROOT,
                    check=True, capture_output=True)  # fmt: skip
     try:
         env = {**os.environ, "PYTHONPATH": str(folder / "src")}

@@ -232,6 +232,7 @@ def test_movement_pruning_reaches_targets_with_other_weights(
     model.load_state_dict(magnitude_run.start_weights)  # the magnitude run's initial weights
     # Movement pruning is for fine-tuning (from scratch it ranks weights by early noise, and
     # whether 2 epochs at 80% sparsity beat chance then depends on rounding): train dense first.
+    # Its masks are then compared with those of magnitude pruning from the same initial weights.
     fit(model, data, Fidelity(epochs=2), resolution=32, seed=0, config=CONFIG)
     pruner = MovementPruning(model, targets, start=0.1, end=0.7)
     fit(model, data, Fidelity(epochs=2), resolution=32, seed=1, config=CONFIG, hooks=pruner)
