@@ -345,14 +345,14 @@ class ProbedNetwork(nn.Module):
         return self.net(x)
 
 
-def test_fit_trains_channels_last_and_leaves_a_model_that_matches_its_onnx(
+def test_fit_on_the_cpu_trains_nchw_and_leaves_a_model_that_matches_its_onnx(
     data: FakeData,
 ) -> None:
     model = ProbedNetwork()
     result = fit(model, data, Fidelity(epochs=2), resolution=SIDE, seed=0, config=FAST)
     assert result.status == "complete"
-    # Training ran in channels-last order, in fp32 on the CPU...
-    assert model.probe.channels_last and all(model.probe.channels_last)
+    # On the CPU training runs in NCHW (channels-last crashed oneDNN on some networks), in fp32...
+    assert model.probe.channels_last and not any(model.probe.channels_last)
     assert not any(model.probe.autocast)
     # ...and the weights are back in the standard layout, as callers and state_dicts expect.
     weights = [p for p in model.parameters() if p.ndim == 4]

@@ -288,7 +288,7 @@ def evaluate(
     batch_size = batch_size or _eval_batch_size(target, TrainConfig.batch_size)
     was_training = model.training
     try:
-        with _channels_last(model):
+        with _channels_last(_memory_format(target), model):
             return _accuracy(model, images_uint8, targets.long(), batch_size, target)
     finally:
         model.train(was_training)
@@ -315,9 +315,9 @@ def fit(
     BatchNorm cannot train on it. Before each validation, BatchNorm statistics are re-estimated
     on up to 512 training images with the current weights (``torch.optim.swa_utils.update_bn``).
 
-    Speed: the model (and a distillation teacher) train in channels-last memory format, which
-    the CPU's and the GPU's convolution kernels run fastest, and are put back in the standard
-    format on return, so the weights, ``state_dict`` and ONNX export are as before. The
+    Speed: on CUDA the model (and a distillation teacher) train in channels-last memory format,
+    which cuDNN runs fastest, and are put back in the standard format on return, so the weights,
+    ``state_dict`` and ONNX export are as before (on the CPU they stay NCHW). The
     optimizer is the fused (multi-tensor) implementation. On CUDA, training steps run in mixed
     precision (``config.precision``). The model is left on the device in eval mode.
 
@@ -361,8 +361,9 @@ def fit(
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     teacher = () if distill is None else (distill.teacher,)
+    memory_format = _memory_format(resolve_device(config.device))
     try:
-        with _channels_last(model, *teacher):
+        with _channels_last(memory_format, model, *teacher):
             return _fit(
                 model, data, fidelity, resolution, seed, config, report, started, distill, hooks
             )
@@ -446,7 +447,7 @@ def _fit(
                     rot90=data.allow_rot90,
                     strength=config.augment_strength,
                 )
-            inputs = inputs.contiguous(memory_format=torch.channels_last)
+            inputs = inputs.contiguous(memory_format=_memory_format(device))
             with torch.autocast(
                 device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None
             ):
@@ -509,7 +510,7 @@ def _recalibrate_batchnorm(
     """
     count = min(len(x_train), max_images)
     batches = (
-        _as_input(x_train[start : min(start + batch_size, count)])
+        _as_input(x_train[start : min(start + batch_size, count)], x_train.device)
         for start in range(0, count, batch_size)
     )
     torch.optim.swa_utils.update_bn(batches, model)
@@ -529,27 +530,39 @@ def _accuracy(
         for start in range(0, images.shape[0], batch_size):
             batch = images[start : start + batch_size].to(device, non_blocking=True)
             target = labels[start : start + batch_size].to(device, non_blocking=True)
-            logits = model(_as_input(batch))
+            logits = model(_as_input(batch, device))
             correct += (logits.argmax(dim=1) == target).sum()
     return int(correct.item()) / images.shape[0]
 
 
-def _as_input(images_uint8: torch.Tensor) -> torch.Tensor:
-    """uint8 pixels to the float [0, 1] channels-last batch the model takes."""
-    return images_uint8.float().div_(255.0).contiguous(memory_format=torch.channels_last)
+def _as_input(images_uint8: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """uint8 pixels to the float [0, 1] batch the model takes, in the device's memory format."""
+    return images_uint8.float().div_(255.0).contiguous(memory_format=_memory_format(device))
+
+
+def _memory_format(device: torch.device) -> torch.memory_format:
+    """Channels-last on CUDA (what cuDNN's tensor-core kernels want), NCHW on the CPU.
+
+    On the CPU, channels-last made a training step of MobileNetV2 at 96 px take 0.65x the time,
+    but with PyTorch 2.13 the oneDNN kernels corrupted the heap (a crash) while training some
+    edge-space networks in that format, so the CPU keeps NCHW until the cause is isolated.
+    """
+    return torch.channels_last if device.type == "cuda" else torch.contiguous_format
 
 
 @contextlib.contextmanager
-def _channels_last(*modules: nn.Module) -> Iterator[None]:
-    """Hold the modules' 4-D weights in channels-last order inside the block, NCHW after it.
+def _channels_last(memory_format: torch.memory_format, *modules: nn.Module) -> Iterator[None]:
+    """Hold the modules' 4-D weights in ``memory_format`` inside the block, NCHW after it.
 
-    Convolutions run fastest in channels-last order (oneDNN on the CPU: a training step of
-    MobileNetV2 at 96 px took 0.65x the time; cuDNN's tensor cores need it too). The parameters
-    stay the same objects, so optimizers and pruning hooks made before keep working.
+    The parameters stay the same objects, so optimizers and pruning hooks made before keep
+    working.
     """
+    if memory_format == torch.contiguous_format:
+        yield
+        return
     # Module.to takes memory_format at run time, though its type stubs leave it out.
     for module in modules:
-        module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        module.to(memory_format=memory_format)  # type: ignore[call-overload]
     try:
         yield
     finally:
