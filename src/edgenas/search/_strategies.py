@@ -18,11 +18,11 @@ from typing import Any, NamedTuple
 import optuna
 
 from edgenas.errors import ConfigError
+from edgenas.search._guided import GuidedSampler
+from edgenas.search._prefilter import PrefilteredSampler
 from edgenas.search._samplers import (
     EvolutionSampler,
     GridSampler,
-    GuidedSampler,
-    PrefilteredSampler,
     RandomFeasibleSampler,
     ReinforceSampler,
     StrategyContext,
