@@ -11,12 +11,12 @@ from optuna.samplers import BaseSampler
 from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 
-from edgenas.search._samplers import Codec, Params, StrategyContext, note_redrawn
+from edgenas.search._samplers import JointSampler, Params, StrategyContext, note_redrawn
 
 __all__ = ["PrefilteredSampler"]
 
 
-class PrefilteredSampler(BaseSampler):
+class PrefilteredSampler(JointSampler):
     """An Optuna sampler whose proposals are redrawn while the cost model predicts them
     infeasible or they repeat an architecture already tried (a few times; then a uniformly
     drawn feasible, untried candidate), then proposed whole.
@@ -30,15 +30,8 @@ class PrefilteredSampler(BaseSampler):
     REDRAWS = 8  # each redraw runs the wrapped sampler's model again
 
     def __init__(self, inner: BaseSampler, ctx: StrategyContext) -> None:
-        self.inner = inner
-        self.ctx = ctx
-        self.codec = Codec(ctx.space)
+        super().__init__(ctx, inner)
         self._checks: dict[str, bool] = {}
-
-    def infer_relative_search_space(
-        self, study: Study, trial: FrozenTrial
-    ) -> dict[str, BaseDistribution]:
-        return dict(self.codec.dists)
 
     def _feasible(self, params: Params) -> bool:
         assert self.ctx.check is not None
@@ -52,7 +45,7 @@ class PrefilteredSampler(BaseSampler):
     ) -> dict[str, Any]:
         if not search_space or self.ctx.check is None:
             return {}
-        inner_space = self.inner.infer_relative_search_space(study, trial)
+        inner_space = self.delegate.infer_relative_search_space(study, trial)
         tried = {
             self.codec.key(t.params)
             for t in study.get_trials(deepcopy=False)
@@ -61,10 +54,10 @@ class PrefilteredSampler(BaseSampler):
         first: Params | None = None
         redrawn = 0
         for _ in range(min(self.ctx.max_redraws, self.REDRAWS)):
-            params = dict(self.inner.sample_relative(study, trial, inner_space))
+            params = dict(self.delegate.sample_relative(study, trial, inner_space))
             for label, dist in self.codec.dists.items():
                 if label not in params:
-                    params[label] = self.inner.sample_independent(study, trial, label, dist)
+                    params[label] = self.delegate.sample_independent(study, trial, label, dist)
             first = first or params
             if self.codec.key(params) not in tried:
                 if self._feasible(params):
@@ -84,17 +77,8 @@ class PrefilteredSampler(BaseSampler):
         note_redrawn(study, trial, redrawn)
         return first or {}
 
-    def sample_independent(
-        self,
-        study: Study,
-        trial: FrozenTrial,
-        param_name: str,
-        param_distribution: BaseDistribution,
-    ) -> Any:
-        return self.inner.sample_independent(study, trial, param_name, param_distribution)
-
     def before_trial(self, study: Study, trial: FrozenTrial) -> None:
-        self.inner.before_trial(study, trial)
+        self.delegate.before_trial(study, trial)
 
     def after_trial(
         self,
@@ -103,7 +87,4 @@ class PrefilteredSampler(BaseSampler):
         state: TrialState,
         values: Sequence[float] | None,
     ) -> None:
-        self.inner.after_trial(study, trial, state, values)
-
-    def reseed_rng(self) -> None:
-        self.inner.reseed_rng()
+        self.delegate.after_trial(study, trial, state, values)

@@ -36,6 +36,7 @@ __all__ = [
     "Codec",
     "EvolutionSampler",
     "GridSampler",
+    "JointSampler",
     "Params",
     "PastTrial",
     "RandomFeasibleSampler",
@@ -220,22 +221,43 @@ def _other(dist: BaseDistribution, value: Any, rng: np.random.Generator) -> Any:
     return value
 
 
-class WholeSampler(BaseSampler):
-    """Proposes every label at once in ``sample_relative``; subclasses write :meth:`propose`."""
+class JointSampler(BaseSampler):
+    """Proposes every label of the space at once (``sample_relative``) and leaves the
+    single-label draws Optuna may still ask for to ``delegate``."""
 
-    def __init__(self, ctx: StrategyContext) -> None:
+    def __init__(self, ctx: StrategyContext, delegate: BaseSampler) -> None:
         self.ctx = ctx
         self.codec = Codec(ctx.space)
-        self._independent = RandomSampler(seed=ctx.seed)
-        self._checks: dict[str, tuple[bool, float]] = {}
-        self._redrawn = 0  # predicted-infeasible candidates replaced for the current proposal
+        self.delegate = delegate
 
-    # -- Optuna's sampler interface -----------------------------------------------------------
     def infer_relative_search_space(
         self, study: Study, trial: FrozenTrial
     ) -> dict[str, BaseDistribution]:
         return dict(self.codec.dists)
 
+    def sample_independent(
+        self,
+        study: Study,
+        trial: FrozenTrial,
+        param_name: str,
+        param_distribution: BaseDistribution,
+    ) -> Any:
+        return self.delegate.sample_independent(study, trial, param_name, param_distribution)
+
+    def reseed_rng(self) -> None:
+        self.delegate.reseed_rng()
+
+
+class WholeSampler(JointSampler):
+    """edgenas's own strategies: subclasses write :meth:`propose`; single labels are drawn
+    uniformly."""
+
+    def __init__(self, ctx: StrategyContext) -> None:
+        super().__init__(ctx, RandomSampler(seed=ctx.seed))
+        self._checks: dict[str, tuple[bool, float]] = {}
+        self._redrawn = 0  # predicted-infeasible candidates replaced for the current proposal
+
+    # -- Optuna's sampler interface -----------------------------------------------------------
     def sample_relative(
         self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
     ) -> dict[str, Any]:
@@ -247,18 +269,6 @@ class WholeSampler(BaseSampler):
         params = self.propose(study, history, rng)
         note_redrawn(study, trial, self._redrawn)
         return params
-
-    def sample_independent(
-        self,
-        study: Study,
-        trial: FrozenTrial,
-        param_name: str,
-        param_distribution: BaseDistribution,
-    ) -> Any:
-        return self._independent.sample_independent(study, trial, param_name, param_distribution)
-
-    def reseed_rng(self) -> None:
-        self._independent.reseed_rng()
 
     # -- for subclasses -----------------------------------------------------------------------
     def propose(self, study: Study, history: list[PastTrial], rng: np.random.Generator) -> Params:
