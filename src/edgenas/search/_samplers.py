@@ -8,6 +8,10 @@ All of them use the strategy context's ``check`` (the cost model's verdict befor
 an assignment whose predicted costs break a constraint, or whose architecture was tried already,
 is redrawn, up to ``max_redraws`` times. The runner still checks every proposal, so nothing
 infeasible is trained even when the redraws run out.
+
+This module holds what they share (:class:`WholeSampler`) and the strategies that fit on a page
+(random, grid, regularized evolution, REINFORCE); the guided strategy is in ``_guided``, and the
+wrapper that makes Optuna's own samplers redraw is in ``_prefilter``.
 """
 
 from __future__ import annotations
