@@ -30,19 +30,8 @@ import numpy as np
 import optuna
 
 from edgenas.errors import ConfigError
-from edgenas.search._records import REDRAWN_ATTR
-from edgenas.search._strategies import STRATEGIES, Check, make_sampler
+from edgenas.search import REDRAWN_ATTR, STRATEGIES, Check, make_sampler
 from edgenas.space import NB201_OPS, NB201Cell, NB201Space
-
-__all__ = [
-    "CHECKPOINTS",
-    "REFERENCES",
-    "NB201Table",
-    "RunTrace",
-    "benchmark",
-    "load_table",
-    "run_strategy",
-]
 
 #: Trainings after which regret is reported.
 CHECKPOINTS: tuple[int, ...] = (25, 50, 100, 200)

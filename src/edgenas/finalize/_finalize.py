@@ -24,9 +24,7 @@ from edgenas.finalize._card import write_model_card
 from edgenas.finalize._clock import EpochClock
 from edgenas.finalize._pipeline import STEPS_DIR, Pipeline, planned_epochs
 from edgenas.finalize._steps import CompressOptions, Measurer, Step
-from edgenas.search import _records as R
-from edgenas.search._hyper import TrainingSpace
-from edgenas.search._objectives import Objective
+from edgenas.search import STUDY_BEST, Objective, TrainingSpace, TrialRecord, rank_candidates
 from edgenas.search._runner import _json_default, _onnx_matches, _trial_seed, load_result
 from edgenas.train import Fidelity, TrainConfig, evaluate, fit
 
@@ -150,27 +148,13 @@ def _options_json(options: CompressOptions) -> dict[str, Any]:
     return d
 
 
-def _ranked(records: list[R.TrialRecord], objective: Objective) -> list[R.TrialRecord]:
-    pool = [
-        r for r in records
-        if r.state == "complete" and r.trained and r.feasible and r.accuracy is not None
-        and r.genotype and r.costs is not None
-    ]  # fmt: skip
-
-    def key(r: R.TrialRecord) -> tuple[float, float]:
-        assert r.costs is not None and r.accuracy is not None
-        return (-objective.score(r.accuracy, r.costs), r.costs.latency_ms)
-
-    return sorted(pool, key=key)
-
-
 def _choose(
-    records: list[R.TrialRecord],
+    records: list[TrialRecord],
     best_attr: dict[str, Any] | None,
     objective: Objective,
     pick: str | int,
     top: int,
-) -> list[R.TrialRecord]:
+) -> list[TrialRecord]:
     if isinstance(top, bool) or not isinstance(top, int) or top < 1:
         raise ConfigError(f"--top must be a whole number >= 1, got {top!r}")
     if isinstance(pick, str) and pick != "best":
@@ -197,7 +181,7 @@ def _choose(
         if not record.feasible:
             log.warning("trial %d does not meet the run's constraints", pick)
         return [record]
-    ranked = _ranked(records, objective)
+    ranked = rank_candidates(records, objective)
     if not ranked:
         raise ConfigError(
             "this run has no completed trial that meets its constraints: nothing to finalize "
@@ -300,7 +284,7 @@ def finalize(
         raise ConfigError(f"--epochs must be a whole number >= 1, got {epochs!r}")
     search_epochs = int(spec.get("epochs") or 1)
     epochs = epochs if epochs is not None else 3 * search_epochs
-    best_attr = study.user_attrs.get(R.STUDY_BEST)
+    best_attr = study.user_attrs.get(STUDY_BEST)
     objective_spec = spec.get("objective") or {}
     from edgenas.cost import Constraints, CostModel
 
@@ -321,7 +305,7 @@ def finalize(
     seed = int(spec.get("seed", 0))
     base = TrainConfig(batch_size=int(spec.get("batch_size", TrainConfig.batch_size)))
 
-    def retrain(record: R.TrialRecord) -> tuple[FinalCandidate, Network]:
+    def retrain(record: TrialRecord) -> tuple[FinalCandidate, Network]:
         assert record.genotype is not None
         genotype = Genotype.parse(record.genotype)
         config = TrainingSpace.train_config(record.params, base)
@@ -388,7 +372,7 @@ def finalize(
             log.warning("%s", c.gap_warning)
 
     def teacher() -> tuple[Network, dict[str, Any]]:
-        def retrain_teacher(record: R.TrialRecord) -> tuple[FinalCandidate, Network]:
+        def retrain_teacher(record: TrialRecord) -> tuple[FinalCandidate, Network]:
             clock.add(epochs)
             return retrain(record)
 
@@ -474,9 +458,9 @@ def _predictions(
 
 def _teacher(
     given: str | None,
-    records: list[R.TrialRecord],
+    records: list[TrialRecord],
     retrained: list[tuple[FinalCandidate, Network]],
-    retrain: Callable[[R.TrialRecord], tuple[FinalCandidate, Network]],
+    retrain: Callable[[TrialRecord], tuple[FinalCandidate, Network]],
     student: int,
     data: Any,
 ) -> tuple[Network, dict[str, Any]]:
@@ -509,7 +493,7 @@ def _teacher(
     }
 
 
-def _check_teacher(options: CompressOptions, records: list[R.TrialRecord]) -> None:
+def _check_teacher(options: CompressOptions, records: list[TrialRecord]) -> None:
     """A --teacher that cannot teach is named before anything is trained."""
     given = options.teacher
     if not options.distill or given is None:

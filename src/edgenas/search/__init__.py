@@ -6,9 +6,16 @@ from __future__ import annotations
 from edgenas.search._early_stop import EarlyStopping, EpochCurve
 from edgenas.search._fidelity import FIDELITY_SCHEDULES, FidelitySchedule, RungEntry, ranked_ahead
 from edgenas.search._frontier import hypervolume_2d, stable_for
-from edgenas.search._hyper import TRAINING_CHOICES, TrainingSpace
 from edgenas.search._objectives import OBJECTIVES, Objective, parse_weights
-from edgenas.search._records import TrialRecord, pareto_front, records_from_study, results_dict
+from edgenas.search._records import (
+    REDRAWN_ATTR,
+    STUDY_BEST,
+    TrialRecord,
+    pareto_front,
+    rank_candidates,
+    records_from_study,
+    results_dict,
+)
 from edgenas.search._runner import (
     SearchConfig,
     SearchProgress,
@@ -17,14 +24,25 @@ from edgenas.search._runner import (
     open_study,
     run_search,
 )
-from edgenas.search._strategies import STRATEGIES, Strategy, make_sampler, register_strategy
+from edgenas.search._strategies import (
+    STRATEGIES,
+    Check,
+    Strategy,
+    StrategyContext,
+    make_sampler,
+    register_strategy,
+)
+from edgenas.search._training_space import TRAINING_CHOICES, TrainingSpace
 from edgenas.search._warm import WarmStart, warm_start
 
 __all__ = [
     "FIDELITY_SCHEDULES",
     "OBJECTIVES",
+    "REDRAWN_ATTR",
     "STRATEGIES",
+    "STUDY_BEST",
     "TRAINING_CHOICES",
+    "Check",
     "EarlyStopping",
     "EpochCurve",
     "FidelitySchedule",
@@ -34,6 +52,7 @@ __all__ = [
     "SearchProgress",
     "SearchResult",
     "Strategy",
+    "StrategyContext",
     "TrainingSpace",
     "TrialRecord",
     "WarmStart",
@@ -43,6 +62,7 @@ __all__ = [
     "open_study",
     "pareto_front",
     "parse_weights",
+    "rank_candidates",
     "ranked_ahead",
     "records_from_study",
     "register_strategy",

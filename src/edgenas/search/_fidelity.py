@@ -19,11 +19,11 @@ within a front, as NSGA-II orders a population.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from edgenas.errors import ConfigError
+from edgenas.search._pareto import crowding_distance, non_dominated_fronts
 
 __all__ = ["FIDELITY_SCHEDULES", "FidelitySchedule", "RungEntry", "ranked_ahead"]
 
@@ -47,37 +47,6 @@ class RungEntry:
     bracket: int = 0
 
 
-def _dominates(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
-    return all(x >= y for x, y in zip(a, b, strict=True)) and a != b
-
-
-def _fronts(points: Sequence[tuple[float, ...]]) -> list[list[int]]:
-    """Non-dominated sorting: indices of ``points`` front by front, all objectives maximised."""
-    remaining = list(range(len(points)))
-    fronts = []
-    while remaining:
-        front = [
-            i for i in remaining if not any(_dominates(points[j], points[i]) for j in remaining)
-        ]
-        fronts.append(front)
-        remaining = [i for i in remaining if i not in front]
-    return fronts
-
-
-def _crowding(points: Sequence[tuple[float, ...]], front: Sequence[int]) -> dict[int, float]:
-    """NSGA-II crowding distance of each member of one front (the extremes are infinite)."""
-    distance = dict.fromkeys(front, 0.0)
-    for m in range(len(points[front[0]])):
-        order = sorted(front, key=lambda i: points[i][m])
-        low, high = points[order[0]][m], points[order[-1]][m]
-        if high == low:
-            continue
-        distance[order[0]] = distance[order[-1]] = math.inf
-        for before, i, after in zip(order, order[1:], order[2:], strict=False):
-            distance[i] += (points[after][m] - points[before][m]) / (high - low)
-    return distance
-
-
 def ranked_ahead(mine: tuple[float, ...], others: Sequence[tuple[float, ...]]) -> int:
     """How many of ``others`` rank strictly ahead of ``mine`` (every objective maximised).
 
@@ -88,11 +57,11 @@ def ranked_ahead(mine: tuple[float, ...], others: Sequence[tuple[float, ...]]) -
         return sum(o[0] > mine[0] for o in others)
     points = [mine, *others]
     ahead = 0
-    for front in _fronts(points):
+    for front in non_dominated_fronts(points):
         if 0 not in front:
             ahead += len(front)
             continue
-        crowding = _crowding(points, front)
+        crowding = crowding_distance(points, front)
         return ahead + sum(crowding[i] > crowding[0] for i in front if i != 0)
     raise AssertionError("every point belongs to a front")  # pragma: no cover
 

@@ -126,6 +126,20 @@ class Objective:
         return score
 
     def values(self, accuracy: float, costs: Costs) -> list[float]:
+        """The values told to the study, in the order of :attr:`directions`."""
         if self.kind == "pareto":
             return [accuracy, costs.latency_ms]
         return [self.score(accuracy, costs)]
+
+    def ranking_point(self, accuracy: float, costs: Costs) -> tuple[float, ...]:
+        """The values told to the study, each turned to "higher is better" (latency negated):
+        the point a fidelity rung ranks candidates by (see ``ranked_ahead``).
+
+        Example:
+            >>> Objective("pareto").ranking_point(0.9, Costs(12.0, 30.0, 2.0, 10**6, 10**8))
+            (0.9, -12.0)
+        """
+        return tuple(
+            v if d == StudyDirection.MAXIMIZE else -v
+            for v, d in zip(self.values(accuracy, costs), self.directions, strict=True)
+        )

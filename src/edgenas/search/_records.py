@@ -1,4 +1,5 @@
-"""Trial records read from the study, the Pareto front, and ``results.json``.
+"""Trial records read from the study, the Pareto front, the ranking of candidates, and
+``results.json``.
 
 The study storage is the source of truth: everything here is derived from it, so ``edgenas show``
 gives the same answer during a search, after it, and after a crash.
@@ -6,7 +7,7 @@ gives the same answer during a search, after it, and after a crash.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,8 +16,19 @@ from optuna.trial import FrozenTrial, TrialState
 
 from edgenas.cost import Constraints, Costs
 from edgenas.search._frontier import stable_for
+from edgenas.search._objectives import Objective
+from edgenas.search._pareto import non_dominated
 
-__all__ = ["TrialRecord", "frontier_dict", "pareto_front", "records_from_study", "results_dict"]
+__all__ = [
+    "REDRAWN_ATTR",
+    "STUDY_BEST",
+    "TrialRecord",
+    "frontier_dict",
+    "pareto_front",
+    "rank_candidates",
+    "records_from_study",
+    "results_dict",
+]
 
 # Keys of the user attributes each trial carries (written by the runner).
 ATTR_GENOTYPE = "genotype"
@@ -73,7 +85,23 @@ class TrialRecord:
 
     @property
     def feasible(self) -> bool:
+        """Whether it meets every constraint (not rejected, no positive violation)."""
         return self.state != "infeasible" and all(v <= 0 for v in self.violations.values())
+
+    @property
+    def usable(self) -> bool:
+        """Whether the candidate may be ranked, put on the Pareto front and chosen as the best:
+        it was trained to the end (state ``complete`` and ``trained``, so not stopped early,
+        failed, still running, nor a repeat scored from an earlier trial), it meets every
+        constraint (:attr:`feasible`), and it has an accuracy, costs and a genotype."""
+        return (
+            self.state == "complete"
+            and self.trained
+            and self.feasible
+            and self.accuracy is not None
+            and self.costs is not None
+            and bool(self.genotype)
+        )
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -149,39 +177,35 @@ def records_from_study(study: optuna.Study) -> list[TrialRecord]:
     return out
 
 
+def _accuracy_latency(r: TrialRecord) -> tuple[float, float]:
+    """A usable record as a point with both objectives maximised (latency negated)."""
+    assert r.accuracy is not None and r.costs is not None
+    return (r.accuracy, -r.costs.latency_ms)
+
+
 def pareto_front(records: Sequence[TrialRecord]) -> list[TrialRecord]:
-    """Trained, complete, feasible candidates no other beats on both accuracy and latency,
-    sorted by latency."""
-    pool = [
-        r
-        for r in records
-        if r.state == "complete" and r.trained and r.feasible and r.accuracy is not None and r.costs
-    ]
-    front = []
-    for r in pool:
+    """The :attr:`~TrialRecord.usable` candidates no other beats on both accuracy and latency,
+    sorted by latency; of candidates with equal accuracy and latency, only the earliest."""
+    pool = [r for r in records if r.usable]
+    front = [pool[i] for i in non_dominated([_accuracy_latency(r) for r in pool])]
+    unique: dict[tuple[float, float], TrialRecord] = {}
+    for r in sorted(front, key=lambda r: (-_accuracy_latency(r)[1], r.number)):
+        unique.setdefault(_accuracy_latency(r), r)
+    return list(unique.values())
+
+
+def rank_candidates(records: Iterable[TrialRecord], objective: Objective) -> list[TrialRecord]:
+    """The :attr:`~TrialRecord.usable` candidates, best first: by the objective's score
+    (accuracy, or the weighted score), then by lower latency, then in the order given
+    (trial order for records read from a study). A Pareto search ranks by accuracy too: the
+    best of a front is its most accurate candidate, the fastest among equals."""
+    pool = [r for r in records if r.usable]
+
+    def key(r: TrialRecord) -> tuple[float, float]:
         assert r.costs is not None and r.accuracy is not None
-        dominated = False
-        for o in pool:
-            assert o.costs is not None and o.accuracy is not None
-            if o is r:
-                continue
-            no_worse = o.accuracy >= r.accuracy and o.costs.latency_ms <= r.costs.latency_ms
-            better = o.accuracy > r.accuracy or o.costs.latency_ms < r.costs.latency_ms
-            if no_worse and better:
-                dominated = True
-                break
-        if not dominated:
-            front.append(r)
-    # equal points: keep the earliest only
-    seen: set[tuple[float, float]] = set()
-    unique = []
-    for r in sorted(front, key=lambda r: (r.costs.latency_ms, r.number)):  # type: ignore[union-attr]
-        assert r.accuracy is not None and r.costs is not None
-        key = (r.accuracy, r.costs.latency_ms)
-        if key not in seen:
-            seen.add(key)
-            unique.append(r)
-    return unique
+        return (-objective.score(r.accuracy, r.costs), r.costs.latency_ms)
+
+    return sorted(pool, key=key)
 
 
 def results_dict(

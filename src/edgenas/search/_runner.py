@@ -32,9 +32,9 @@ from edgenas.search._driver import ATTR_DRIVER, ATTR_HEARTBEAT, Driver, Heartbea
 from edgenas.search._early_stop import EarlyStopping, EpochCurve
 from edgenas.search._fidelity import FidelitySchedule, RungEntry
 from edgenas.search._frontier import hypervolume_2d, stable_for
-from edgenas.search._hyper import TrainingSpace
 from edgenas.search._objectives import Objective
 from edgenas.search._strategies import Check, make_sampler
+from edgenas.search._training_space import TrainingSpace
 from edgenas.search._warm import WarmStart, warm_start
 from edgenas.space import SearchSpace, edge_space
 from edgenas.train import Fidelity, TrainConfig, TrainResult, evaluate, fit

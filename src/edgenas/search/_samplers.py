@@ -8,6 +8,10 @@ All of them use the strategy context's ``check`` (the cost model's verdict befor
 an assignment whose predicted costs break a constraint, or whose architecture was tried already,
 is redrawn, up to ``max_redraws`` times. The runner still checks every proposal, so nothing
 infeasible is trained even when the redraws run out.
+
+This module holds what they share (:class:`WholeSampler`) and the strategies that fit on a page
+(random, grid, regularized evolution, REINFORCE); the guided strategy is in ``_guided``, and the
+wrapper that makes Optuna's own samplers redraw is in ``_prefilter``.
 """
 
 from __future__ import annotations
@@ -29,23 +33,26 @@ from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from edgenas.errors import ConfigError
+from edgenas.search._pareto import non_dominated
 from edgenas.search._records import REDRAWN_ATTR
-from edgenas.search._surrogate import GaussianProcess, expected_improvement, normal_scores
 
 __all__ = [
-    "REDRAWN_ATTR",
+    "Codec",
     "EvolutionSampler",
     "GridSampler",
-    "GuidedSampler",
-    "PrefilteredSampler",
+    "JointSampler",
+    "Params",
+    "PastTrial",
     "RandomFeasibleSampler",
     "ReinforceSampler",
     "StrategyContext",
+    "WholeSampler",
+    "learnable",
+    "note_redrawn",
+    "tried_keys",
 ]
 
 Params = dict[str, Any]
-#: Spaces with at most this many combinations are ranked whole by the guided strategy.
-ENUMERATE = 20_000
 
 
 @dataclass(frozen=True)
@@ -68,7 +75,7 @@ class StrategyContext:
 
 
 @dataclass
-class _Done:
+class PastTrial:
     """A trial a strategy learns from."""
 
     number: int
@@ -87,7 +94,7 @@ def _violated(trial: FrozenTrial) -> bool:
     ) or any(float(v) > 0 for v in trial.system_attrs.get("constraints", ()) or ())
 
 
-class _Codec:
+class Codec:
     """Draws, mutates and names assignments of a space's distributions."""
 
     def __init__(self, space: Any) -> None:
@@ -146,7 +153,7 @@ class _Codec:
         if not self.categorical:
             return [self.random(rng) for _ in range(n)]
         index = rng.integers(0, self.sizes, size=(n, len(self.labels)))
-        return [self._from_index(row) for row in index]
+        return [self.from_index(row) for row in index]
 
     def mutate_many(
         self, params: Mapping[str, Any], rng: np.random.Generator, n: int, genes: int = 2
@@ -162,9 +169,9 @@ class _Codec:
         sizes = self.sizes[cols]
         shift = 1 + np.floor(rng.random(cols.shape) * (sizes - 1)).astype(int)
         np.put_along_axis(rows, cols, (np.take_along_axis(rows, cols, 1) + shift) % sizes, 1)
-        return [self._from_index(row) for row in rows]
+        return [self.from_index(row) for row in rows]
 
-    def _from_index(self, row: np.ndarray) -> Params:
+    def from_index(self, row: np.ndarray) -> Params:
         return {k: self.choices[k][int(i)] for k, i in zip(self.labels, row, strict=True)}
 
 
@@ -218,22 +225,43 @@ def _other(dist: BaseDistribution, value: Any, rng: np.random.Generator) -> Any:
     return value
 
 
-class _WholeSampler(BaseSampler):
-    """Proposes every label at once in ``sample_relative``; subclasses write :meth:`propose`."""
+class JointSampler(BaseSampler):
+    """Proposes every label of the space at once (``sample_relative``) and leaves the
+    single-label draws Optuna may still ask for to ``delegate``."""
 
-    def __init__(self, ctx: StrategyContext) -> None:
+    def __init__(self, ctx: StrategyContext, delegate: BaseSampler) -> None:
         self.ctx = ctx
-        self.codec = _Codec(ctx.space)
-        self._independent = RandomSampler(seed=ctx.seed)
-        self._checks: dict[str, tuple[bool, float]] = {}
-        self._redrawn = 0  # predicted-infeasible candidates replaced for the current proposal
+        self.codec = Codec(ctx.space)
+        self.delegate = delegate
 
-    # -- Optuna's sampler interface -----------------------------------------------------------
     def infer_relative_search_space(
         self, study: Study, trial: FrozenTrial
     ) -> dict[str, BaseDistribution]:
         return dict(self.codec.dists)
 
+    def sample_independent(
+        self,
+        study: Study,
+        trial: FrozenTrial,
+        param_name: str,
+        param_distribution: BaseDistribution,
+    ) -> Any:
+        return self.delegate.sample_independent(study, trial, param_name, param_distribution)
+
+    def reseed_rng(self) -> None:
+        self.delegate.reseed_rng()
+
+
+class WholeSampler(JointSampler):
+    """edgenas's own strategies: subclasses write :meth:`propose`; single labels are drawn
+    uniformly."""
+
+    def __init__(self, ctx: StrategyContext) -> None:
+        super().__init__(ctx, RandomSampler(seed=ctx.seed))
+        self._checks: dict[str, tuple[bool, float]] = {}
+        self._redrawn = 0  # predicted-infeasible candidates replaced for the current proposal
+
+    # -- Optuna's sampler interface -----------------------------------------------------------
     def sample_relative(
         self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
     ) -> dict[str, Any]:
@@ -243,26 +271,14 @@ class _WholeSampler(BaseSampler):
         history = self._history(study)
         self._redrawn = 0
         params = self.propose(study, history, rng)
-        _note_redrawn(study, trial, self._redrawn)
+        note_redrawn(study, trial, self._redrawn)
         return params
 
-    def sample_independent(
-        self,
-        study: Study,
-        trial: FrozenTrial,
-        param_name: str,
-        param_distribution: BaseDistribution,
-    ) -> Any:
-        return self._independent.sample_independent(study, trial, param_name, param_distribution)
-
-    def reseed_rng(self) -> None:
-        self._independent.reseed_rng()
-
     # -- for subclasses -----------------------------------------------------------------------
-    def propose(self, study: Study, history: list[_Done], rng: np.random.Generator) -> Params:
+    def propose(self, study: Study, history: list[PastTrial], rng: np.random.Generator) -> Params:
         raise NotImplementedError
 
-    def _history(self, study: Study) -> list[_Done]:
+    def _history(self, study: Study) -> list[PastTrial]:
         signs = [1.0 if d == StudyDirection.MAXIMIZE else -1.0 for d in study.directions]
         out = []
         for t in study.get_trials(deepcopy=False):
@@ -272,7 +288,7 @@ class _WholeSampler(BaseSampler):
             if t.state == TrialState.COMPLETE and t.values is not None:
                 values = tuple(s * v for s, v in zip(signs, t.values, strict=True))
             out.append(
-                _Done(
+                PastTrial(
                     t.number,
                     dict(t.params),
                     self.codec.key(t.params),
@@ -325,11 +341,12 @@ class _WholeSampler(BaseSampler):
         return self.first_acceptable(draws, tried) or first
 
 
-def _tried(history: Sequence[_Done]) -> set[str]:
+def tried_keys(history: Sequence[PastTrial]) -> set[str]:
+    """The architectures tried already (never proposed again)."""
     return {h.key for h in history}
 
 
-def _learnable(history: Sequence[_Done]) -> list[_Done]:
+def learnable(history: Sequence[PastTrial]) -> list[PastTrial]:
     """Completed, feasible, one per architecture (the first)."""
     out, seen = [], set()
     for h in history:
@@ -340,19 +357,20 @@ def _learnable(history: Sequence[_Done]) -> list[_Done]:
     return out
 
 
-def _note_redrawn(study: Study, trial: FrozenTrial, n: int) -> None:
+def note_redrawn(study: Study, trial: FrozenTrial, n: int) -> None:
+    """Record on the trial how many candidates were replaced as infeasible before it."""
     if n:
         study._storage.set_trial_system_attr(trial._trial_id, REDRAWN_ATTR, int(n))
 
 
-class RandomFeasibleSampler(_WholeSampler):
+class RandomFeasibleSampler(WholeSampler):
     """Uniform draws, redrawn while predicted infeasible or already tried."""
 
-    def propose(self, study: Study, history: list[_Done], rng: np.random.Generator) -> Params:
-        return self.random_feasible(rng, _tried(history))
+    def propose(self, study: Study, history: list[PastTrial], rng: np.random.Generator) -> Params:
+        return self.random_feasible(rng, tried_keys(history))
 
 
-class GridSampler(_WholeSampler):
+class GridSampler(WholeSampler):
     """Every combination once, in a seeded random order; skips infeasible and tried ones."""
 
     LIMIT = 2_000_000
@@ -385,8 +403,8 @@ class GridSampler(_WholeSampler):
             out[label] = dist.choices[i]  # type: ignore[attr-defined]
         return out
 
-    def propose(self, study: Study, history: list[_Done], rng: np.random.Generator) -> Params:
-        tried = _tried(history)
+    def propose(self, study: Study, history: list[PastTrial], rng: np.random.Generator) -> Params:
+        tried = tried_keys(history)
         skipped = 0
         while self._cursor < len(self._order):
             params = self._params(int(self._order[self._cursor]))
@@ -402,7 +420,7 @@ class GridSampler(_WholeSampler):
         return self.codec.random(rng)  # every combination is tried: repeats tell nothing new
 
 
-class EvolutionSampler(_WholeSampler):
+class EvolutionSampler(WholeSampler):
     """Regularized evolution (Real et al., 2019): the newest ``population`` trained candidates
     form the population; a tournament of ``tournament`` picks a parent; its child differs in one
     choice. The oldest member ages out, whatever its accuracy, which keeps the search moving.
@@ -415,8 +433,8 @@ class EvolutionSampler(_WholeSampler):
         self.population = population
         self.tournament = tournament
 
-    def propose(self, study: Study, history: list[_Done], rng: np.random.Generator) -> Params:
-        tried = _tried(history)
+    def propose(self, study: Study, history: list[PastTrial], rng: np.random.Generator) -> Params:
+        tried = tried_keys(history)
         members = [h for h in history if h.values is not None and h.feasible]
         if len(members) < self.population:
             return self.random_feasible(rng, tried)
@@ -432,12 +450,12 @@ class EvolutionSampler(_WholeSampler):
         return self.first_acceptable(candidates(), tried) or self.random_feasible(rng, tried)
 
 
-def _winner(entrants: list[_Done], rng: np.random.Generator) -> _Done:
-    undominated = [
-        a
-        for a in entrants
-        if not any(_dominates(b.values, a.values) for b in entrants if b is not a)
-    ]
+def _winner(entrants: list[PastTrial], rng: np.random.Generator) -> PastTrial:
+    points = []
+    for entrant in entrants:
+        assert entrant.values is not None  # the population holds trials with values only
+        points.append(entrant.values)
+    undominated = [entrants[i] for i in non_dominated(points)]
     best = max(a.values[0] for a in undominated)  # type: ignore[index]
     top = [a for a in undominated if a.values[0] == best]  # type: ignore[index]
     return (
@@ -447,15 +465,7 @@ def _winner(entrants: list[_Done], rng: np.random.Generator) -> _Done:
     )
 
 
-def _dominates(a: tuple[float, ...] | None, b: tuple[float, ...] | None) -> bool:
-    if a is None or b is None:
-        return False
-    return all(x >= y for x, y in zip(a, b, strict=True)) and any(
-        x > y for x, y in zip(a, b, strict=True)
-    )
-
-
-class ReinforceSampler(_WholeSampler):
+class ReinforceSampler(WholeSampler):
     """A policy over the choices (independent softmax logits per categorical label), trained
     with REINFORCE (Williams 1992; Zoph & Le 2017) and a moving-average baseline.
 
@@ -477,7 +487,7 @@ class ReinforceSampler(_WholeSampler):
             if isinstance(d, CategoricalDistribution)
         }
 
-    def _policy(self, done: list[_Done]) -> dict[str, np.ndarray]:
+    def _policy(self, done: list[PastTrial]) -> dict[str, np.ndarray]:
         logits = {k: np.zeros(len(c)) for k, c in self._cats.items()}
         rewards = [self._reward(h, done) for h in done]
         if not rewards:
@@ -500,7 +510,7 @@ class ReinforceSampler(_WholeSampler):
                 z += step * grad
         return logits
 
-    def _reward(self, h: _Done, done: list[_Done]) -> float:
+    def _reward(self, h: PastTrial, done: list[PastTrial]) -> float:
         assert h.values is not None
         if len(h.values) < 2:
             return h.values[0]
@@ -509,8 +519,8 @@ class ReinforceSampler(_WholeSampler):
         latency = max(-h.values[1], 1e-9)
         return h.values[0] * (latency / target) ** -0.07
 
-    def propose(self, study: Study, history: list[_Done], rng: np.random.Generator) -> Params:
-        done = _learnable(history)  # a repeated architecture teaches nothing new
+    def propose(self, study: Study, history: list[PastTrial], rng: np.random.Generator) -> Params:
+        done = learnable(history)  # a repeated architecture teaches nothing new
         logits = self._policy(done)
 
         cdfs = {}
@@ -532,211 +542,6 @@ class ReinforceSampler(_WholeSampler):
                         params[label] = choices[int(picks[label][i])]
                     yield params
 
-        tried = _tried(history)
+        tried = tried_keys(history)
         # A policy that has settled on tried architectures: a random feasible one instead.
         return self.first_acceptable(draws(), tried) or self.random_feasible(rng, tried)
-
-
-class GuidedSampler(_WholeSampler):
-    """edgenas's predictor-guided search: many candidates, few trainings.
-
-    After ``startup`` random feasible candidates, each proposal fits a Gaussian-process
-    surrogate of accuracy to the completed trials (on the space's feature vectors, with
-    rank-normalised targets), generates candidates by mutating the best trials (every one-choice
-    neighbour of the top few, and two-choice mutations) plus random draws, ranks them by
-    expected improvement, and proposes the first that the cost model predicts feasible and
-    that was not tried. Only promising feasible candidates are trained.
-
-    With two objectives (accuracy and latency), each proposal draws a latency budget among
-    the trained candidates' latencies and improves the best accuracy within it, so the front
-    fills from fast to accurate.
-    """
-
-    def __init__(
-        self,
-        ctx: StrategyContext,
-        startup: int = 10,
-        parents: int = 5,
-        random_candidates: int = 400,
-        mutations_per_parent: int = 60,
-    ) -> None:
-        super().__init__(ctx)
-        self.startup = startup
-        self.parents = parents
-        self.random_candidates = random_candidates
-        self.mutations_per_parent = mutations_per_parent
-        self._features: dict[str, np.ndarray] = {}
-        self._hyper: tuple[int, float, float] | None = None
-        self._every: tuple[list[str], dict[str, Params], np.ndarray] | None = None
-
-    def _x(self, params: Mapping[str, Any], key: str) -> np.ndarray:
-        x = self._features.get(key)
-        if x is None:
-            x = np.asarray(self.ctx.space.features(params), dtype=float)
-            self._features[key] = x
-        return x
-
-    def _fit(self, x: np.ndarray, y: np.ndarray) -> GaussianProcess:
-        """The surrogate; its hyperparameters are chosen again when the data grew by a fifth."""
-        n, chosen = len(y), self._hyper
-        if chosen is None or n >= 1.2 * chosen[0]:
-            gp = GaussianProcess().fit(x, y)
-            self._hyper = (n, gp.theta, gp.noise)
-            return gp
-        return GaussianProcess(chosen[1], chosen[2]).fit(x, y, search=False)
-
-    def _candidates(
-        self, parents: list[_Done], tried: set[str], rng: np.random.Generator
-    ) -> tuple[list[str], Mapping[str, Params], np.ndarray]:
-        """Untried candidates (keys, assignments by key, feature rows) for the surrogate."""
-        if self.codec.categorical and self.codec.combinations <= ENUMERATE:
-            # A small space: the surrogate ranks all of it, not a sample.
-            if self._every is None:
-                every = (self.codec._from_index(np.array(i)) for i in np.ndindex(*self.codec.sizes))
-                params = {self.codec.key(p): p for p in every}
-                keys = list(params)
-                self._every = (keys, params, np.stack([self._x(params[k], k) for k in keys]))
-            keys, params, x = self._every
-            keep = np.array(
-                [k not in tried and self._checks.get(k, (True,))[0] for k in keys], dtype=bool
-            )
-            return [k for k, kept in zip(keys, keep, strict=True) if kept], params, x[keep]
-        candidates: dict[str, Params] = {}
-        for parent in parents:
-            around = list(self.codec.neighbours(parent.params))
-            if len(around) > self.mutations_per_parent:
-                picks = rng.choice(len(around), size=self.mutations_per_parent, replace=False)
-                around = [around[int(i)] for i in picks]
-            around += self.codec.mutate_many(parent.params, rng, self.mutations_per_parent // 2)
-            for p in around:
-                candidates.setdefault(self.codec.key(p), p)
-        for p in self.codec.random_many(rng, self.random_candidates):
-            candidates.setdefault(self.codec.key(p), p)
-        keys = [k for k in candidates if k not in tried]
-        x = np.stack([self._x(candidates[k], k) for k in keys]) if keys else np.zeros((0, 0))
-        return keys, candidates, x
-
-    def propose(self, study: Study, history: list[_Done], rng: np.random.Generator) -> Params:
-        tried = _tried(history)
-        done = _learnable(history)
-        if len(done) < self.startup:
-            return self.random_feasible(rng, tried)
-        budget = math.inf
-        pool = done
-        if self.ctx.multi_objective and done[0].values is not None and len(done[0].values) > 1:
-            costs = sorted({-h.values[1] for h in done if h.values is not None})
-            budget = costs[int(rng.integers(len(costs)))] if rng.random() < 0.8 else math.inf
-            pool = [h for h in done if h.values is not None and -h.values[1] <= budget] or done
-        x = np.stack([self._x(h.params, h.key) for h in done])
-        y = np.array([h.score for h in done], dtype=float)
-        gp = self._fit(x, normal_scores(y))
-        z = dict(zip((h.key for h in done), normal_scores(y), strict=True))
-        best = max(z[h.key] for h in pool)
-
-        parents = sorted(pool, key=lambda h: z[h.key], reverse=True)[: self.parents]
-        keys, candidates, x_new = self._candidates(parents, tried, rng)
-        if not keys:
-            return self.random_feasible(rng, tried)
-        mean, std = gp.predict(x_new)
-        score = expected_improvement(mean, std, best)
-        order = np.lexsort((-mean, -score))  # by EI, ties by the mean
-        ranked = (candidates[keys[int(i)]] for i in order)
-
-        def within(params: Params, latency: float) -> bool:
-            return not latency > budget  # NaN (not known) passes
-
-        chosen = self.first_acceptable(ranked, tried, accept=within)
-        return chosen or self.random_feasible(rng, tried)
-
-
-class PrefilteredSampler(BaseSampler):
-    """An Optuna sampler whose proposals are redrawn while the cost model predicts them
-    infeasible or they repeat an architecture already tried (a few times; then a uniformly
-    drawn feasible, untried candidate), then proposed whole.
-
-    Optuna's samplers choose one parameter at a time; this wrapper asks the wrapped sampler
-    for its joint proposal (``sample_relative``) and completes it label by label
-    (``sample_independent``), exactly as a trial would, checks it, and tries again with the
-    sampler's advanced random state when it breaks a limit.
-    """
-
-    REDRAWS = 8  # each redraw runs the wrapped sampler's model again
-
-    def __init__(self, inner: BaseSampler, ctx: StrategyContext) -> None:
-        self.inner = inner
-        self.ctx = ctx
-        self.codec = _Codec(ctx.space)
-        self._checks: dict[str, bool] = {}
-
-    def infer_relative_search_space(
-        self, study: Study, trial: FrozenTrial
-    ) -> dict[str, BaseDistribution]:
-        return dict(self.codec.dists)
-
-    def _feasible(self, params: Params) -> bool:
-        assert self.ctx.check is not None
-        key = self.codec.key(params)
-        if key not in self._checks:
-            self._checks[key] = bool(self.ctx.check(params)[0])
-        return self._checks[key]
-
-    def sample_relative(
-        self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
-    ) -> dict[str, Any]:
-        if not search_space or self.ctx.check is None:
-            return {}
-        inner_space = self.inner.infer_relative_search_space(study, trial)
-        tried = {
-            self.codec.key(t.params)
-            for t in study.get_trials(deepcopy=False)
-            if t.params and all(k in t.params for k in self.codec.labels)
-        }
-        first: Params | None = None
-        redrawn = 0
-        for _ in range(min(self.ctx.max_redraws, self.REDRAWS)):
-            params = dict(self.inner.sample_relative(study, trial, inner_space))
-            for label, dist in self.codec.dists.items():
-                if label not in params:
-                    params[label] = self.inner.sample_independent(study, trial, label, dist)
-            first = first or params
-            if self.codec.key(params) not in tried:
-                if self._feasible(params):
-                    _note_redrawn(study, trial, redrawn)
-                    return params
-                redrawn += 1
-        # The sampler keeps proposing infeasible or tried candidates: a uniform feasible one
-        # instead (the sampler learns from it like from its own).
-        rng = np.random.default_rng([self.ctx.seed & 0xFFFFFFFF, trial.number])
-        for _ in range(self.ctx.max_checks * 4):
-            params = self.codec.random(rng)
-            if self.codec.key(params) not in tried:
-                if self._feasible(params):
-                    _note_redrawn(study, trial, redrawn)
-                    return params
-                redrawn += 1
-        _note_redrawn(study, trial, redrawn)
-        return first or {}
-
-    def sample_independent(
-        self,
-        study: Study,
-        trial: FrozenTrial,
-        param_name: str,
-        param_distribution: BaseDistribution,
-    ) -> Any:
-        return self.inner.sample_independent(study, trial, param_name, param_distribution)
-
-    def before_trial(self, study: Study, trial: FrozenTrial) -> None:
-        self.inner.before_trial(study, trial)
-
-    def after_trial(
-        self,
-        study: Study,
-        trial: FrozenTrial,
-        state: TrialState,
-        values: Sequence[float] | None,
-    ) -> None:
-        self.inner.after_trial(study, trial, state, values)
-
-    def reseed_rng(self) -> None:
-        self.inner.reseed_rng()

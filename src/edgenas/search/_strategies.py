@@ -18,11 +18,11 @@ from typing import Any, NamedTuple
 import optuna
 
 from edgenas.errors import ConfigError
+from edgenas.search._guided import GuidedSampler
+from edgenas.search._prefilter import PrefilteredSampler
 from edgenas.search._samplers import (
     EvolutionSampler,
     GridSampler,
-    GuidedSampler,
-    PrefilteredSampler,
     RandomFeasibleSampler,
     ReinforceSampler,
     StrategyContext,
@@ -77,18 +77,13 @@ def register_strategy(
     return wrap
 
 
-@register_strategy(
+# edgenas's own samplers take the context alone, so each class is its own factory.
+register_strategy(
     "random", "uniform draws among feasible, untried candidates; the baseline to beat"
-)
-def _random(ctx: StrategyContext) -> optuna.samplers.BaseSampler:
-    return RandomFeasibleSampler(ctx)
-
-
-@register_strategy(
+)(RandomFeasibleSampler)
+register_strategy(
     "grid", "every combination once, in a seeded order; only for small spaces (such as nb201)"
-)
-def _grid(ctx: StrategyContext) -> optuna.samplers.BaseSampler:
-    return GridSampler(ctx)
+)(GridSampler)
 
 
 @register_strategy(
@@ -120,31 +115,21 @@ def _gp(ctx: StrategyContext) -> optuna.samplers.BaseSampler:
     return optuna.samplers.GPSampler(seed=ctx.seed, n_startup_trials=10)
 
 
-@register_strategy(
+register_strategy(
     "evolution",
     "regularized evolution (aging population, tournaments, one-choice mutations); "
     "for hundreds of trials",
-)
-def _evolution(ctx: StrategyContext) -> optuna.samplers.BaseSampler:
-    return EvolutionSampler(ctx)
-
-
-@register_strategy(
+)(EvolutionSampler)
+register_strategy(
     "reinforce",
     "a policy over the choices trained with REINFORCE (soft latency reward with pareto); "
     "for long searches",
-)
-def _reinforce(ctx: StrategyContext) -> optuna.samplers.BaseSampler:
-    return ReinforceSampler(ctx)
-
-
-@register_strategy(
+)(ReinforceSampler)
+register_strategy(
     "guided",
     "edgenas's own: mutations and draws ranked by a surrogate of accuracy, filtered by the "
     "cost model; fewest trainings",
-)
-def _guided(ctx: StrategyContext) -> optuna.samplers.BaseSampler:
-    return GuidedSampler(ctx)
+)(GuidedSampler)
 
 
 def make_sampler(
