@@ -1,13 +1,16 @@
 # make demo: a real search on the built-in ELPV solar-cell data (about ten minutes on 2 cores),
 # then its report (runs/elpv-demo/report.html).
-# make test: the test suite, its files spread over up to 4 processes (pytest-xdist).
+# make test: the test suite without the tests marked slow (the end-to-end runs of the CLI that
+# kill, resume or compress searches), spread over up to 4 processes (pytest-xdist): each file's
+# tests run in one process, and the report's and the dashboard's tests, which share one search,
+# together. make test-slow: the slow tests alone, spread the same way. CI (.ci/run) runs both.
 # Each creates the virtual environment it needs.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test test-slow lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +25,10 @@ demo: $(STAMP)
 	$(BIN)/edgenas report runs/elpv-demo
 
 test: $(STAMP)
-	$(BIN)/pytest -q --numprocesses auto --maxprocesses 4 --dist loadfile
+	$(BIN)/pytest -q -m "not slow" --numprocesses auto --maxprocesses 4 --dist loadgroup
+
+test-slow: $(STAMP)
+	$(BIN)/pytest -q -m slow --numprocesses auto --maxprocesses 4 --dist loadgroup
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

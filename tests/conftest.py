@@ -8,6 +8,20 @@ from pathlib import Path
 import pytest
 import torch
 
+# Session fixtures that run a whole search. Under ``--dist loadgroup`` (``make test``) the tests
+# that use one form one work unit, run by one process, so the search runs once however the
+# files are spread over the processes; every other test stays with the rest of its file.
+_SHARED_SEARCHES = ("reported_run",)
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the marks
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        uses = getattr(item, "fixturenames", ())
+        file = item.nodeid.split("::", 1)[0]
+        group = next((name for name in _SHARED_SEARCHES if name in uses), file)
+        item.add_marker(pytest.mark.xdist_group(group))
+
 
 @pytest.fixture(autouse=True, scope="session")
 def _one_torch_thread() -> Iterator[None]:
@@ -25,14 +39,16 @@ def reported_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     candidates before training (the report's and the dashboard's subject).
 
     The baselines vgg and resnet are far slower than 1 ms at 64 px, so they are rejected
-    whatever the machine; the small candidates of the space fit.
+    whatever the machine; the small candidates of the space fit. One block a stage: the report
+    draws whatever blocks there are, and shallower candidates train in a fraction of the time.
     """
-    from _cli import QUICK, run_cli
+    from _cli import run_cli
 
     out = tmp_path_factory.mktemp("reported") / "syn"
     search = run_cli(
         "search", "synthetic", "--objective", "pareto", "--trials", "4", "--max-latency", "1ms",
-        "--baseline", "vgg", "--baseline", "resnet", "--out", str(out), *QUICK,
+        "--baseline", "vgg", "--baseline", "resnet", "--out", str(out),
+        "--resolution", "64", "--max-depth", "1", "--epochs", "1",
     )  # fmt: skip
     assert search.returncode == 0, search.stderr
     final = run_cli("finalize", str(out), "--epochs", "1")
