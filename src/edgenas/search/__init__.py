@@ -8,12 +8,23 @@ from edgenas.search._fidelity import FIDELITY_SCHEDULES, FidelitySchedule, RungE
 from edgenas.search._frontier import hypervolume_2d, stable_for
 from edgenas.search._hyper import TRAINING_CHOICES, TrainingSpace
 from edgenas.search._objectives import OBJECTIVES, Objective, parse_weights
-from edgenas.search._records import TrialRecord, pareto_front, records_from_study, results_dict
+from edgenas.search._options import config_from_options
+from edgenas.search._records import (
+    STUDY_BEST,
+    STUDY_FRONT,
+    STUDY_HV_REFERENCE,
+    TrialRecord,
+    pareto_front,
+    records_from_study,
+    results_dict,
+)
 from edgenas.search._runner import (
+    SPEC_FILE,
     SearchConfig,
     SearchProgress,
     SearchResult,
     load_result,
+    open_run_study,
     open_study,
     run_search,
 )
@@ -23,7 +34,11 @@ from edgenas.search._warm import WarmStart, warm_start
 __all__ = [
     "FIDELITY_SCHEDULES",
     "OBJECTIVES",
+    "SPEC_FILE",
     "STRATEGIES",
+    "STUDY_BEST",
+    "STUDY_FRONT",
+    "STUDY_HV_REFERENCE",
     "TRAINING_CHOICES",
     "EarlyStopping",
     "EpochCurve",
@@ -37,9 +52,11 @@ __all__ = [
     "TrainingSpace",
     "TrialRecord",
     "WarmStart",
+    "config_from_options",
     "hypervolume_2d",
     "load_result",
     "make_sampler",
+    "open_run_study",
     "open_study",
     "pareto_front",
     "parse_weights",
