@@ -25,12 +25,11 @@ import torch
 from _section import write_section
 
 from edgenas.arch import Genotype
-from edgenas.config import load_space
 from edgenas.cost import LatencyPredictor
 from edgenas.device import device_info, profile_plan, read_plan
 from edgenas.errors import EdgenasError
 from edgenas.profile import check_profile, load_profile, write_plan
-from edgenas.space import StagedSpace
+from edgenas.space import StagedSpace, load_space
 
 ROOT = Path(__file__).resolve().parent.parent
 MARK = "latency_predictor"

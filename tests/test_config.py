@@ -7,9 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgenas.config import load_space
 from edgenas.errors import ConfigError
-from edgenas.space import StagedSpace
+from edgenas.space import StagedSpace, load_space
 
 
 def test_toml_narrows_the_edge_space(tmp_path: Path) -> None:

@@ -67,7 +67,7 @@ def test_dashboard_draws_the_runs_points(served: tuple[Path, str, subprocess.Pop
 
 
 def test_views_follow_the_study_and_are_written_only_when_it_changed(run_copy: Path) -> None:
-    from edgenas._dashboard import Dashboard
+    from edgenas.report import Dashboard
 
     dashboard = Dashboard(run_copy, port=0)
     try:

@@ -84,7 +84,7 @@ def test_the_live_view_times_each_trial_on_its_own(clock: FakeClock) -> None:
 
     from rich.console import Console
 
-    from edgenas._live import LiveView
+    from edgenas.cli._live import LiveView
 
     view = LiveView(Console(file=io.StringIO()))
     costs: Any = SimpleNamespace(latency_ms=1.0)

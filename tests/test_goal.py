@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from _cli import QUICK, run_cli
 
-from edgenas._goal import parse_goal
+from edgenas.cli._goal import parse_goal
 from edgenas.cost import Constraints
 from edgenas.errors import ConfigError
 

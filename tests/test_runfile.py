@@ -15,10 +15,10 @@ import typer.main
 from _cli import run_cli
 from typer.testing import CliRunner
 
-from edgenas._runfile import COMMANDS, option_keys, read_run_file
 from edgenas.cli import app
-from edgenas.config import load_space
+from edgenas.cli._runfile import COMMANDS, option_keys, read_run_file
 from edgenas.errors import ConfigError, EdgenasError
+from edgenas.space import load_space
 
 if sys.version_info >= (3, 11):
     import tomllib

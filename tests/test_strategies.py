@@ -221,7 +221,7 @@ def test_bench_cli_names_an_unknown_strategy(table_csv: Path) -> None:
 
 
 def test_search_refuses_the_nb201_space_and_says_where_it_belongs() -> None:
-    from edgenas.config import load_space
+    from edgenas.space import load_space
 
     with pytest.raises(ConfigError, match="edgenas bench nb201"):
         load_space("nb201")

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from edgenas.cost import Constraints, EnergyModel, parse_duration
-from edgenas.search import SearchConfig, SearchProgress, SearchResult, run_search
+from edgenas.cost import EnergyModel
+from edgenas.search import SearchProgress, SearchResult, config_from_options, run_search
 from edgenas.space import SearchSpace
 
 __all__ = ["search"]
@@ -40,22 +40,9 @@ def search(
         >>> result = search("synthetic", max_latency="2ms", trials=8, epochs=1)  # doctest: +SKIP
         >>> [t.number for t in result.pareto]  # doctest: +SKIP
     """
-    from edgenas.config import load_space
-
-    constraints = Constraints.parse(max_latency, max_memory, max_size, max_macs, max_energy)
-    config = SearchConfig(
-        data=str(data),
-        out=Path(out) if out is not None else None,
-        space=load_space(space),
-        constraints=constraints,
-        energy=EnergyModel.parse(energy),
-        time_budget_s=(
-            float(time_budget)
-            if isinstance(time_budget, (int, float))
-            else parse_duration(time_budget)
-            if time_budget is not None
-            else None
-        ),
-        **options,
-    )
+    config = config_from_options(
+        data, out=out, space=space, max_latency=max_latency, max_memory=max_memory,
+        max_size=max_size, max_macs=max_macs, max_energy=max_energy, energy=energy,
+        time_budget=time_budget, **options,
+    )  # fmt: skip
     return run_search(config, progress)

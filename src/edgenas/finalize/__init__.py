@@ -9,8 +9,8 @@ from edgenas.finalize._finalize import (
     FinalCandidate,
     FinalResult,
     finalize,
-    wilson_interval,
 )
+from edgenas.finalize._intervals import accuracy_difference_interval, holdout_gap, wilson_interval
 from edgenas.finalize._steps import CompressOptions, Step
 
 __all__ = [
@@ -19,6 +19,8 @@ __all__ = [
     "FinalCandidate",
     "FinalResult",
     "Step",
+    "accuracy_difference_interval",
     "finalize",
+    "holdout_gap",
     "wilson_interval",
 ]

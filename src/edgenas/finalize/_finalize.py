@@ -8,7 +8,6 @@ read.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -22,37 +21,20 @@ from edgenas.arch import Genotype, Network, build_model, export_onnx
 from edgenas.errors import ConfigError, EdgenasError
 from edgenas.finalize._card import write_model_card
 from edgenas.finalize._clock import EpochClock
+from edgenas.finalize._intervals import holdout_gap, wilson_interval
 from edgenas.finalize._pipeline import STEPS_DIR, Pipeline, planned_epochs
 from edgenas.finalize._steps import CompressOptions, Measurer, Step
 from edgenas.search import STUDY_BEST, Objective, TrainingSpace, TrialRecord, rank_candidates
 from edgenas.search._runner import _json_default, _onnx_matches, _trial_seed, load_result
 from edgenas.train import Fidelity, TrainConfig, evaluate, fit
 
-__all__ = ["FINAL_DIR", "FinalCandidate", "FinalResult", "finalize", "wilson_interval"]
+__all__ = ["FINAL_DIR", "FinalCandidate", "FinalResult", "finalize"]
 
 log = logging.getLogger("edgenas.finalize")
 
 FINAL_DIR = "final"
 ONNX_TOLERANCE = 1e-3
-_Z95 = 1.959963984540054
 _ONNX_CHECK_IMAGES = 32
-
-
-def wilson_interval(successes: float, n: int, z: float = _Z95) -> tuple[float, float]:
-    """The Wilson score interval of a binomial proportion (95% by default), as (low, high).
-
-    Example:
-        >>> [round(x, 4) for x in wilson_interval(8, 10)]
-        [0.4902, 0.9433]
-    """
-    if n <= 0:
-        return (0.0, 1.0)
-    p = successes / n
-    z2 = z * z
-    denominator = 1 + z2 / n
-    centre = (p + z2 / (2 * n)) / denominator
-    half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / denominator
-    return (max(0.0, centre - half), min(1.0, centre + half))
 
 
 @dataclass(frozen=True)
@@ -75,16 +57,11 @@ class FinalCandidate:
 
     @property
     def gap_warning(self) -> str | None:
-        """Set when the two 95% intervals do not overlap: more gap than chance explains."""
-        v_lo, v_hi = self.val_interval
-        h_lo, h_hi = self.holdout_interval
-        if v_lo <= h_hi and h_lo <= v_hi:
-            return None
-        return (
-            f"trial {self.trial}: validation ({100 * self.val_accuracy:.1f}%) and holdout "
-            f"({100 * self.holdout_accuracy:.1f}%) accuracy differ by more than their 95% "
-            "intervals explain: check the validation split for leaks or shift"
+        """Set when validation and holdout differ by more than chance explains (`holdout_gap`)."""
+        gap = holdout_gap(
+            self.val_accuracy, self.val_images, self.holdout_accuracy, self.holdout_images
         )
+        return None if gap is None else f"trial {self.trial}: {gap}"
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -260,9 +237,9 @@ def finalize(
 
     Each candidate is rebuilt from its genotype and trained from scratch, seeded as in the
     search. Validation and holdout accuracy get Wilson 95% intervals; a candidate whose two
-    intervals do not overlap carries a gap warning. The best by validation accuracy goes on:
-    it is measured (accuracy of its ONNX file with ONNX Runtime, latency, peak memory, size),
-    then distilled, pruned and quantized as ``options`` say, each step measured the same way
+    accuracies differ by more than chance explains (`holdout_gap`) carries a gap warning. The
+    best by validation accuracy goes on: it is measured (accuracy of its ONNX file with ONNX
+    Runtime, latency, peak memory, size), then distilled, pruned and quantized as ``options`` say, each step measured the same way
     and the run's constraints checked again on it. ``final/`` receives ``model.onnx`` (the
     last fp32 model), ``model.int8.onnx``, ``model.pt`` (its weights), ``genotype.txt``,
     every step's ONNX file under ``steps/``, ``final.json`` (written after every step, so a

@@ -28,14 +28,16 @@ from edgenas._io import read_json
 from edgenas.arch import BLOCK_TYPES, KERNELS, Genotype
 from edgenas.cost import Constraints
 from edgenas.errors import EdgenasError
-from edgenas.search import TrialRecord, load_result, pareto_front
-from edgenas.search._records import (
+from edgenas.search import (
+    SPEC_FILE,
     STUDY_BEST,
     STUDY_FRONT,
     STUDY_HV_REFERENCE,
+    TrialRecord,
+    load_result,
+    pareto_front,
     records_from_study,
 )
-from edgenas.search._runner import SPEC_FILE
 
 __all__ = ["FIGURES", "RunData", "load_run", "run_figures", "short_genotype"]
 

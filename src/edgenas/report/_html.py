@@ -377,7 +377,7 @@ def _interval_svg(val: Sequence[float] | None, hold: Sequence[float] | None,
 
 
 def _val_holdout(run: RunData) -> str:
-    from edgenas.finalize import wilson_interval
+    from edgenas.finalize import holdout_gap, wilson_interval
 
     entries: list[tuple[str, float | None, Any, float | None, Any, str | None]] = []
     best = run.best or {}
@@ -388,13 +388,15 @@ def _val_holdout(run: RunData) -> str:
         hold_iv = wilson_interval(hold * n_hold, n_hold) if n_hold and hold is not None else None
         entries.append(
             (f"search best (trial {best.get('trial')})", val, val_iv, hold, hold_iv,
-             _holdout_gap(best))
+             holdout_gap(val, n_val, hold, n_hold))
         )  # fmt: skip
     for c in (run.final or {}).get("candidates") or []:
         entries.append(
             (f"finalize: trial {c.get('trial')}, retrained {c.get('epochs')} epoch(s)",
              c.get("val_accuracy"), c.get("val_interval"), c.get("holdout_accuracy"),
-             c.get("holdout_interval"), c.get("gap_warning"))
+             c.get("holdout_interval"),
+             holdout_gap(c.get("val_accuracy"), c.get("val_images"),
+                         c.get("holdout_accuracy"), c.get("holdout_images")))
         )  # fmt: skip
     if not entries:
         return '<p class="note">No best yet: nothing has been checked on the holdout.</p>'
@@ -423,16 +425,10 @@ def _val_holdout(run: RunData) -> str:
     )  # fmt: skip
     note = (
         '<p class="note">Wilson 95% intervals. The search chose on validation; the holdout was '
-        "never seen by it, so it is the fair estimate. Intervals that do not overlap hint at a "
-        "leaky or shifted validation split.</p>"
+        "never seen by it, so it is the fair estimate. A difference that chance does not explain "
+        "(its 95% interval leaves out zero) hints at a leaky or shifted validation split.</p>"
     )
     return table + "".join(warnings) + note
-
-
-def _holdout_gap(best: dict[str, Any]) -> str | None:
-    from edgenas.cli import _holdout_gap as gap
-
-    return gap(best)
 
 
 # -- the page ----------------------------------------------------------------------------------

@@ -7,9 +7,12 @@ from edgenas.search._early_stop import EarlyStopping, EpochCurve
 from edgenas.search._fidelity import FIDELITY_SCHEDULES, FidelitySchedule, RungEntry, ranked_ahead
 from edgenas.search._frontier import hypervolume_2d, stable_for
 from edgenas.search._objectives import OBJECTIVES, Objective, parse_weights
+from edgenas.search._options import config_from_options
 from edgenas.search._records import (
     REDRAWN_ATTR,
     STUDY_BEST,
+    STUDY_FRONT,
+    STUDY_HV_REFERENCE,
     TrialRecord,
     pareto_front,
     rank_candidates,
@@ -17,10 +20,12 @@ from edgenas.search._records import (
     results_dict,
 )
 from edgenas.search._runner import (
+    SPEC_FILE,
     SearchConfig,
     SearchProgress,
     SearchResult,
     load_result,
+    open_run_study,
     open_study,
     run_search,
 )
@@ -39,8 +44,11 @@ __all__ = [
     "FIDELITY_SCHEDULES",
     "OBJECTIVES",
     "REDRAWN_ATTR",
+    "SPEC_FILE",
     "STRATEGIES",
     "STUDY_BEST",
+    "STUDY_FRONT",
+    "STUDY_HV_REFERENCE",
     "TRAINING_CHOICES",
     "Check",
     "EarlyStopping",
@@ -56,9 +64,11 @@ __all__ = [
     "TrainingSpace",
     "TrialRecord",
     "WarmStart",
+    "config_from_options",
     "hypervolume_2d",
     "load_result",
     "make_sampler",
+    "open_run_study",
     "open_study",
     "pareto_front",
     "parse_weights",

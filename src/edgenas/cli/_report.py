@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from edgenas.cli._console import console, fail, setup_logging
 from edgenas.errors import EdgenasError
 
 __all__ = ["report_command"]
@@ -26,13 +27,11 @@ def report_command(
     """Write one HTML file of a run that reads offline: the Pareto front, the front over
     time, the blocks of the front, predicted against measured latency, the chosen
     architecture, the compression steps and the holdout check. Works while the search runs."""
-    from edgenas.cli import _fail, _setup_logging, console
     from edgenas.report import write_report
 
-    _setup_logging(False)
+    setup_logging(False)
     try:
         path = write_report(run, out)
     except EdgenasError as exc:
-        _fail(str(exc))
-        return
+        fail(str(exc))
     console.print(f"wrote {path} ({_size(path.stat().st_size)})", highlight=False, soft_wrap=True)

@@ -1,10 +1,11 @@
-"""The terminal view of a running search (rich), and the summary printed at the end."""
+"""The terminal view of a running search (rich), and the summary and best printed at the end."""
 
 from __future__ import annotations
 
 import math
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console, Group
@@ -16,10 +17,10 @@ from rich.text import Text
 from edgenas._eta import TimeLeft
 from edgenas._eta import duration as _duration
 from edgenas.cost import Costs
-from edgenas.search import TrialRecord, pareto_front
-from edgenas.search._frontier import stable_for
+from edgenas.finalize import holdout_gap
+from edgenas.search import TrialRecord, pareto_front, stable_for
 
-__all__ = ["LiveView", "front_table", "summary_table"]
+__all__ = ["LiveView", "front_table", "print_best", "summary_table"]
 
 
 def _pct(value: float | None) -> str:
@@ -224,3 +225,27 @@ class LiveView:
         predicted = str(self.info.get("latency", "")).startswith("predicted")
         lines.append(front_table(self.records, limit=8, predicted=predicted))
         return Panel(Group(*lines), title="edgenas search", border_style="blue")
+
+
+def print_best(console: Console, best: dict[str, Any] | None, run_dir: Path) -> None:
+    """The search's best: its accuracies, latency, model file and genotype, and a warning
+    when validation and holdout disagree by more than chance explains."""
+    if not best:
+        console.print("[yellow]no trained candidate met every constraint[/]")
+        return
+    console.print(
+        f"[bold green]best:[/] trial {best['trial']} · validation {100 * best['accuracy']:.1f}% · "
+        f"holdout {100 * best['holdout_accuracy']:.1f}% · "
+        + (
+            f"{best['latency_ms_predicted']:.2f} ms predicted, "
+            if best.get("latency_ms_predicted") is not None
+            else ""
+        )
+        + f"{best['latency_ms_measured']:.2f} ms measured again · model: {run_dir / best['onnx']}",
+        highlight=False,
+    )
+    console.print(Text(best["genotype"], overflow="fold"))
+    gap = holdout_gap(best.get("accuracy"), best.get("validation_images"),
+                      best.get("holdout_accuracy"), best.get("holdout_images"))  # fmt: skip
+    if gap:
+        console.print(f"[yellow]warning:[/] {gap}", highlight=False)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from edgenas.cost._units import parse_count, parse_energy, parse_latency, parse_size
+from edgenas.cost import parse_count, parse_energy, parse_latency, parse_size
 from edgenas.errors import ConfigError
 
 __all__ = ["Goal", "parse_goal"]

@@ -1,4 +1,4 @@
-"""``edgenas dashboard RUN``: optuna-dashboard on a run's study, with edgenas's own views.
+"""optuna-dashboard on a run's study, with edgenas's own views (``edgenas dashboard RUN``).
 
 optuna-dashboard shows the plots any study has (history, parameter importances, the Pareto
 front of a two-objective study). Plots a study does not know about reach it as Plotly figures
@@ -17,16 +17,14 @@ import threading
 import warnings
 from pathlib import Path
 from socketserver import ThreadingMixIn
-from typing import Annotated, Any
+from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
-
-import typer
 
 from edgenas.errors import ConfigError, EdgenasError
 
 log = logging.getLogger("edgenas.dashboard")
 
-__all__ = ["GRAPH_PREFIX", "Dashboard", "dashboard_command", "serve_dashboard"]
+__all__ = ["GRAPH_PREFIX", "Dashboard", "serve_dashboard"]
 
 GRAPH_PREFIX = "edgenas-"  # graph object ids: edgenas-pareto, edgenas-front-over-time, …
 
@@ -54,7 +52,7 @@ class Dashboard:
                  refresh_s: float = 10.0) -> None:  # fmt: skip
         from optuna_dashboard import wsgi
 
-        from edgenas.search._runner import open_run_study
+        from edgenas.search import open_run_study
 
         self.run_dir = Path(run_dir)
         if not self.run_dir.is_dir():
@@ -93,7 +91,7 @@ class Dashboard:
         import optuna
         from optuna_dashboard import save_note, save_plotly_graph_object
 
-        from edgenas.report import load_run, run_figures
+        from edgenas.report._figures import load_run, run_figures
 
         run = load_run(self.run_dir, self.study)  # no new connection per refresh
         saved = 0
@@ -211,45 +209,3 @@ def serve_dashboard(run_dir: Path, host: str, port: int, refresh_s: float,
         dashboard.serve()
     finally:
         dashboard.server.server_close()
-
-
-def dashboard_command(
-    run: Annotated[Path, typer.Argument(help="A run directory written by edgenas search.")],
-    port: Annotated[
-        int,
-        typer.Option(
-            min=0, max=65535, help="Port to listen on; 0 picks a free one (the URL is printed)."
-        ),
-    ] = 8080,
-    host: Annotated[
-        str,
-        typer.Option(
-            help="Address to listen on. The default serves this machine only; the dashboard "
-            "can rename and delete studies, so think twice before 0.0.0.0."
-        ),
-    ] = "127.0.0.1",
-    refresh: Annotated[
-        float, typer.Option(help="Seconds between updates of the edgenas views.")
-    ] = 10.0,
-) -> None:
-    """Serve optuna-dashboard on the run's study (study.db, or the database of --storage), with
-    edgenas's views on the study's page: accuracy against latency coloured by feasibility,
-    the front over time, the block types and kernels of the front, predicted against measured
-    latency. They follow a search that is still running. Stop with Ctrl-C."""
-    from rich.markup import escape
-
-    from edgenas.cli import _fail, _setup_logging, err
-
-    _setup_logging(False)
-
-    def announce(url: str) -> None:
-        print(url, flush=True)  # alone on standard output, for scripts
-        err.print(f"edgenas dashboard of {escape(str(run))}: open {url} (Ctrl-C to stop)",
-                  highlight=False, soft_wrap=True)  # fmt: skip
-
-    try:
-        serve_dashboard(run, host, port, refresh, announce)
-    except EdgenasError as exc:
-        _fail(str(exc))
-    except KeyboardInterrupt:
-        err.print("dashboard stopped")

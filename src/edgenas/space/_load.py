@@ -1,4 +1,5 @@
-"""Search spaces from the command line: ``edge``, a TOML file, or ``module:attribute``.
+"""Search spaces by name: ``edge``, a TOML file, or ``module:attribute`` (as the command line
+and ``edgenas.search()`` give them).
 
 A TOML space file narrows or reshapes the default space::
 
@@ -27,7 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from edgenas.errors import ConfigError
-from edgenas.space import SearchSpace, StagedSpace, StageSpec, edge_space
+from edgenas.space._base import SearchSpace
+from edgenas.space._staged import StagedSpace, StageSpec, edge_space
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -50,7 +52,15 @@ def load_space(
     max_depth: int | None = None,
     resolutions: str | None = None,
 ) -> SearchSpace:
-    """The space ``spec`` names, narrowed by the command-line options given."""
+    """The space ``spec`` names, narrowed by the command-line options given.
+
+    ``spec`` is ``edge`` (the default space), a ``.toml`` file (see this module's docstring),
+    ``module:attribute`` naming a `SearchSpace` or a function returning one, or a space.
+
+    Example:
+        >>> load_space("edge", blocks="ir,ds", max_depth=2).block_types
+        ('ir', 'ds')
+    """
     narrowing = {"blocks": blocks, "kernels": kernels, "max_depth": max_depth,
                  "resolutions": resolutions}  # fmt: skip
     given: dict[str, Any] = {k: v for k, v in narrowing.items() if v is not None}

@@ -36,8 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgenas.config import SPACE_KEYS
 from edgenas.errors import ConfigError
+from edgenas.space import SPACE_KEYS
 
 if sys.version_info >= (3, 11):
     import tomllib

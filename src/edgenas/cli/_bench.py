@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from edgenas.cli._console import err, fail, setup_logging
 from edgenas.errors import EdgenasError
 
 bench_app = typer.Typer(
@@ -59,10 +60,9 @@ def nb201_command(
     trained; random-feasible draws uniformly among the feasible architectures.
     """
     from edgenas.bench import REFERENCES, benchmark, load_table
-    from edgenas.cli import _fail, _setup_logging, err
     from edgenas.cost import parse_latency
 
-    _setup_logging(False)
+    setup_logging(False)
     from edgenas.search import STRATEGIES
 
     default = [s for s in STRATEGIES if s not in ("gp", "grid")] + list(REFERENCES)
@@ -77,8 +77,7 @@ def nb201_command(
 
             result = benchmark(data, cap, budget, seeds, names, progress=progress)
     except EdgenasError as exc:
-        _fail(str(exc))
-        return
+        fail(str(exc))
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return

@@ -1,0 +1,51 @@
+"""``edgenas show``: a search summarised from its study, also while it runs."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from edgenas.cli._console import console, fail, setup_logging
+from edgenas.errors import EdgenasError
+
+__all__ = ["show_command"]
+
+
+def show_command(
+    run: Annotated[Path, typer.Argument(help="A run directory written by edgenas search.")],
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the summary as JSON (the layout of results.json).")
+    ] = False,
+) -> None:
+    """Summarise a search from its study, also while it runs."""
+    setup_logging(False)
+    from edgenas.cli._live import front_table, print_best, summary_table
+    from edgenas.cost import Constraints
+    from edgenas.search import STUDY_BEST, STUDY_FRONT, load_result, results_dict
+
+    try:
+        study, records, spec = load_result(run)
+    except EdgenasError as exc:
+        fail(str(exc))
+    best = study.user_attrs.get(STUDY_BEST)
+    constraints = Constraints.from_dict(spec.get("constraints", {}))
+    if as_json:
+        run_info = {k: spec.get(k) for k in ("data", "strategy", "epochs", "seed")}
+        measured = {int(k): v for k, v in study.user_attrs.get(STUDY_FRONT, {}).items()}
+        results = results_dict(records, constraints, best, run_info, measured)
+        sys.stdout.write(json.dumps(results, indent=2))
+        sys.stdout.write("\n")
+        return
+    console.print(
+        f"[bold]{run}[/] · data {spec.get('data')} · constraints: {constraints.describe()}"
+    )
+    console.print(summary_table(records))
+    running = [r.number for r in records if r.state == "running"]
+    if running:
+        console.print(f"running now: trial {', '.join(map(str, running))}")
+    console.print(front_table(records, predicted=bool(spec.get("latency_profile"))))
+    print_best(console, best, run)
