@@ -204,7 +204,7 @@ class LiveView:
 
     def __rich__(self) -> Panel:
         best = max(
-            (r for r in self.records if r.state == "complete" and r.trained and r.feasible),
+            (r for r in self.records if r.usable),
             key=lambda r: r.accuracy or 0.0,
             default=None,
         )
