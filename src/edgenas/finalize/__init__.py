@@ -4,13 +4,9 @@ again after every step, and export it (see `finalize`)."""
 
 from __future__ import annotations
 
-from edgenas.finalize._finalize import (
-    FINAL_DIR,
-    FinalCandidate,
-    FinalResult,
-    finalize,
-)
+from edgenas.finalize._finalize import finalize
 from edgenas.finalize._intervals import accuracy_difference_interval, holdout_gap, wilson_interval
+from edgenas.finalize._result import FINAL_DIR, FinalCandidate, FinalResult
 from edgenas.finalize._steps import CompressOptions, Step
 
 __all__ = [

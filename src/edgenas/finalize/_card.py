@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from edgenas.finalize._finalize import FinalResult
+    from edgenas.finalize._result import FinalResult
 
 __all__ = ["write_model_card"]
 
