@@ -34,9 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from edgenas.arch import BLOCK_TYPES, BlockGene, BlockShape, Genotype
-from edgenas.arch._blocks import SE_RATIO, bottleneck_width, make_divisible
-from edgenas.cost._analytic import ConvOp, block_ops
+from edgenas.arch import BlockOps, BlockShape, ConvOp, Genotype, block_operations
 from edgenas.errors import ConfigError
 
 __all__ = ["LatencyPredictor", "NetworkOps", "conv_key", "network_ops", "parse_conv_key"]
@@ -107,34 +105,32 @@ def _add(d: dict[str, float], key: str, value: float) -> None:
     d[key] = d.get(key, 0.0) + value
 
 
-def _block(gene: BlockGene, in_channels: int, in_size: int) -> NetworkOps:
-    out_size = (in_size + gene.stride - 1) // gene.stride
-    # (a block's long skip is not part of it: see _outer)
-    shape = BlockShape(0, gene, in_channels, in_size, gene.out_channels, out_size)
-    ops = block_ops(shape)
-    main = [o for o in ops if not o.bias]
-    se = [o for o in ops if o.bias]  # squeeze-excite's convolutions on the pooled tensor
+def _elementwise(ops: BlockOps) -> dict[str, float]:
+    """The elementwise work of a block: elements moved (millions) per elementwise kind, the
+    multiply-adds of squeeze-excite's convolutions and the operator count."""
     ew: dict[str, float] = {}
-    out_elems = gene.out_channels * out_size**2
-    if se:  # pool, gate and multiply over the full tensor, and its two 1×1 convolutions
-        _add(ew, "elems_se", 2 * se[0].in_channels * out_size**2 / 1e6)
+    count = 0
+    se = ops.squeeze_excite
+    if se is not None:  # pool, gate and multiply over the full tensor, and its two 1×1 convolutions
+        ew["elems_se"] = 2 * se.elems / 1e6
         # on a 1×1 tensor these read their weights once per inference: memory-bound, and
         # not small in a wide block (a 1536-channel expansion gates through 2 × 1536 × 384)
-        _add(ew, "macs_se", sum(o.in_channels * o.out_channels for o in se) / 1e6)
-        _add(ew, "n_elementwise", 5)
-    if gene.act == "hswish":
-        # Hard-swish runs as its own operators; ReLU is fused into the convolution.
-        for op in main:
-            if op.act:
-                _add(ew, "elems_hswish", op.out_elems / 1e6)
-                _add(ew, "n_elementwise", 2)
-        if gene.always_residual:  # ResNet blocks activate again after the addition
-            _add(ew, "elems_hswish", out_elems / 1e6)
-            _add(ew, "n_elementwise", 2)
-    if gene.residual:
-        _add(ew, "elems_add", out_elems / 1e6)
-        _add(ew, "n_elementwise", 1)
-    return NetworkOps(tuple(main), ew)
+        ew["macs_se"] = 2 * se.channels * se.hidden / 1e6
+        count += 5
+    if ops.act == "hswish":
+        # Hard-swish runs as its own operators; ReLU is fused into the convolution. ResNet
+        # blocks activate again after the addition.
+        elems = [op.out_elems for op in ops.convs if op.act]
+        if ops.add is not None and ops.add.act:
+            elems.append(ops.add.elems)
+        ew["elems_hswish"] = sum(e / 1e6 for e in elems)
+        count += 2 * len(elems)
+    if ops.add is not None:
+        ew["elems_add"] = ops.add.elems / 1e6
+        count += 1
+    if count:
+        ew["n_elementwise"] = count
+    return ew
 
 
 def _outer(g: Genotype, in_channels: int, num_classes: int) -> NetworkOps:
@@ -165,9 +161,10 @@ def network_ops(g: Genotype, in_channels: int, num_classes: int) -> NetworkOps:
     convs = list(outer.convs)
     ew = dict(outer.elementwise)
     for s in g.shapes():
-        block = _block(s.gene, s.in_channels, s.in_size)
+        # (a block's long skip is not part of it: see _outer)
+        block = block_operations(s.gene, s.in_channels, s.in_size)
         convs.extend(block.convs)
-        for k, v in block.elementwise.items():
+        for k, v in _elementwise(block).items():
             _add(ew, k, v)
     return NetworkOps(tuple(convs), ew)
 
@@ -265,7 +262,6 @@ _BLOCK_KEY = attrgetter("gene.type", "gene.out_channels", "gene.kernel", "gene.s
 _STEM = attrgetter("stem")
 _RESOLUTION = attrgetter("resolution")
 _HEAD = attrgetter("head")
-_TYPE = {t: i for i, t in enumerate(BLOCK_TYPES)}
 
 
 def _fields(n: int, *columns: Any) -> np.ndarray:
@@ -461,77 +457,33 @@ class LatencyPredictor:
         return kind, ms, var, hit, (in_elems + out_elems) / 1e6
 
     # -- parts ----------------------------------------------------------------------------
-    def _block_rows(self, keys: Sequence[tuple[Any, ...]]) -> tuple[np.ndarray, np.ndarray]:
-        """Part rows of blocks given by their ``_BLOCK_KEY``: the features, the fallbacks'
-        variance per kind (ms², before calibration), convolutions measured, convolutions. The
-        convolutions are those of ``block_ops`` without squeeze-excite's (left to its
-        elementwise term), in four slots in execution order: expansion 1×1, spatial,
-        projection (or ResNet's second spatial), shortcut projection. Also each block's output
-        channels, output size and long skip."""
-        n = len(keys)
-        types, cout_, kernel, stride, expansion, se_, act, residual_, skip, cin_, size_ = zip(
-            *keys, strict=True
-        )
-        t = np.array([_TYPE[x] for x in types])
-        conv, res, bneck, ds, ir = (t == _TYPE[x] for x in ("conv", "res", "bneck", "ds", "ir"))
-        cout, cin = np.array(cout_, np.int64), np.array(cin_, np.int64)
-        size, s = np.array(size_, np.int64), np.array(stride, np.int64)
-        e = np.array(expansion, np.int64)
-        kh, kw = np.array(kernel, np.int64).reshape(n, 2).T
-        se, residual = np.array(se_, bool), np.array(residual_, bool)
-        hs = np.array([a == "hswish" for a in act], bool)
-        out = (size + s - 1) // s
-        mid = np.zeros(n, np.int64)
-        if bneck.any():
-            width = {c: bottleneck_width(c) for c in set(cout[bneck].tolist())}
-            mid[bneck] = [width[c] for c in cout[bneck].tolist()]
-        # the block's inner width: bottleneck, depthwise or expanded channels
-        w = np.select([bneck, ds, ir], [mid, cin, cin * e], cout)
-        always = res | bneck
-        one = 1
-        slots = [
-            (bneck | (ir & (e > 1)), _fields(n, cin, w, one, one, one, one, size)),
-            (np.ones(n, bool),
-             _fields(n, np.where(conv | res, cin, w), w, kh, kw, s, np.where(ds | ir, w, 1),
-                     size)),
-            (~conv,
-             _fields(n, w, cout, np.where(res, kh, 1), np.where(res, kw, 1), one, one, out)),
-            (always & ((cin != cout) | (s != 1)), _fields(n, cin, cout, one, one, s, one, size)),
-        ]  # fmt: skip
-        present = np.stack([p for p, _ in slots])
-        fields = np.concatenate([f for _, f in slots])[present.ravel()]
-        evaluated = self._convs(fields)
-        kind, ms, var, hit, elems = (np.zeros(4 * n, a.dtype) for a in evaluated)
-        for whole, part in zip((kind, ms, var, hit, elems), evaluated, strict=True):
-            whole[present.ravel()] = part
+    def _block_rows(self, shapes: Sequence[BlockShape]) -> tuple[np.ndarray, np.ndarray]:
+        """Part rows of blocks: the features, the fallbacks' variance per kind (ms², before
+        calibration), convolutions measured, convolutions. The convolutions are those the
+        block describes (squeeze-excite's left to its elementwise term), evaluated together
+        as arrays. Also each block's output channels, output size and long skip."""
+        n = len(shapes)
         rows = np.zeros((n, _WIDTH))
-        every = np.arange(n)
-        # slot by slot, as a loop over the block's convolutions adds them (absent ones add 0)
-        for j in range(4):
-            k = kind[j * n : (j + 1) * n]
-            rows[every, 3 * k] += ms[j * n : (j + 1) * n]
-            rows[every, 3 * k + 1] += present[j]
-            rows[every, 3 * k + 2] += elems[j * n : (j + 1) * n]
-            rows[every, _VAR + k] += var[j * n : (j + 1) * n]
-            rows[:, _MEASURED] += hit[j * n : (j + 1) * n]
-        rows[:, _TOTAL] = present.sum(axis=0)
-        # elementwise work, as _block counts it
-        out_elems = cout * out * out
-        count = 5 * se
-        rows[:, _INDEX["elems_se"]] = np.where(se, 2 * w * out * out / 1e6, 0.0)
-        if se.any():  # squeeze-excite's 1×1 convolutions: w → a quarter of w → w
-            hidden = {c: make_divisible(c * SE_RATIO) for c in set(w[se].tolist())}
-            squeeze = np.array([hidden[c] for c in w[se].tolist()], np.int64)
-            rows[se, _INDEX["macs_se"]] = 2 * w[se] * squeeze / 1e6
-        # hard-swish after the expansion and the spatial convolution, and after a ResNet sum
-        hswish = np.where(hs & present[0], w * size * size / 1e6, 0.0)
-        hswish = hswish + np.where(hs, w * out * out / 1e6, 0.0)
-        hswish = hswish + np.where(hs & always, out_elems / 1e6, 0.0)
-        rows[:, _INDEX["elems_hswish"]] = hswish
-        count = count + 2 * (hs & present[0]) + 2 * hs + 2 * (hs & always)
-        rows[:, _INDEX["elems_add"]] = np.where(residual, out_elems / 1e6, 0.0)
-        rows[:, _INDEX["n_elementwise"]] = count + residual
-        return rows, np.stack([cout, out, np.array(skip, np.int64)], axis=1)
+        fields: list[int] = []
+        owner: list[int] = []
+        cells: list[int] = []
+        values: list[float] = []
+        for i, s in enumerate(shapes):
+            ops = block_operations(s.gene, s.in_channels, s.in_size)
+            convs = ops.convs
+            for c in convs:
+                kh, kw = c.kernel
+                fields += (c.in_channels, c.out_channels, kh, kw, c.stride, c.groups, c.in_size)
+            owner += [i] * len(convs)
+            for key, value in _elementwise(ops).items():
+                cells.append(i * _WIDTH + _INDEX[key])
+                values.append(value)
+        rows.flat[cells] = values
+        evaluated = self._convs(np.array(fields, np.int64).reshape(-1, 7))
+        # in execution order, as a loop over each block's convolutions adds them
+        _add_convs(rows, np.array(owner, np.intp), evaluated)
+        info = np.array([(s.out_channels, s.out_size, s.gene.skip) for s in shapes], np.int64)
+        return rows, info.reshape(-1, 3)
 
     def _reserve(self, rows: int) -> None:
         if rows > len(self._matrix):
@@ -549,10 +501,15 @@ class LatencyPredictor:
         ids = list(map(index.get, keys))
         if None in ids:
             missing = [i for i, part in enumerate(ids) if part is None]
-            new = list(dict.fromkeys([keys[i] for i in missing]))
+            seen: dict[tuple[Any, ...], BlockShape] = {}
+            for i in missing:
+                seen.setdefault(keys[i], shapes[i])
+            new = list(seen)
             first, end = self._n_parts, self._n_parts + len(new)
             self._reserve(end)
-            self._matrix[first:end], self._block_info[first:end] = self._block_rows(new)
+            self._matrix[first:end], self._block_info[first:end] = self._block_rows(
+                list(seen.values())
+            )
             self._n_parts = end
             index.update(zip(new, range(first, end), strict=True))
             for i in missing:
