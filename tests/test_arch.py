@@ -23,6 +23,7 @@ from edgenas.arch import (
     Genotype,
     Network,
     baseline,
+    block_operations,
     build_model,
     export_onnx,
 )
@@ -233,6 +234,30 @@ def test_json_that_is_not_an_object_is_a_genotype_error(text: str) -> None:
 
 def test_registry_covers_every_block_type() -> None:
     assert set(BLOCKS) == set(BLOCK_TYPES)
+
+
+@pytest.mark.parametrize("block_type", sorted(BLOCKS))
+def test_every_block_describes_the_operations_it_builds(block_type: str) -> None:
+    """The operations a block type describes (what the costs and the latency predictor read)
+    hold exactly the parameters of the modules it builds, and one activation module per
+    operation marked with it."""
+    rng = np.random.default_rng(5)
+    for _ in range(30):
+        expansion = int(rng.integers(1, 7)) if block_type == "ir" else 1
+        kernel = (int(rng.choice([1, 3, 5])), int(rng.choice([3, 5, 7])))
+        in_channels, out = int(rng.choice([8, 16, 24])), int(rng.choice([8, 16, 40]))
+        stride = int(rng.choice([1, 2]))
+        gene = BlockGene(block_type, out, kernel, stride, expansion, bool(rng.random() < 0.5),
+                         str(rng.choice(["relu", "hswish"])))  # fmt: skip
+        block = BLOCKS[block_type](in_channels, gene)
+        ops = block_operations(gene, in_channels, 16)
+        assert sum(op.weights for op in ops.all_convs()) == sum(
+            p.numel() for p in block.parameters()
+        ), gene
+        marked = sum(op.act for op in ops.convs) + bool(ops.add and ops.add.act)
+        assert marked == sum(isinstance(m, torch.nn.Hardswish | torch.nn.ReLU)
+                             for m in block.modules() if m is not getattr(block.se, "act", None)), gene  # fmt: skip
+        assert ops.convs[-1].out_size == (16 + stride - 1) // stride
 
 
 @pytest.mark.parametrize("se", [False, True], ids=["plain", "se"])
