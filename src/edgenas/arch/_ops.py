@@ -9,12 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from functools import cached_property
 
 __all__ = ["AddOp", "BlockOps", "ConvOp", "SqueezeExciteOp"]
 
 
-@dataclass(frozen=True)
+# The records are frozen dataclasses built by a hand-written __init__ that fills the instance's
+# dict at once: blocks describe their operations afresh for every new block a search meets, and
+# the generated frozen __init__ (one object.__setattr__ per field) costs three times as much.
+
+
+@dataclass(frozen=True, init=False)
 class ConvOp:
     """One convolution (with its batch norm or bias) as the runtime executes it."""
 
@@ -28,6 +32,11 @@ class ConvOp:
     # Followed by the block's activation (fused into the convolution when ReLU, separate
     # operators when hard-swish). Not part of equality: the convolution costs the same.
     act: bool = field(default=False, compare=False)
+
+    def __init__(self, in_channels: int, out_channels: int, kernel: tuple[int, int], stride: int,
+                 groups: int, in_size: int, bias: bool = False, act: bool = False) -> None:  # fmt: skip
+        self.__dict__.update(in_channels=in_channels, out_channels=out_channels, kernel=kernel,
+                             stride=stride, groups=groups, in_size=in_size, bias=bias, act=act)  # fmt: skip
 
     @property
     def out_size(self) -> int:
@@ -55,7 +64,7 @@ class ConvOp:
         return self.out_channels * self.out_size**2
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class SqueezeExciteOp:
     """Squeeze-excite over a ``channels`` × ``size`` × ``size`` tensor: global pooling, two 1×1
     convolutions through ``hidden`` channels on the pooled 1×1 tensor, a gate, a multiply."""
@@ -63,6 +72,9 @@ class SqueezeExciteOp:
     channels: int
     hidden: int
     size: int
+
+    def __init__(self, channels: int, hidden: int, size: int) -> None:
+        self.__dict__.update(channels=channels, hidden=hidden, size=size)
 
     @property
     def convs(self) -> tuple[ConvOp, ConvOp]:
@@ -78,7 +90,7 @@ class SqueezeExciteOp:
         return self.channels * self.size**2
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class AddOp:
     """The residual addition of a block's shortcut (identity or projected) to its output."""
 
@@ -86,12 +98,15 @@ class AddOp:
     size: int
     act: bool = False  # followed by the block's activation (ResNet blocks)
 
+    def __init__(self, channels: int, size: int, act: bool = False) -> None:
+        self.__dict__.update(channels=channels, size=size, act=act)
+
     @property
     def elems(self) -> int:
         return self.channels * self.size**2
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class BlockOps:
     """The operations of one block.
 
@@ -109,15 +124,20 @@ class BlockOps:
     shortcut: ConvOp | None = None
     add: AddOp | None = None
 
-    # (cached: the latency predictor reads these for every new block it meets)
-    @cached_property
+    def __init__(self, act: str, path: tuple[ConvOp | SqueezeExciteOp, ...],
+                 shortcut: ConvOp | None = None, add: AddOp | None = None) -> None:  # fmt: skip
+        self.__dict__.update(act=act, path=path, shortcut=shortcut, add=add)
+
+    @property
     def convs(self) -> tuple[ConvOp, ...]:
         """The convolutions that run at full size, in execution order (the shortcut's last);
         squeeze-excite's are left out."""
-        main = tuple(op for op in self.path if type(op) is ConvOp)
-        return main if self.shortcut is None else (*main, self.shortcut)
+        main = [op for op in self.path if type(op) is ConvOp]
+        if self.shortcut is not None:
+            main.append(self.shortcut)
+        return tuple(main)
 
-    @cached_property
+    @property
     def squeeze_excite(self) -> SqueezeExciteOp | None:
         for op in self.path:
             if type(op) is SqueezeExciteOp:
