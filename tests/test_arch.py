@@ -20,6 +20,7 @@ from edgenas.arch import (
     BLOCKS,
     KERNELS,
     BlockGene,
+    ConvOp,
     Genotype,
     Network,
     baseline,
@@ -258,6 +259,27 @@ def test_every_block_describes_the_operations_it_builds(block_type: str) -> None
         assert marked == sum(isinstance(m, torch.nn.Hardswish | torch.nn.ReLU)
                              for m in block.modules() if m is not getattr(block.se, "act", None)), gene  # fmt: skip
         assert ops.convs[-1].out_size == (16 + stride - 1) // stride
+
+
+@pytest.mark.parametrize("block_type", sorted(BLOCKS))
+def test_every_block_runs_its_operations_at_its_input_or_output_size(block_type: str) -> None:
+    """A block's operations at one input size are those at another with the sizes changed, each
+    the block's input or output size (the latency predictor describes a block once for all
+    sizes)."""
+    for stride in (1, 2):
+        gene = BlockGene(block_type, 24, (3, 5), stride, 3 if block_type == "ir" else 1, True,
+                         "hswish")  # fmt: skip
+        sizes = {}
+        for size in (16, 23):
+            out = (size + stride - 1) // stride
+            ops = block_operations(gene, 16, size)
+            ranks = {size: "in", out: "out"}
+            convs = [(c.in_channels, c.out_channels, c.kernel, c.stride, c.groups,
+                      ranks[c.in_size]) for c in ops.all_convs() if not c.bias]  # fmt: skip
+            other = [ranks[op.size] for op in (*ops.path, ops.add) if op is not None
+                     and not isinstance(op, ConvOp)]  # fmt: skip
+            sizes[size] = (convs, other, ops.act)
+        assert sizes[16] == sizes[23], gene
 
 
 @pytest.mark.parametrize("se", [False, True], ids=["plain", "se"])

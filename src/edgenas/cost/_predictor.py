@@ -29,7 +29,7 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from itertools import chain, repeat
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 from typing import Any
 
 import numpy as np
@@ -105,31 +105,43 @@ def _add(d: dict[str, float], key: str, value: float) -> None:
     d[key] = d.get(key, 0.0) + value
 
 
-def _elementwise(ops: BlockOps) -> dict[str, float]:
-    """The elementwise work of a block: elements moved (millions) per elementwise kind, the
-    multiply-adds of squeeze-excite's convolutions and the operator count."""
-    ew: dict[str, float] = {}
+def _elementwise_terms(ops: BlockOps) -> list[tuple[str, float, int | None]]:
+    """The elementwise work of a block as terms ``(feature, amount, size)``: ``amount`` ×
+    ``size``² elements (counted in millions) moved, or ``amount`` itself where ``size`` is None
+    (the multiply-adds of squeeze-excite's convolutions, in millions, and the operator count)."""
+    terms: list[tuple[str, float, int | None]] = []
     count = 0
     se = ops.squeeze_excite
     if se is not None:  # pool, gate and multiply over the full tensor, and its two 1×1 convolutions
-        ew["elems_se"] = 2 * se.elems / 1e6
+        terms.append(("elems_se", 2 * se.channels, se.size))
         # on a 1×1 tensor these read their weights once per inference: memory-bound, and
         # not small in a wide block (a 1536-channel expansion gates through 2 × 1536 × 384)
-        ew["macs_se"] = 2 * se.channels * se.hidden / 1e6
+        terms.append(("macs_se", 2 * se.channels * se.hidden / 1e6, None))
         count += 5
     if ops.act == "hswish":
         # Hard-swish runs as its own operators; ReLU is fused into the convolution. ResNet
         # blocks activate again after the addition.
-        elems = [op.out_elems for op in ops.convs if op.act]
+        for op in ops.convs:
+            if op.act:
+                terms.append(("elems_hswish", op.out_channels, op.out_size))
+                count += 2
         if ops.add is not None and ops.add.act:
-            elems.append(ops.add.elems)
-        ew["elems_hswish"] = sum(e / 1e6 for e in elems)
-        count += 2 * len(elems)
+            terms.append(("elems_hswish", ops.add.channels, ops.add.size))
+            count += 2
     if ops.add is not None:
-        ew["elems_add"] = ops.add.elems / 1e6
+        terms.append(("elems_add", ops.add.channels, ops.add.size))
         count += 1
     if count:
-        ew["n_elementwise"] = count
+        terms.append(("n_elementwise", count, None))
+    return terms
+
+
+def _elementwise(ops: BlockOps) -> dict[str, float]:
+    """The elementwise work of a block: elements moved (millions) per elementwise kind, the
+    multiply-adds of squeeze-excite's convolutions and the operator count."""
+    ew: dict[str, float] = {}
+    for feature, amount, size in _elementwise_terms(ops):
+        _add(ew, feature, amount if size is None else amount * size * size / 1e6)
     return ew
 
 
@@ -256,9 +268,17 @@ def _table_noise(measurements: Iterable[dict[str, Any]]) -> float:
 
 # -- vectorised parts ---------------------------------------------------------------------------
 # A block's gene and input shape, read in C for every block of a batch: the key of its part.
+# Its first fields, _SIZE_FREE (the gene without its long skip, and the input channels), key the
+# description of the block's operations at every size.
 _BLOCK_KEY = attrgetter("gene.type", "gene.out_channels", "gene.kernel", "gene.stride",
-                        "gene.expansion", "gene.se", "gene.act", "gene.residual", "gene.skip",
-                        "in_channels", "in_size")  # fmt: skip
+                        "gene.expansion", "gene.se", "gene.act", "gene.residual", "in_channels",
+                        "in_size", "gene.skip")  # fmt: skip
+_SIZE_FREE = itemgetter(slice(0, 9))
+_IN_SIZE = attrgetter("in_size")
+_OUT_CHANNELS = attrgetter("out_channels")
+_OUT_SIZE = attrgetter("out_size")
+_SKIP = attrgetter("gene.skip")
+_STRIDE = attrgetter("gene.stride")
 _STEM = attrgetter("stem")
 _RESOLUTION = attrgetter("resolution")
 _HEAD = attrgetter("head")
@@ -285,6 +305,130 @@ def _add_convs(rows: np.ndarray, who: np.ndarray, convs: tuple[np.ndarray, ...])
     np.add.at(rows[:, _TOTAL], who, 1.0)
 
 
+# A block is described once per gene and input channels, at an input size no network runs at,
+# where the output size of any stride differs from it; its operations there are at its input
+# size (_IN) or its output size (_OUT), and elementwise terms may be constants (_CONSTANT).
+_PROBE = 1 << 20
+_IN, _OUT, _CONSTANT = 0, 1, 2
+
+
+def _grown(a: np.ndarray, used: int, extra: np.ndarray) -> np.ndarray:
+    """``a``, its first ``used`` rows kept, with ``extra`` written after them (reallocated at
+    twice the size when full, so that adding a few rows at a time stays cheap)."""
+    need = used + len(extra)
+    if need > len(a):
+        grown = np.zeros((max(need, 2 * len(a), 256), *a.shape[1:]), a.dtype)
+        grown[:used] = a[:used]
+        a = grown
+    a[used:need] = extra
+    return a
+
+
+def _ranges(starts: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The indices of ranges given by their starts and lengths, one after another, and the
+    range each index belongs to."""
+    owner = np.repeat(np.arange(len(counts)), counts)
+    offsets = np.repeat(starts - (np.cumsum(counts) - counts), counts)
+    return np.arange(len(owner)) + offsets, owner
+
+
+class _Templates:
+    """Blocks' operations with their sizes left open, one description per gene (its long skip
+    aside) and input channels: a search meets the same block at several input sizes, and the
+    sizes are filled in as arrays for all blocks of a batch at once.
+
+    ``convs`` holds profile-key fields with the size as _IN or _OUT; ``terms`` the elementwise
+    terms as feature column, size (_IN, _OUT or _CONSTANT) and amount (the value itself of a
+    constant is in ``constants``); ``spans`` each description's first convolution, number of
+    convolutions, first term and number of terms.
+    """
+
+    def __init__(self) -> None:
+        self.ids: dict[tuple[Any, ...], int] = {}
+        self.convs = np.zeros((0, 7), np.int64)
+        self.terms = np.zeros((0, 3), np.int64)
+        self.constants = np.zeros(0)
+        self.spans = np.zeros((0, 4), np.int64)
+        self.n_convs = self.n_terms = 0
+
+    def lookup(self, keys: list[tuple[Any, ...]], shapes: Sequence[BlockShape]) -> np.ndarray:
+        """The description of each block (keyed by the first _SIZE_FREE fields of its
+        ``_BLOCK_KEY``), describing those met for the first time."""
+        ids = list(map(self.ids.get, keys))
+        if None in ids:
+            missing = [i for i, d in enumerate(ids) if d is None]
+            new = dict(zip([keys[i] for i in missing], [shapes[i] for i in missing], strict=True))
+            first = len(self.ids)
+            self._describe(list(new.values()))
+            self.ids.update(zip(new, range(first, first + len(new)), strict=True))
+            ids = list(map(self.ids.get, keys))
+        return np.fromiter(ids, np.intp, len(ids))
+
+    def _describe(self, shapes: list[BlockShape]) -> None:
+        # Plain numbers only are kept from each description (a batch may describe thousands).
+        fields: list[int] = []
+        terms: list[tuple[str, float, int | None]] = []
+        counts: list[int] = []
+        for shape in shapes:
+            ops = block_operations(shape.gene, shape.in_channels, _PROBE)
+            convs = ops.convs
+            for c in convs:
+                fields += (c.in_channels, c.out_channels, *c.kernel, c.stride, c.groups, c.in_size)
+            block_terms = _elementwise_terms(ops)
+            terms += block_terms
+            counts += (len(convs), len(block_terms))
+        new = len(shapes)
+        n_convs, n_terms = np.array(counts, np.int64).reshape(new, 2).T
+        # the sizes at the probe: the block's input size, or its output size as a strided
+        # 'same' convolution makes it (equal to the input's at stride 1)
+        out = -(-_PROBE // np.fromiter(map(_STRIDE, shapes), np.int64, new))
+        conv_table = np.array(fields, np.int64).reshape(-1, 7)
+        conv_table[:, 6] = self._code(conv_table[:, 6], np.repeat(out, n_convs))
+        feature, amount, size = zip(*terms, strict=True) if terms else ((), (), ())
+        constant = np.array([z is None for z in size], bool)
+        amounts = np.array(amount, float)
+        term_table = np.empty((len(terms), 3), np.int64)
+        term_table[:, 0] = np.fromiter(map(_INDEX.__getitem__, feature), np.int64, len(terms))
+        term_table[:, 1] = self._code(np.array([z or _PROBE for z in size], np.int64),
+                                      np.repeat(out, n_terms))  # fmt: skip
+        term_table[constant, 1] = _CONSTANT
+        term_table[:, 2] = np.where(constant, 0, amounts)
+        spans = np.stack([self.n_convs + np.cumsum(n_convs) - n_convs, n_convs,
+                          self.n_terms + np.cumsum(n_terms) - n_terms, n_terms], axis=1)  # fmt: skip
+        self.spans = _grown(self.spans, len(self.ids), spans)
+        self.convs = _grown(self.convs, self.n_convs, conv_table)
+        self.terms = _grown(self.terms, self.n_terms, term_table)
+        self.constants = _grown(self.constants, self.n_terms, np.where(constant, amounts, 0.0))
+        self.n_convs += len(conv_table)
+        self.n_terms += len(terms)
+
+    @staticmethod
+    def _code(sizes: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """_IN or _OUT for sizes at the probe, given the output size of each one's block."""
+        if ((sizes != _PROBE) & (sizes != out)).any():
+            raise ValueError(
+                "a block type describes an operation at a size other than the block's input "
+                "and output size"
+            )
+        return np.where(sizes == _PROBE, _IN, _OUT)
+
+    def expand(self, ids: np.ndarray, in_size: np.ndarray,
+               out_size: np.ndarray) -> tuple[np.ndarray, ...]:  # fmt: skip
+        """The operations of blocks given by their descriptions and sizes: the convolutions
+        (their block, profile-key fields) and the elementwise terms (their block, feature
+        column, value), each block's in its order."""
+        first_conv, n_convs, first_term, n_terms = self.spans[ids].T
+        at, conv_owner = _ranges(first_conv, n_convs)
+        fields = self.convs[at]
+        fields[:, 6] = np.where(fields[:, 6] == _IN, in_size[conv_owner], out_size[conv_owner])
+        at, term_owner = _ranges(first_term, n_terms)
+        column, size_code, amount = self.terms[at].T
+        size = np.where(size_code == _IN, in_size[term_owner], out_size[term_owner])
+        # as _elementwise computes them: integer elements, then millions
+        values = np.where(size_code == _CONSTANT, self.constants[at], amount * size * size / 1e6)
+        return conv_owner, fields, term_owner, column, values
+
+
 class LatencyPredictor:
     """Predicts the latency of genotypes on one device from its profile (see the module doc).
 
@@ -294,7 +438,8 @@ class LatencyPredictor:
     Predictions are vectorised over all the blocks of all the genotypes asked for: Python only
     reads each block's fields; the convolutions they run, their table look-ups and the fallback
     model are evaluated as arrays. A block at a given input shape is evaluated once and kept as
-    a row of a part matrix (a search proposes the same blocks again and again).
+    a row of a part matrix (a search proposes the same blocks again and again); the operations
+    it describes are read once per gene and input channels, their sizes filled in as arrays.
     """
 
     def __init__(self, profile: dict[str, Any], in_channels: int, num_classes: int) -> None:
@@ -330,6 +475,7 @@ class LatencyPredictor:
         self._block_info = np.zeros((0, 3), np.int64)
         self._n_parts = 0
         self._block_ids: dict[tuple[Any, ...], int] = {}
+        self._templates = _Templates()
         self.coefficients = _PRIOR.copy()
         self.residual = float("nan")
         self._calibrate()
@@ -457,33 +603,33 @@ class LatencyPredictor:
         return kind, ms, var, hit, (in_elems + out_elems) / 1e6
 
     # -- parts ----------------------------------------------------------------------------
-    def _block_rows(self, shapes: Sequence[BlockShape]) -> tuple[np.ndarray, np.ndarray]:
-        """Part rows of blocks: the features, the fallbacks' variance per kind (ms², before
-        calibration), convolutions measured, convolutions. The convolutions are those the
-        block describes (squeeze-excite's left to its elementwise term), evaluated together
-        as arrays. Also each block's output channels, output size and long skip."""
+    def _block_rows(self, keys: list[tuple[Any, ...]],
+                    shapes: Sequence[BlockShape]) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+        """Part rows of blocks (given by their ``_BLOCK_KEY`` and shape): the features, the
+        fallbacks' variance per kind (ms², before calibration), convolutions measured,
+        convolutions. The convolutions are those the block describes (squeeze-excite's left to
+        its elementwise term), evaluated together as arrays. Also each block's output channels,
+        output size and long skip."""
         n = len(shapes)
-        rows = np.zeros((n, _WIDTH))
-        fields: list[int] = []
-        owner: list[int] = []
-        cells: list[int] = []
-        values: list[float] = []
-        for i, s in enumerate(shapes):
-            ops = block_operations(s.gene, s.in_channels, s.in_size)
-            convs = ops.convs
-            for c in convs:
-                kh, kw = c.kernel
-                fields += (c.in_channels, c.out_channels, kh, kw, c.stride, c.groups, c.in_size)
-            owner += [i] * len(convs)
-            for key, value in _elementwise(ops).items():
-                cells.append(i * _WIDTH + _INDEX[key])
-                values.append(value)
-        rows.flat[cells] = values
-        evaluated = self._convs(np.array(fields, np.int64).reshape(-1, 7))
-        # in execution order, as a loop over each block's convolutions adds them
-        _add_convs(rows, np.array(owner, np.intp), evaluated)
-        info = np.array([(s.out_channels, s.out_size, s.gene.skip) for s in shapes], np.int64)
-        return rows, info.reshape(-1, 3)
+        ids = self._templates.lookup(list(map(_SIZE_FREE, keys)), shapes)
+        in_size = np.fromiter(map(_IN_SIZE, shapes), np.int64, n)
+        info = np.empty((n, 3), np.int64)
+        for j, field in enumerate((_OUT_CHANNELS, _OUT_SIZE, _SKIP)):
+            info[:, j] = np.fromiter(map(field, shapes), np.int64, n)
+        conv_owner, fields, term_owner, column, values = self._templates.expand(
+            ids, in_size, info[:, 1]
+        )
+        kind, ms, var, hit, elems = self._convs(fields)
+        # Every cell summed in one pass, each block's convolutions in execution order as a loop
+        # over them adds them (bincount adds its weights one after another, from zero).
+        cell = conv_owner * _WIDTH
+        ones = np.ones(len(cell))
+        cells = np.concatenate([cell + 3 * kind, cell + 3 * kind + 1, cell + 3 * kind + 2,
+                                cell + _VAR + kind, cell + _MEASURED, cell + _TOTAL,
+                                term_owner * _WIDTH + column])  # fmt: skip
+        weights = np.concatenate([ms, ones, elems, var, hit, ones, values])
+        rows = np.bincount(cells, weights, n * _WIDTH).reshape(n, _WIDTH)
+        return rows, info
 
     def _reserve(self, rows: int) -> None:
         if rows > len(self._matrix):
@@ -501,14 +647,13 @@ class LatencyPredictor:
         ids = list(map(index.get, keys))
         if None in ids:
             missing = [i for i, part in enumerate(ids) if part is None]
-            seen: dict[tuple[Any, ...], BlockShape] = {}
-            for i in missing:
-                seen.setdefault(keys[i], shapes[i])
+            # each new block once (with one of its shapes: they are alike)
+            seen = dict(zip([keys[i] for i in missing], [shapes[i] for i in missing], strict=True))
             new = list(seen)
             first, end = self._n_parts, self._n_parts + len(new)
             self._reserve(end)
             self._matrix[first:end], self._block_info[first:end] = self._block_rows(
-                list(seen.values())
+                new, list(seen.values())
             )
             self._n_parts = end
             index.update(zip(new, range(first, end), strict=True))
