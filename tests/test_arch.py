@@ -20,9 +20,11 @@ from edgenas.arch import (
     BLOCKS,
     KERNELS,
     BlockGene,
+    ConvOp,
     Genotype,
     Network,
     baseline,
+    block_operations,
     build_model,
     export_onnx,
 )
@@ -233,6 +235,51 @@ def test_json_that_is_not_an_object_is_a_genotype_error(text: str) -> None:
 
 def test_registry_covers_every_block_type() -> None:
     assert set(BLOCKS) == set(BLOCK_TYPES)
+
+
+@pytest.mark.parametrize("block_type", sorted(BLOCKS))
+def test_every_block_describes_the_operations_it_builds(block_type: str) -> None:
+    """The operations a block type describes (what the costs and the latency predictor read)
+    hold exactly the parameters of the modules it builds, and one activation module per
+    operation marked with it."""
+    rng = np.random.default_rng(5)
+    for _ in range(30):
+        expansion = int(rng.integers(1, 7)) if block_type == "ir" else 1
+        kernel = (int(rng.choice([1, 3, 5])), int(rng.choice([3, 5, 7])))
+        in_channels, out = int(rng.choice([8, 16, 24])), int(rng.choice([8, 16, 40]))
+        stride = int(rng.choice([1, 2]))
+        gene = BlockGene(block_type, out, kernel, stride, expansion, bool(rng.random() < 0.5),
+                         str(rng.choice(["relu", "hswish"])))  # fmt: skip
+        block = BLOCKS[block_type](in_channels, gene)
+        ops = block_operations(gene, in_channels, 16)
+        assert sum(op.weights for op in ops.all_convs()) == sum(
+            p.numel() for p in block.parameters()
+        ), gene
+        marked = sum(op.act for op in ops.convs) + bool(ops.add and ops.add.act)
+        assert marked == sum(isinstance(m, torch.nn.Hardswish | torch.nn.ReLU)
+                             for m in block.modules() if m is not getattr(block.se, "act", None)), gene  # fmt: skip
+        assert ops.convs[-1].out_size == (16 + stride - 1) // stride
+
+
+@pytest.mark.parametrize("block_type", sorted(BLOCKS))
+def test_every_block_runs_its_operations_at_its_input_or_output_size(block_type: str) -> None:
+    """A block's operations at one input size are those at another with the sizes changed, each
+    the block's input or output size (the latency predictor describes a block once for all
+    sizes)."""
+    for stride in (1, 2):
+        gene = BlockGene(block_type, 24, (3, 5), stride, 3 if block_type == "ir" else 1, True,
+                         "hswish")  # fmt: skip
+        sizes = {}
+        for size in (16, 23):
+            out = (size + stride - 1) // stride
+            ops = block_operations(gene, 16, size)
+            ranks = {size: "in", out: "out"}
+            convs = [(c.in_channels, c.out_channels, c.kernel, c.stride, c.groups,
+                      ranks[c.in_size]) for c in ops.all_convs() if not c.bias]  # fmt: skip
+            other = [ranks[op.size] for op in (*ops.path, ops.add) if op is not None
+                     and not isinstance(op, ConvOp)]  # fmt: skip
+            sizes[size] = (convs, other, ops.act)
+        assert sizes[16] == sizes[23], gene
 
 
 @pytest.mark.parametrize("se", [False, True], ids=["plain", "se"])

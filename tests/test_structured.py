@@ -16,7 +16,7 @@ import torch_pruning as tp
 from torch import nn
 
 from edgenas.arch import Network, baseline, build_model, export_onnx
-from edgenas.compress._structured import (
+from edgenas.compress import (
     ChannelSensitivity,
     PruneResult,
     latency_cost,

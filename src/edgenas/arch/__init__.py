@@ -1,9 +1,10 @@
-"""Architectures: genotypes (architectures as data), blocks, the model builder and baselines."""
+"""Architectures: genotypes (architectures as data), blocks and the operations they run, the
+model builder and baselines."""
 
 from __future__ import annotations
 
 from edgenas.arch._baselines import BASELINES, baseline
-from edgenas.arch._blocks import BLOCKS, make_divisible
+from edgenas.arch._blocks import BLOCKS, Block, block_operations, make_divisible
 from edgenas.arch._builder import Network, build_model, export_module, export_onnx
 from edgenas.arch._genotype import (
     ACTIVATIONS,
@@ -12,8 +13,10 @@ from edgenas.arch._genotype import (
     BlockGene,
     BlockShape,
     Genotype,
+    kernel_str,
     parse_kernel,
 )
+from edgenas.arch._ops import AddOp, BlockOps, ConvOp, SqueezeExciteOp
 
 __all__ = [
     "ACTIVATIONS",
@@ -21,14 +24,21 @@ __all__ = [
     "BLOCKS",
     "BLOCK_TYPES",
     "KERNELS",
+    "AddOp",
+    "Block",
     "BlockGene",
+    "BlockOps",
     "BlockShape",
+    "ConvOp",
     "Genotype",
     "Network",
+    "SqueezeExciteOp",
     "baseline",
+    "block_operations",
     "build_model",
     "export_module",
     "export_onnx",
+    "kernel_str",
     "make_divisible",
     "parse_kernel",
 ]

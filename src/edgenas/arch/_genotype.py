@@ -32,6 +32,7 @@ __all__ = [
     "KERNELS",
     "BlockGene",
     "Genotype",
+    "kernel_str",
     "parse_kernel",
 ]
 
@@ -61,7 +62,8 @@ def parse_kernel(text: str | int | tuple[int, int]) -> tuple[int, int]:
     return kh, kw
 
 
-def _kernel_str(kernel: tuple[int, int]) -> str:
+def kernel_str(kernel: tuple[int, int]) -> str:
+    """``(5, 3)`` → ``"5x3"``, ``(3, 3)`` → ``"3"``: a kernel as the notation writes it."""
     kh, kw = kernel
     return str(kh) if kh == kw else f"{kh}x{kw}"
 
@@ -123,7 +125,7 @@ class BlockGene:
         return self.type in _ALWAYS_RESIDUAL
 
     def __str__(self) -> str:
-        parts = [self.type, f"k{_kernel_str(self.kernel)}"]
+        parts = [self.type, f"k{kernel_str(self.kernel)}"]
         if self.type == "ir":
             parts.append(f"e{self.expansion}")
         parts.append(f"c{self.out_channels}")

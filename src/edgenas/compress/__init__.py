@@ -12,6 +12,8 @@ Example:
 
 from __future__ import annotations
 
+from edgenas.compress._costs import count_params_macs, latency_cost, macs_cost, size_cost
+from edgenas.compress._persist import load_pruned, save_pruned
 from edgenas.compress._quantize import (
     CALIBRATION_METHODS,
     onnx_accuracy,
@@ -35,14 +37,8 @@ from edgenas.compress._structured import (
     ChannelSensitivity,
     GroupSensitivity,
     PruneResult,
-    count_params_macs,
-    latency_cost,
     layer_sensitivity,
-    load_pruned,
-    macs_cost,
     prune_to_target,
-    save_pruned,
-    size_cost,
 )
 
 __all__ = [

@@ -17,8 +17,9 @@ The recipe has two steps:
 
 Channels within a group are ranked by L1 magnitude (torch-pruning's ``MagnitudeImportance``),
 always computed on the unpruned weights, so a given allocation prunes the same channels every
-time. :func:`save_pruned` / :func:`load_pruned` persist a pruned network as plain tensors and
-integers (loadable with ``torch.load(..., weights_only=True)``).
+time. The costs a target is set in (:func:`latency_cost`, :func:`size_cost`,
+:func:`macs_cost`) and the saving of a pruned network (:func:`save_pruned` /
+:func:`load_pruned`, plain tensors and integers) live beside this module.
 """
 
 from __future__ import annotations
@@ -28,8 +29,6 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from itertools import chain
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -37,37 +36,21 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
-from edgenas.arch import Genotype, Network, build_model, export_onnx
-from edgenas.device import measure_onnx_latency
+from edgenas.compress._costs import Cost
 from edgenas.errors import ConfigError
 
 __all__ = [
     "ChannelSensitivity",
     "GroupSensitivity",
     "PruneResult",
-    "count_params_macs",
-    "latency_cost",
     "layer_sensitivity",
-    "load_pruned",
-    "macs_cost",
     "prune_to_target",
-    "save_pruned",
-    "size_cost",
 ]
 
 Score = Callable[[nn.Module], float]
-Cost = Callable[[nn.Module], float]
 
 _ROOT_TYPES = (nn.Conv2d, nn.Linear)
 _SENSITIVITY_FORMAT = "edgenas-sensitivity"
-_PRUNED_FORMAT = "edgenas-pruned-model"
-_PRUNED_VERSION = 1
-# Shape attributes torch-pruning rewrites when it removes channels; enough to rebuild a network.
-_SHAPE_ATTRS: dict[type[nn.Module], tuple[str, ...]] = {
-    nn.Conv2d: ("in_channels", "out_channels", "groups"),
-    nn.BatchNorm2d: ("num_features",),
-    nn.Linear: ("in_features", "out_features"),
-}
 
 
 # -- channel groups ---------------------------------------------------------------------------
@@ -557,172 +540,3 @@ def prune_to_target(
             lo, kept_lo, cost_lo = mid, kept, value
     _prune_in_place(model, example, kept_hi)
     return result(tau_hi, kept_hi, cost_hi)
-
-
-# -- costs ------------------------------------------------------------------------------------
-
-
-def _network(model: nn.Module, what: str) -> Network:
-    if not isinstance(model, Network):
-        raise ConfigError(f"{what} needs an edgenas Network, got {type(model).__name__}")
-    return model
-
-
-def latency_cost(threads: int = 1, *, min_seconds: float = 0.3) -> Cost:
-    """Cost = median latency in ms of the model's ONNX export under ONNX Runtime (CPU).
-
-    Each call exports the model and, after 10 warm-up runs, times single-image runs for at least
-    30 runs and ``min_seconds``, then until the median moves by less than 2% (at most 3 s):
-    about 0.3–1 s per call for small networks, with a median steady enough to bisect on.
-    """
-
-    def cost(model: nn.Module) -> float:
-        data = export_onnx(_network(model, "latency_cost"))
-        return measure_onnx_latency(
-            data,
-            threads=threads,
-            warmup=10,
-            min_runs=30,
-            max_runs=5000,
-            min_seconds=min_seconds,
-            max_seconds=3.0,
-            stable_within=0.02,
-        ).median_ms
-
-    return cost
-
-
-def size_cost() -> Cost:
-    """Cost = fp32 size in MB (1e6 bytes) of the floating-point parameters and buffers.
-
-    Integer buffers (batch norm's step counter) are left out: inference never stores them.
-    """
-
-    def cost(model: nn.Module) -> float:
-        tensors = chain(model.parameters(), model.buffers())
-        return sum(t.numel() for t in tensors if t.is_floating_point()) * 4 / 1e6
-
-    return cost
-
-
-def count_params_macs(model: nn.Module, resolution: int, in_channels: int) -> tuple[int, int]:
-    """Parameters, and multiply-accumulates of one batch-1 inference in the convolutions and
-    linear layers (exact zeros included), as the cost model counts them."""
-    macs = 0
-
-    def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
-        nonlocal macs
-        if isinstance(module, nn.Conv2d):
-            kh, kw = module.kernel_size
-            macs += int(output.numel()) * (module.in_channels // module.groups) * kh * kw
-        elif isinstance(module, nn.Linear):
-            macs += int(output.numel()) * module.in_features
-
-    handles = [
-        m.register_forward_hook(hook)
-        for m in model.modules()
-        if isinstance(m, (nn.Conv2d, nn.Linear))
-    ]
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            model(torch.zeros(1, in_channels, resolution, resolution))
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was_training)
-    return int(sum(p.numel() for p in model.parameters())), int(macs)
-
-
-def macs_cost() -> Cost:
-    """Cost = millions of multiply-accumulates of one image (see `count_params_macs`)."""
-
-    def cost(model: nn.Module) -> float:
-        net = _network(model, "macs_cost")
-        r = net.genotype.resolution
-        return count_params_macs(net, r, net.stem.conv.in_channels)[1] / 1e6
-
-    return cost
-
-
-# -- persistence ------------------------------------------------------------------------------
-
-
-def save_pruned(model: Network, path: str | Path) -> None:
-    """Save a (pruned) network as tensors and integers only.
-
-    The file holds the genotype string, input channels, class count, the width attributes of
-    every convolution, batch norm and linear layer, and the state dict; ``torch.load(...,
-    weights_only=True)`` reads it, so loading runs no pickled code. (torch-pruning's own
-    ``tp.state_dict`` copies each module's ``__dict__``, genotype objects included, which
-    ``weights_only`` loading refuses.)
-    """
-    net = _network(model, "save_pruned")
-    shapes = {
-        name: {a: int(getattr(m, a)) for a in _SHAPE_ATTRS[type(m)]}
-        for name, m in net.named_modules()
-        if type(m) in _SHAPE_ATTRS
-    }
-    payload = {
-        "format": _PRUNED_FORMAT,
-        "version": _PRUNED_VERSION,
-        "genotype": str(net.genotype),
-        "in_channels": int(net.stem.conv.in_channels),
-        "num_classes": int(net.classifier.out_features),
-        "modules": shapes,
-        "state_dict": {k: v.detach().cpu().clone() for k, v in net.state_dict().items()},
-    }
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(payload, path)
-
-
-def load_pruned(
-    genotype: Genotype | str,
-    in_channels: int,
-    num_classes: int,
-    path: str | Path,
-) -> Network:
-    """Rebuild a network saved by :func:`save_pruned`: build it from the genotype, shrink every
-    layer to the saved widths, then load the weights (the input normalisation included)."""
-    try:
-        payload = torch.load(Path(path), map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError) as exc:
-        raise ConfigError(f"pruned model {str(path)!r} cannot be read: {exc}") from None
-    if not isinstance(payload, dict) or payload.get("format") != _PRUNED_FORMAT:
-        raise ConfigError(f"{str(path)!r} is not a pruned model written by save_pruned")
-    if payload.get("version") != _PRUNED_VERSION:
-        raise ConfigError(
-            f"{str(path)!r} has pruned-model version {payload.get('version')!r}; this edgenas "
-            f"reads version {_PRUNED_VERSION}"
-        )
-    genotype = Genotype.parse(genotype) if isinstance(genotype, str) else genotype
-    saved = (payload["genotype"], payload["in_channels"], payload["num_classes"])
-    if saved != (str(genotype), in_channels, num_classes):
-        raise ConfigError(
-            f"{str(path)!r} holds genotype {saved[0]} with {saved[1]} input channels and "
-            f"{saved[2]} classes, not {genotype} with {in_channels} and {num_classes}; "
-            "pass the values the model was built with"
-        )
-    model = build_model(genotype, in_channels, num_classes)
-    modules = dict(model.named_modules())
-    state: dict[str, torch.Tensor] = payload["state_dict"]
-    try:
-        for name, attrs in payload["modules"].items():
-            for attr, value in attrs.items():
-                setattr(modules[name], attr, int(value))
-        for key, tensor in state.items():
-            owner, _, leaf = key.rpartition(".")
-            module = modules[owner]
-            if isinstance(getattr(module, leaf, None), nn.Parameter):
-                setattr(module, leaf, nn.Parameter(torch.empty_like(tensor)))
-            else:
-                setattr(module, leaf, torch.empty_like(tensor))
-        model.load_state_dict(state, strict=True)
-    except (KeyError, RuntimeError) as exc:
-        raise ConfigError(
-            f"{str(path)!r} does not fit the network its genotype builds ({exc}); "
-            "save it again with save_pruned"
-        ) from None
-    return model.eval()

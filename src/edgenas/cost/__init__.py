@@ -4,7 +4,7 @@ profile."""
 
 from __future__ import annotations
 
-from edgenas.cost._analytic import AnalyticCosts, ConvOp, analytic_costs, block_ops
+from edgenas.cost._analytic import AnalyticCosts, analytic_costs, block_ops
 from edgenas.cost._energy import EnergyModel
 from edgenas.cost._memory import MemoryCalibration
 from edgenas.cost._model import COST_FIELDS, Constraints, CostModel, Costs
@@ -22,13 +22,12 @@ from edgenas.cost._units import (
     parse_latency,
     parse_size,
 )
-from edgenas.device._timing import LatencyMeasurement, measure_onnx_latency
+from edgenas.device import LatencyMeasurement, measure_onnx_latency
 
 __all__ = [
     "COST_FIELDS",
     "AnalyticCosts",
     "Constraints",
-    "ConvOp",
     "CostModel",
     "Costs",
     "EnergyModel",

@@ -1,112 +1,27 @@
 """Analytic costs of a genotype: parameters, MACs, model size, peak activation memory and the
 activation traffic of one inference.
 
-Every block is described once as a list of convolutions (:func:`block_ops`); parameters, MACs,
-the liveness walk for memory and the traffic count are all computed from that one list, so a new
-block type needs one entry here and nothing else.
+Each block type describes its operations itself (:func:`edgenas.arch.block_operations`);
+parameters, MACs, the liveness walk for memory and the traffic count are all computed from that
+description, so nothing here knows the block types.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from edgenas.arch import BlockShape, Genotype, make_divisible
-from edgenas.arch._blocks import SE_RATIO, bottleneck_width
+from edgenas.arch import BlockShape, ConvOp, Genotype, block_operations
 
-__all__ = ["AnalyticCosts", "ConvOp", "analytic_costs", "block_ops"]
+__all__ = ["AnalyticCosts", "analytic_costs", "block_ops"]
 
 _FLOAT_BYTES = 4
 MB = 1e6  # sizes and memory are reported in megabytes (10^6 bytes), as device sheets state them
 
 
-@dataclass(frozen=True)
-class ConvOp:
-    """One convolution (with its batch norm or bias) as the runtime executes it."""
-
-    in_channels: int
-    out_channels: int
-    kernel: tuple[int, int]
-    stride: int
-    groups: int
-    in_size: int
-    bias: bool = False  # a plain bias instead of batch norm (the SE convolutions)
-    # Followed by the block's activation (fused into the convolution when ReLU, separate
-    # operators when hard-swish). Not part of equality: the convolution costs the same.
-    act: bool = field(default=False, compare=False)
-
-    @property
-    def out_size(self) -> int:
-        return (self.in_size + self.stride - 1) // self.stride
-
-    @property
-    def weights(self) -> int:
-        kh, kw = self.kernel
-        w = self.out_channels * (self.in_channels // self.groups) * kh * kw
-        # batch norm: weight and bias (running statistics are buffers folded away on export)
-        return w + (self.out_channels if self.bias else 2 * self.out_channels)
-
-    @property
-    def macs(self) -> int:
-        kh, kw = self.kernel
-        return self.out_channels * self.out_size**2 * (self.in_channels // self.groups) * kh * kw
-
-    @property
-    def in_elems(self) -> int:
-        return self.in_channels * self.in_size**2
-
-    @property
-    def out_elems(self) -> int:
-        return self.out_channels * self.out_size**2
-
-
-def _se_ops(channels: int, size: int) -> list[ConvOp]:
-    hidden = make_divisible(channels * SE_RATIO)
-    # SE works on a 1×1 pooled tensor; the full-size tensor stays alive while it runs.
-    return [
-        ConvOp(channels, hidden, (1, 1), 1, 1, 1, bias=True),
-        ConvOp(hidden, channels, (1, 1), 1, 1, 1, bias=True),
-    ]
-
-
 def block_ops(shape: BlockShape) -> list[ConvOp]:
-    """The convolutions of one block in execution order (shortcut projection last)."""
-    g, cin, s_in = shape.gene, shape.in_channels, shape.in_size
-    s_out, cout = shape.out_size, shape.out_channels
-    ops: list[ConvOp] = []
-    if g.type == "conv":
-        ops.append(ConvOp(cin, cout, g.kernel, g.stride, 1, s_in, act=True))
-        if g.se:
-            ops += _se_ops(cout, s_out)
-    elif g.type == "res":
-        ops.append(ConvOp(cin, cout, g.kernel, g.stride, 1, s_in, act=True))
-        ops.append(ConvOp(cout, cout, g.kernel, 1, 1, s_out))
-        if g.se:
-            ops += _se_ops(cout, s_out)
-    elif g.type == "bneck":
-        mid = bottleneck_width(cout)
-        ops.append(ConvOp(cin, mid, (1, 1), 1, 1, s_in, act=True))
-        ops.append(ConvOp(mid, mid, g.kernel, g.stride, 1, s_in, act=True))
-        if g.se:
-            ops += _se_ops(mid, s_out)
-        ops.append(ConvOp(mid, cout, (1, 1), 1, 1, s_out))
-    elif g.type == "ds":
-        ops.append(ConvOp(cin, cin, g.kernel, g.stride, cin, s_in, act=True))
-        if g.se:
-            ops += _se_ops(cin, s_out)
-        ops.append(ConvOp(cin, cout, (1, 1), 1, 1, s_out))
-    elif g.type == "ir":
-        hidden = cin * g.expansion
-        if g.expansion > 1:
-            ops.append(ConvOp(cin, hidden, (1, 1), 1, 1, s_in, act=True))
-        ops.append(ConvOp(hidden, hidden, g.kernel, g.stride, hidden, s_in, act=True))
-        if g.se:
-            ops += _se_ops(hidden, s_out)
-        ops.append(ConvOp(hidden, cout, (1, 1), 1, 1, s_out))
-    else:  # pragma: no cover - BlockGene validates the type
-        raise ValueError(g.type)
-    if g.always_residual and (cin != cout or g.stride != 1):
-        ops.append(ConvOp(cin, cout, (1, 1), g.stride, 1, s_in))
-    return ops
+    """The convolutions of one block in execution order: squeeze-excite's on the pooled tensor
+    included (those with a bias), the shortcut projection last."""
+    return list(block_operations(shape.gene, shape.in_channels, shape.in_size).all_convs())
 
 
 @dataclass(frozen=True)
@@ -159,16 +74,13 @@ def analytic_costs(genotype: Genotype, in_channels: int, num_classes: int) -> An
         # this block's own input is counted through the ops instead.
         held = sum(out_elems[src] for src in {src for src, user in skips if src < i <= user})
         block_input = shape.in_channels * shape.in_size**2
-        input_held = shape.gene.residual or any(src == i for src, _ in skips)
-        ops = block_ops(shape)
-        projects = shape.gene.always_residual and (
-            shape.in_channels != shape.out_channels or shape.gene.stride != 1
-        )
+        described = block_operations(shape.gene, shape.in_channels, shape.in_size)
+        input_held = described.add is not None or any(src == i for src, _ in skips)
         main_out = shape.out_channels * shape.out_size**2
-        for j, op in enumerate(ops):
+        for j, op in enumerate(described.all_convs()):
             params += op.weights
             macs += op.macs
-            projection = projects and j == len(ops) - 1
+            projection = op is described.shortcut
             reads_input = j == 0 or projection
             live = op.in_elems + op.out_elems + held
             if input_held and not reads_input:
@@ -177,11 +89,11 @@ def analytic_costs(genotype: Genotype, in_channels: int, num_classes: int) -> An
                 live += main_out
             peak = max(peak, live)
             traffic += op.in_elems + op.out_elems
-        se_ops = [op for op in ops if op.bias]
-        if se_ops:
-            traffic += 3 * se_ops[0].in_channels * shape.out_size**2
-        if shape.gene.residual:
-            traffic += 3 * main_out
+        se = described.squeeze_excite
+        if se is not None:
+            traffic += 3 * se.elems
+        if described.add is not None:
+            traffic += 3 * described.add.elems
         if shape.gene.skip:
             src = i - shape.gene.skip + 1
             src_channels = out_elems[src] // shape.out_size**2

@@ -15,7 +15,7 @@ from edgenas.cost._energy import EnergyModel
 from edgenas.cost._memory import MemoryCalibration
 from edgenas.cost._predictor import LatencyPredictor
 from edgenas.cost._units import parse_count, parse_energy, parse_latency, parse_size
-from edgenas.device._timing import measure_onnx_latency
+from edgenas.device import measure_onnx_latency
 
 __all__ = ["COST_FIELDS", "Constraints", "CostModel", "Costs"]
 

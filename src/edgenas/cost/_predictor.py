@@ -29,14 +29,12 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from itertools import chain, repeat
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 from typing import Any
 
 import numpy as np
 
-from edgenas.arch import BLOCK_TYPES, BlockGene, BlockShape, Genotype
-from edgenas.arch._blocks import SE_RATIO, bottleneck_width, make_divisible
-from edgenas.cost._analytic import ConvOp, block_ops
+from edgenas.arch import BlockOps, BlockShape, ConvOp, Genotype, block_operations
 from edgenas.errors import ConfigError
 
 __all__ = ["LatencyPredictor", "NetworkOps", "conv_key", "network_ops", "parse_conv_key"]
@@ -107,34 +105,44 @@ def _add(d: dict[str, float], key: str, value: float) -> None:
     d[key] = d.get(key, 0.0) + value
 
 
-def _block(gene: BlockGene, in_channels: int, in_size: int) -> NetworkOps:
-    out_size = (in_size + gene.stride - 1) // gene.stride
-    # (a block's long skip is not part of it: see _outer)
-    shape = BlockShape(0, gene, in_channels, in_size, gene.out_channels, out_size)
-    ops = block_ops(shape)
-    main = [o for o in ops if not o.bias]
-    se = [o for o in ops if o.bias]  # squeeze-excite's convolutions on the pooled tensor
-    ew: dict[str, float] = {}
-    out_elems = gene.out_channels * out_size**2
-    if se:  # pool, gate and multiply over the full tensor, and its two 1×1 convolutions
-        _add(ew, "elems_se", 2 * se[0].in_channels * out_size**2 / 1e6)
+def _elementwise_terms(ops: BlockOps) -> list[tuple[str, float, int | None]]:
+    """The elementwise work of a block as terms ``(feature, amount, size)``: ``amount`` ×
+    ``size``² elements (counted in millions) moved, or ``amount`` itself where ``size`` is None
+    (the multiply-adds of squeeze-excite's convolutions, in millions, and the operator count)."""
+    terms: list[tuple[str, float, int | None]] = []
+    count = 0
+    se = ops.squeeze_excite
+    if se is not None:  # pool, gate and multiply over the full tensor, and its two 1×1 convolutions
+        terms.append(("elems_se", 2 * se.channels, se.size))
         # on a 1×1 tensor these read their weights once per inference: memory-bound, and
         # not small in a wide block (a 1536-channel expansion gates through 2 × 1536 × 384)
-        _add(ew, "macs_se", sum(o.in_channels * o.out_channels for o in se) / 1e6)
-        _add(ew, "n_elementwise", 5)
-    if gene.act == "hswish":
-        # Hard-swish runs as its own operators; ReLU is fused into the convolution.
-        for op in main:
+        terms.append(("macs_se", 2 * se.channels * se.hidden / 1e6, None))
+        count += 5
+    if ops.act == "hswish":
+        # Hard-swish runs as its own operators; ReLU is fused into the convolution. ResNet
+        # blocks activate again after the addition.
+        for op in ops.convs:
             if op.act:
-                _add(ew, "elems_hswish", op.out_elems / 1e6)
-                _add(ew, "n_elementwise", 2)
-        if gene.always_residual:  # ResNet blocks activate again after the addition
-            _add(ew, "elems_hswish", out_elems / 1e6)
-            _add(ew, "n_elementwise", 2)
-    if gene.residual:
-        _add(ew, "elems_add", out_elems / 1e6)
-        _add(ew, "n_elementwise", 1)
-    return NetworkOps(tuple(main), ew)
+                terms.append(("elems_hswish", op.out_channels, op.out_size))
+                count += 2
+        if ops.add is not None and ops.add.act:
+            terms.append(("elems_hswish", ops.add.channels, ops.add.size))
+            count += 2
+    if ops.add is not None:
+        terms.append(("elems_add", ops.add.channels, ops.add.size))
+        count += 1
+    if count:
+        terms.append(("n_elementwise", count, None))
+    return terms
+
+
+def _elementwise(ops: BlockOps) -> dict[str, float]:
+    """The elementwise work of a block: elements moved (millions) per elementwise kind, the
+    multiply-adds of squeeze-excite's convolutions and the operator count."""
+    ew: dict[str, float] = {}
+    for feature, amount, size in _elementwise_terms(ops):
+        _add(ew, feature, amount if size is None else amount * size * size / 1e6)
+    return ew
 
 
 def _outer(g: Genotype, in_channels: int, num_classes: int) -> NetworkOps:
@@ -165,9 +173,10 @@ def network_ops(g: Genotype, in_channels: int, num_classes: int) -> NetworkOps:
     convs = list(outer.convs)
     ew = dict(outer.elementwise)
     for s in g.shapes():
-        block = _block(s.gene, s.in_channels, s.in_size)
+        # (a block's long skip is not part of it: see _outer)
+        block = block_operations(s.gene, s.in_channels, s.in_size)
         convs.extend(block.convs)
-        for k, v in block.elementwise.items():
+        for k, v in _elementwise(block).items():
             _add(ew, k, v)
     return NetworkOps(tuple(convs), ew)
 
@@ -259,13 +268,20 @@ def _table_noise(measurements: Iterable[dict[str, Any]]) -> float:
 
 # -- vectorised parts ---------------------------------------------------------------------------
 # A block's gene and input shape, read in C for every block of a batch: the key of its part.
+# Its first fields, _SIZE_FREE (the gene without its long skip, and the input channels), key the
+# description of the block's operations at every size.
 _BLOCK_KEY = attrgetter("gene.type", "gene.out_channels", "gene.kernel", "gene.stride",
-                        "gene.expansion", "gene.se", "gene.act", "gene.residual", "gene.skip",
-                        "in_channels", "in_size")  # fmt: skip
+                        "gene.expansion", "gene.se", "gene.act", "gene.residual", "in_channels",
+                        "in_size", "gene.skip")  # fmt: skip
+_SIZE_FREE = itemgetter(slice(0, 9))
+_IN_SIZE = attrgetter("in_size")
+_OUT_CHANNELS = attrgetter("out_channels")
+_OUT_SIZE = attrgetter("out_size")
+_SKIP = attrgetter("gene.skip")
+_STRIDE = attrgetter("gene.stride")
 _STEM = attrgetter("stem")
 _RESOLUTION = attrgetter("resolution")
 _HEAD = attrgetter("head")
-_TYPE = {t: i for i, t in enumerate(BLOCK_TYPES)}
 
 
 def _fields(n: int, *columns: Any) -> np.ndarray:
@@ -289,6 +305,130 @@ def _add_convs(rows: np.ndarray, who: np.ndarray, convs: tuple[np.ndarray, ...])
     np.add.at(rows[:, _TOTAL], who, 1.0)
 
 
+# A block is described once per gene and input channels, at an input size no network runs at,
+# where the output size of any stride differs from it; its operations there are at its input
+# size (_IN) or its output size (_OUT), and elementwise terms may be constants (_CONSTANT).
+_PROBE = 1 << 20
+_IN, _OUT, _CONSTANT = 0, 1, 2
+
+
+def _grown(a: np.ndarray, used: int, extra: np.ndarray) -> np.ndarray:
+    """``a``, its first ``used`` rows kept, with ``extra`` written after them (reallocated at
+    twice the size when full, so that adding a few rows at a time stays cheap)."""
+    need = used + len(extra)
+    if need > len(a):
+        grown = np.zeros((max(need, 2 * len(a), 256), *a.shape[1:]), a.dtype)
+        grown[:used] = a[:used]
+        a = grown
+    a[used:need] = extra
+    return a
+
+
+def _ranges(starts: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The indices of ranges given by their starts and lengths, one after another, and the
+    range each index belongs to."""
+    owner = np.repeat(np.arange(len(counts)), counts)
+    offsets = np.repeat(starts - (np.cumsum(counts) - counts), counts)
+    return np.arange(len(owner)) + offsets, owner
+
+
+class _Templates:
+    """Blocks' operations with their sizes left open, one description per gene (its long skip
+    aside) and input channels: a search meets the same block at several input sizes, and the
+    sizes are filled in as arrays for all blocks of a batch at once.
+
+    ``convs`` holds profile-key fields with the size as _IN or _OUT; ``terms`` the elementwise
+    terms as feature column, size (_IN, _OUT or _CONSTANT) and amount (the value itself of a
+    constant is in ``constants``); ``spans`` each description's first convolution, number of
+    convolutions, first term and number of terms.
+    """
+
+    def __init__(self) -> None:
+        self.ids: dict[tuple[Any, ...], int] = {}
+        self.convs = np.zeros((0, 7), np.int64)
+        self.terms = np.zeros((0, 3), np.int64)
+        self.constants = np.zeros(0)
+        self.spans = np.zeros((0, 4), np.int64)
+        self.n_convs = self.n_terms = 0
+
+    def lookup(self, keys: list[tuple[Any, ...]], shapes: Sequence[BlockShape]) -> np.ndarray:
+        """The description of each block (keyed by the first _SIZE_FREE fields of its
+        ``_BLOCK_KEY``), describing those met for the first time."""
+        ids = list(map(self.ids.get, keys))
+        if None in ids:
+            missing = [i for i, d in enumerate(ids) if d is None]
+            new = dict(zip([keys[i] for i in missing], [shapes[i] for i in missing], strict=True))
+            first = len(self.ids)
+            self._describe(list(new.values()))
+            self.ids.update(zip(new, range(first, first + len(new)), strict=True))
+            ids = list(map(self.ids.get, keys))
+        return np.fromiter(ids, np.intp, len(ids))
+
+    def _describe(self, shapes: list[BlockShape]) -> None:
+        # Plain numbers only are kept from each description (a batch may describe thousands).
+        fields: list[int] = []
+        terms: list[tuple[str, float, int | None]] = []
+        counts: list[int] = []
+        for shape in shapes:
+            ops = block_operations(shape.gene, shape.in_channels, _PROBE)
+            convs = ops.convs
+            for c in convs:
+                fields += (c.in_channels, c.out_channels, *c.kernel, c.stride, c.groups, c.in_size)
+            block_terms = _elementwise_terms(ops)
+            terms += block_terms
+            counts += (len(convs), len(block_terms))
+        new = len(shapes)
+        n_convs, n_terms = np.array(counts, np.int64).reshape(new, 2).T
+        # the sizes at the probe: the block's input size, or its output size as a strided
+        # 'same' convolution makes it (equal to the input's at stride 1)
+        out = -(-_PROBE // np.fromiter(map(_STRIDE, shapes), np.int64, new))
+        conv_table = np.array(fields, np.int64).reshape(-1, 7)
+        conv_table[:, 6] = self._code(conv_table[:, 6], np.repeat(out, n_convs))
+        feature, amount, size = zip(*terms, strict=True) if terms else ((), (), ())
+        constant = np.array([z is None for z in size], bool)
+        amounts = np.array(amount, float)
+        term_table = np.empty((len(terms), 3), np.int64)
+        term_table[:, 0] = np.fromiter(map(_INDEX.__getitem__, feature), np.int64, len(terms))
+        term_table[:, 1] = self._code(np.array([z or _PROBE for z in size], np.int64),
+                                      np.repeat(out, n_terms))  # fmt: skip
+        term_table[constant, 1] = _CONSTANT
+        term_table[:, 2] = np.where(constant, 0, amounts)
+        spans = np.stack([self.n_convs + np.cumsum(n_convs) - n_convs, n_convs,
+                          self.n_terms + np.cumsum(n_terms) - n_terms, n_terms], axis=1)  # fmt: skip
+        self.spans = _grown(self.spans, len(self.ids), spans)
+        self.convs = _grown(self.convs, self.n_convs, conv_table)
+        self.terms = _grown(self.terms, self.n_terms, term_table)
+        self.constants = _grown(self.constants, self.n_terms, np.where(constant, amounts, 0.0))
+        self.n_convs += len(conv_table)
+        self.n_terms += len(terms)
+
+    @staticmethod
+    def _code(sizes: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """_IN or _OUT for sizes at the probe, given the output size of each one's block."""
+        if ((sizes != _PROBE) & (sizes != out)).any():
+            raise ValueError(
+                "a block type describes an operation at a size other than the block's input "
+                "and output size"
+            )
+        return np.where(sizes == _PROBE, _IN, _OUT)
+
+    def expand(self, ids: np.ndarray, in_size: np.ndarray,
+               out_size: np.ndarray) -> tuple[np.ndarray, ...]:  # fmt: skip
+        """The operations of blocks given by their descriptions and sizes: the convolutions
+        (their block, profile-key fields) and the elementwise terms (their block, feature
+        column, value), each block's in its order."""
+        first_conv, n_convs, first_term, n_terms = self.spans[ids].T
+        at, conv_owner = _ranges(first_conv, n_convs)
+        fields = self.convs[at]
+        fields[:, 6] = np.where(fields[:, 6] == _IN, in_size[conv_owner], out_size[conv_owner])
+        at, term_owner = _ranges(first_term, n_terms)
+        column, size_code, amount = self.terms[at].T
+        size = np.where(size_code == _IN, in_size[term_owner], out_size[term_owner])
+        # as _elementwise computes them: integer elements, then millions
+        values = np.where(size_code == _CONSTANT, self.constants[at], amount * size * size / 1e6)
+        return conv_owner, fields, term_owner, column, values
+
+
 class LatencyPredictor:
     """Predicts the latency of genotypes on one device from its profile (see the module doc).
 
@@ -298,7 +438,8 @@ class LatencyPredictor:
     Predictions are vectorised over all the blocks of all the genotypes asked for: Python only
     reads each block's fields; the convolutions they run, their table look-ups and the fallback
     model are evaluated as arrays. A block at a given input shape is evaluated once and kept as
-    a row of a part matrix (a search proposes the same blocks again and again).
+    a row of a part matrix (a search proposes the same blocks again and again); the operations
+    it describes are read once per gene and input channels, their sizes filled in as arrays.
     """
 
     def __init__(self, profile: dict[str, Any], in_channels: int, num_classes: int) -> None:
@@ -334,6 +475,7 @@ class LatencyPredictor:
         self._block_info = np.zeros((0, 3), np.int64)
         self._n_parts = 0
         self._block_ids: dict[tuple[Any, ...], int] = {}
+        self._templates = _Templates()
         self.coefficients = _PRIOR.copy()
         self.residual = float("nan")
         self._calibrate()
@@ -461,77 +603,33 @@ class LatencyPredictor:
         return kind, ms, var, hit, (in_elems + out_elems) / 1e6
 
     # -- parts ----------------------------------------------------------------------------
-    def _block_rows(self, keys: Sequence[tuple[Any, ...]]) -> tuple[np.ndarray, np.ndarray]:
-        """Part rows of blocks given by their ``_BLOCK_KEY``: the features, the fallbacks'
-        variance per kind (ms², before calibration), convolutions measured, convolutions. The
-        convolutions are those of ``block_ops`` without squeeze-excite's (left to its
-        elementwise term), in four slots in execution order: expansion 1×1, spatial,
-        projection (or ResNet's second spatial), shortcut projection. Also each block's output
-        channels, output size and long skip."""
-        n = len(keys)
-        types, cout_, kernel, stride, expansion, se_, act, residual_, skip, cin_, size_ = zip(
-            *keys, strict=True
+    def _block_rows(self, keys: list[tuple[Any, ...]],
+                    shapes: Sequence[BlockShape]) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+        """Part rows of blocks (given by their ``_BLOCK_KEY`` and shape): the features, the
+        fallbacks' variance per kind (ms², before calibration), convolutions measured,
+        convolutions. The convolutions are those the block describes (squeeze-excite's left to
+        its elementwise term), evaluated together as arrays. Also each block's output channels,
+        output size and long skip."""
+        n = len(shapes)
+        ids = self._templates.lookup(list(map(_SIZE_FREE, keys)), shapes)
+        in_size = np.fromiter(map(_IN_SIZE, shapes), np.int64, n)
+        info = np.empty((n, 3), np.int64)
+        for j, field in enumerate((_OUT_CHANNELS, _OUT_SIZE, _SKIP)):
+            info[:, j] = np.fromiter(map(field, shapes), np.int64, n)
+        conv_owner, fields, term_owner, column, values = self._templates.expand(
+            ids, in_size, info[:, 1]
         )
-        t = np.array([_TYPE[x] for x in types])
-        conv, res, bneck, ds, ir = (t == _TYPE[x] for x in ("conv", "res", "bneck", "ds", "ir"))
-        cout, cin = np.array(cout_, np.int64), np.array(cin_, np.int64)
-        size, s = np.array(size_, np.int64), np.array(stride, np.int64)
-        e = np.array(expansion, np.int64)
-        kh, kw = np.array(kernel, np.int64).reshape(n, 2).T
-        se, residual = np.array(se_, bool), np.array(residual_, bool)
-        hs = np.array([a == "hswish" for a in act], bool)
-        out = (size + s - 1) // s
-        mid = np.zeros(n, np.int64)
-        if bneck.any():
-            width = {c: bottleneck_width(c) for c in set(cout[bneck].tolist())}
-            mid[bneck] = [width[c] for c in cout[bneck].tolist()]
-        # the block's inner width: bottleneck, depthwise or expanded channels
-        w = np.select([bneck, ds, ir], [mid, cin, cin * e], cout)
-        always = res | bneck
-        one = 1
-        slots = [
-            (bneck | (ir & (e > 1)), _fields(n, cin, w, one, one, one, one, size)),
-            (np.ones(n, bool),
-             _fields(n, np.where(conv | res, cin, w), w, kh, kw, s, np.where(ds | ir, w, 1),
-                     size)),
-            (~conv,
-             _fields(n, w, cout, np.where(res, kh, 1), np.where(res, kw, 1), one, one, out)),
-            (always & ((cin != cout) | (s != 1)), _fields(n, cin, cout, one, one, s, one, size)),
-        ]  # fmt: skip
-        present = np.stack([p for p, _ in slots])
-        fields = np.concatenate([f for _, f in slots])[present.ravel()]
-        evaluated = self._convs(fields)
-        kind, ms, var, hit, elems = (np.zeros(4 * n, a.dtype) for a in evaluated)
-        for whole, part in zip((kind, ms, var, hit, elems), evaluated, strict=True):
-            whole[present.ravel()] = part
-        rows = np.zeros((n, _WIDTH))
-        every = np.arange(n)
-        # slot by slot, as a loop over the block's convolutions adds them (absent ones add 0)
-        for j in range(4):
-            k = kind[j * n : (j + 1) * n]
-            rows[every, 3 * k] += ms[j * n : (j + 1) * n]
-            rows[every, 3 * k + 1] += present[j]
-            rows[every, 3 * k + 2] += elems[j * n : (j + 1) * n]
-            rows[every, _VAR + k] += var[j * n : (j + 1) * n]
-            rows[:, _MEASURED] += hit[j * n : (j + 1) * n]
-        rows[:, _TOTAL] = present.sum(axis=0)
-        # elementwise work, as _block counts it
-        out_elems = cout * out * out
-        count = 5 * se
-        rows[:, _INDEX["elems_se"]] = np.where(se, 2 * w * out * out / 1e6, 0.0)
-        if se.any():  # squeeze-excite's 1×1 convolutions: w → a quarter of w → w
-            hidden = {c: make_divisible(c * SE_RATIO) for c in set(w[se].tolist())}
-            squeeze = np.array([hidden[c] for c in w[se].tolist()], np.int64)
-            rows[se, _INDEX["macs_se"]] = 2 * w[se] * squeeze / 1e6
-        # hard-swish after the expansion and the spatial convolution, and after a ResNet sum
-        hswish = np.where(hs & present[0], w * size * size / 1e6, 0.0)
-        hswish = hswish + np.where(hs, w * out * out / 1e6, 0.0)
-        hswish = hswish + np.where(hs & always, out_elems / 1e6, 0.0)
-        rows[:, _INDEX["elems_hswish"]] = hswish
-        count = count + 2 * (hs & present[0]) + 2 * hs + 2 * (hs & always)
-        rows[:, _INDEX["elems_add"]] = np.where(residual, out_elems / 1e6, 0.0)
-        rows[:, _INDEX["n_elementwise"]] = count + residual
-        return rows, np.stack([cout, out, np.array(skip, np.int64)], axis=1)
+        kind, ms, var, hit, elems = self._convs(fields)
+        # Every cell summed in one pass, each block's convolutions in execution order as a loop
+        # over them adds them (bincount adds its weights one after another, from zero).
+        cell = conv_owner * _WIDTH
+        ones = np.ones(len(cell))
+        cells = np.concatenate([cell + 3 * kind, cell + 3 * kind + 1, cell + 3 * kind + 2,
+                                cell + _VAR + kind, cell + _MEASURED, cell + _TOTAL,
+                                term_owner * _WIDTH + column])  # fmt: skip
+        weights = np.concatenate([ms, ones, elems, var, hit, ones, values])
+        rows = np.bincount(cells, weights, n * _WIDTH).reshape(n, _WIDTH)
+        return rows, info
 
     def _reserve(self, rows: int) -> None:
         if rows > len(self._matrix):
@@ -549,10 +647,14 @@ class LatencyPredictor:
         ids = list(map(index.get, keys))
         if None in ids:
             missing = [i for i, part in enumerate(ids) if part is None]
-            new = list(dict.fromkeys([keys[i] for i in missing]))
+            # each new block once (with one of its shapes: they are alike)
+            seen = dict(zip([keys[i] for i in missing], [shapes[i] for i in missing], strict=True))
+            new = list(seen)
             first, end = self._n_parts, self._n_parts + len(new)
             self._reserve(end)
-            self._matrix[first:end], self._block_info[first:end] = self._block_rows(new)
+            self._matrix[first:end], self._block_info[first:end] = self._block_rows(
+                new, list(seen.values())
+            )
             self._n_parts = end
             index.update(zip(new, range(first, end), strict=True))
             for i in missing:

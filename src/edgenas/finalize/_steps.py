@@ -28,8 +28,7 @@ import torch
 from torch import nn
 
 from edgenas.arch import Genotype, Network
-from edgenas.cost import Constraints, Costs
-from edgenas.cost._units import parse_latency, parse_size
+from edgenas.cost import Constraints, Costs, parse_latency, parse_size
 from edgenas.errors import ConfigError
 
 __all__ = [
@@ -305,8 +304,11 @@ class Measurer:
         onnx_check: dict[str, Any] | None = None,
     ) -> Step:
         from edgenas.compress import compressed_size_mb
-        from edgenas.device import measure_onnx_latency, measure_onnx_memory
-        from edgenas.device._memory import MemoryMeasurementError
+        from edgenas.device import (
+            MemoryMeasurementError,
+            measure_onnx_latency,
+            measure_onnx_memory,
+        )
 
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(onnx)

@@ -19,8 +19,8 @@ import onnx
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from edgenas.arch import Genotype, Network, build_model, export_onnx
-from edgenas.cost import ConvOp, conv_key, network_ops
+from edgenas.arch import ConvOp, Genotype, Network, build_model, export_onnx
+from edgenas.cost import conv_key, network_ops
 from edgenas.device import PLAN_FORMAT
 from edgenas.space import SearchSpace
 

@@ -17,8 +17,15 @@ from typing import Any
 
 from optuna.distributions import BaseDistribution, CategoricalDistribution
 
-from edgenas.arch import ACTIVATIONS, BLOCK_TYPES, KERNELS, BlockGene, Genotype, parse_kernel
-from edgenas.arch._genotype import _kernel_str
+from edgenas.arch import (
+    ACTIVATIONS,
+    BLOCK_TYPES,
+    KERNELS,
+    BlockGene,
+    Genotype,
+    kernel_str,
+    parse_kernel,
+)
 from edgenas.errors import ConfigError, GenotypeError
 from edgenas.space._base import SearchSpace
 
@@ -102,7 +109,7 @@ class StagedSpace(SearchSpace):
                 f"block type(s) {', '.join(bad)} unknown; choose from {', '.join(BLOCK_TYPES)}"
             )
         try:
-            kernels = tuple(_kernel_str(parse_kernel(k)) for k in self.kernels)
+            kernels = tuple(kernel_str(parse_kernel(k)) for k in self.kernels)
         except GenotypeError as exc:
             raise ConfigError(f"kernels: {exc}") from None
         object.__setattr__(self, "kernels", kernels)
@@ -222,7 +229,7 @@ class StagedSpace(SearchSpace):
                     b = stage_blocks[j]
                     values = {
                         "type": b.type,
-                        "k": _kernel_str(b.kernel),
+                        "k": kernel_str(b.kernel),
                         "e": b.expansion if b.type == "ir" else None,
                         "se": b.se,
                         "id": b.residual if not b.always_residual else None,
