@@ -14,6 +14,7 @@ from edgenas.arch._genotype import (
     Genotype,
     parse_kernel,
 )
+from edgenas.arch._onnx_check import onnx_max_abs_diff
 
 __all__ = [
     "ACTIVATIONS",
@@ -30,5 +31,6 @@ __all__ = [
     "export_module",
     "export_onnx",
     "make_divisible",
+    "onnx_max_abs_diff",
     "parse_kernel",
 ]
