@@ -17,17 +17,21 @@ from typing import Any
 
 import torch
 
-from edgenas._io import write_json
-from edgenas.arch import Genotype, Network, build_model, export_onnx
+from edgenas._io import json_default, write_json
+from edgenas.arch import Genotype, Network, build_model, export_onnx, onnx_max_abs_diff
 from edgenas.errors import ConfigError, EdgenasError
 from edgenas.finalize._card import write_model_card
 from edgenas.finalize._clock import EpochClock
 from edgenas.finalize._pipeline import STEPS_DIR, Pipeline, planned_epochs
 from edgenas.finalize._steps import CompressOptions, Measurer, Step
-from edgenas.search import _records as R
-from edgenas.search._hyper import TrainingSpace
-from edgenas.search._objectives import Objective
-from edgenas.search._runner import _json_default, _onnx_matches, _trial_seed, load_result
+from edgenas.search import (
+    STUDY_BEST,
+    Objective,
+    TrainingSpace,
+    TrialRecord,
+    load_result,
+    trial_seed,
+)
 from edgenas.train import Fidelity, TrainConfig, evaluate, fit
 
 __all__ = ["FINAL_DIR", "FinalCandidate", "FinalResult", "finalize", "wilson_interval"]
@@ -150,14 +154,14 @@ def _options_json(options: CompressOptions) -> dict[str, Any]:
     return d
 
 
-def _ranked(records: list[R.TrialRecord], objective: Objective) -> list[R.TrialRecord]:
+def _ranked(records: list[TrialRecord], objective: Objective) -> list[TrialRecord]:
     pool = [
         r for r in records
         if r.state == "complete" and r.trained and r.feasible and r.accuracy is not None
         and r.genotype and r.costs is not None
     ]  # fmt: skip
 
-    def key(r: R.TrialRecord) -> tuple[float, float]:
+    def key(r: TrialRecord) -> tuple[float, float]:
         assert r.costs is not None and r.accuracy is not None
         return (-objective.score(r.accuracy, r.costs), r.costs.latency_ms)
 
@@ -165,12 +169,12 @@ def _ranked(records: list[R.TrialRecord], objective: Objective) -> list[R.TrialR
 
 
 def _choose(
-    records: list[R.TrialRecord],
+    records: list[TrialRecord],
     best_attr: dict[str, Any] | None,
     objective: Objective,
     pick: str | int,
     top: int,
-) -> list[R.TrialRecord]:
+) -> list[TrialRecord]:
     if isinstance(top, bool) or not isinstance(top, int) or top < 1:
         raise ConfigError(f"--top must be a whole number >= 1, got {top!r}")
     if isinstance(pick, str) and pick != "best":
@@ -300,7 +304,7 @@ def finalize(
         raise ConfigError(f"--epochs must be a whole number >= 1, got {epochs!r}")
     search_epochs = int(spec.get("epochs") or 1)
     epochs = epochs if epochs is not None else 3 * search_epochs
-    best_attr = study.user_attrs.get(R.STUDY_BEST)
+    best_attr = study.user_attrs.get(STUDY_BEST)
     objective_spec = spec.get("objective") or {}
     from edgenas.cost import Constraints, CostModel
 
@@ -321,18 +325,18 @@ def finalize(
     seed = int(spec.get("seed", 0))
     base = TrainConfig(batch_size=int(spec.get("batch_size", TrainConfig.batch_size)))
 
-    def retrain(record: R.TrialRecord) -> tuple[FinalCandidate, Network]:
+    def retrain(record: TrialRecord) -> tuple[FinalCandidate, Network]:
         assert record.genotype is not None
         genotype = Genotype.parse(record.genotype)
         config = TrainingSpace.train_config(record.params, base)
         say(f"trial {record.number}: training {epochs} epoch(s)")
-        trial_seed = _trial_seed(seed, record.number)
-        torch.manual_seed(trial_seed)
+        record_seed = trial_seed(seed, record.number)
+        torch.manual_seed(record_seed)
         model = build_model(genotype, data.channels, data.num_classes, data.mean, data.std)
         started = time.perf_counter()
         result = fit(
             model, data, Fidelity(epochs=epochs), resolution=genotype.resolution,
-            seed=trial_seed, config=config,
+            seed=record_seed, config=config,
             report=clock.reporter(f"trial {record.number}", epochs),
         )  # fmt: skip
         if result.status == "diverged":
@@ -369,14 +373,14 @@ def finalize(
     say(f"trial {best.trial}: ONNX export and check")
     onnx_bytes = export_onnx(model)
     images = data.images(Genotype.parse(best.genotype).resolution)
-    diff = _onnx_matches(model, onnx_bytes, images[holdout[:_ONNX_CHECK_IMAGES]])
+    diff = onnx_max_abs_diff(model, onnx_bytes, images[holdout[:_ONNX_CHECK_IMAGES]])
     best = FinalCandidate(**{**best.__dict__, "onnx_max_abs_diff": diff})
     (final / "genotype.txt").write_text(best.genotype + "\n")
     out = FinalResult(
         run_dir, [best, *(c for c, _ in results[1:])], options=options,
         constraints=constraints.to_dict(),
     )  # fmt: skip
-    write_json(final / "final.json", out.to_json(), indent=2, default=_json_default)
+    write_json(final / "final.json", out.to_json(), indent=2, default=json_default)
     if not diff <= ONNX_TOLERANCE:
         (final / "model.onnx").unlink(missing_ok=True)
         raise EdgenasError(
@@ -388,7 +392,7 @@ def finalize(
             log.warning("%s", c.gap_warning)
 
     def teacher() -> tuple[Network, dict[str, Any]]:
-        def retrain_teacher(record: R.TrialRecord) -> tuple[FinalCandidate, Network]:
+        def retrain_teacher(record: TrialRecord) -> tuple[FinalCandidate, Network]:
             clock.add(epochs)
             return retrain(record)
 
@@ -396,7 +400,7 @@ def finalize(
 
     def save(steps: list[Step]) -> None:
         out.steps[:] = steps
-        write_json(final / "final.json", out.to_json(), indent=2, default=_json_default)
+        write_json(final / "final.json", out.to_json(), indent=2, default=json_default)
 
     genotype = Genotype.parse(best.genotype)
     predicted_latency, predicted_memory = _predictions(profile, genotype, data)
@@ -407,7 +411,7 @@ def finalize(
         genotype=genotype,
         config=TrainingSpace.train_config(record.params, base),
         epochs=epochs,
-        seed=_trial_seed(seed, best.trial),
+        seed=trial_seed(seed, best.trial),
         options=options,
         measurer=Measurer(
             images=data.images,
@@ -421,7 +425,7 @@ def finalize(
             wilson=wilson_interval,
         ),
         teacher_source=teacher,
-        onnx_diff=_onnx_matches,
+        onnx_diff=onnx_max_abs_diff,
         save=save,
         say=say,
         clock=clock,
@@ -474,9 +478,9 @@ def _predictions(
 
 def _teacher(
     given: str | None,
-    records: list[R.TrialRecord],
+    records: list[TrialRecord],
     retrained: list[tuple[FinalCandidate, Network]],
-    retrain: Callable[[R.TrialRecord], tuple[FinalCandidate, Network]],
+    retrain: Callable[[TrialRecord], tuple[FinalCandidate, Network]],
     student: int,
     data: Any,
 ) -> tuple[Network, dict[str, Any]]:
@@ -509,7 +513,7 @@ def _teacher(
     }
 
 
-def _check_teacher(options: CompressOptions, records: list[R.TrialRecord]) -> None:
+def _check_teacher(options: CompressOptions, records: list[TrialRecord]) -> None:
     """A --teacher that cannot teach is named before anything is trained."""
     given = options.teacher
     if not options.distill or given is None:

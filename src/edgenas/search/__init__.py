@@ -3,32 +3,40 @@ the ask/tell loop and its records."""
 
 from __future__ import annotations
 
+from edgenas.search._config import SearchConfig, SearchProgress, SearchResult
 from edgenas.search._early_stop import EarlyStopping, EpochCurve
 from edgenas.search._fidelity import FIDELITY_SCHEDULES, FidelitySchedule, RungEntry, ranked_ahead
 from edgenas.search._frontier import hypervolume_2d, stable_for
 from edgenas.search._hyper import TRAINING_CHOICES, TrainingSpace
 from edgenas.search._objectives import OBJECTIVES, Objective, parse_weights
-from edgenas.search._records import TrialRecord, pareto_front, records_from_study, results_dict
-from edgenas.search._runner import (
-    SearchConfig,
-    SearchProgress,
-    SearchResult,
-    load_result,
-    open_study,
-    run_search,
+from edgenas.search._records import (
+    STUDY_BEST,
+    STUDY_FRONT,
+    STUDY_HV_REFERENCE,
+    TrialRecord,
+    pareto_front,
+    records_from_study,
+    results_dict,
 )
+from edgenas.search._runner import run_search
 from edgenas.search._strategies import STRATEGIES, Strategy, make_sampler, register_strategy
+from edgenas.search._study import RunDir, load_result, open_run_study, open_study
+from edgenas.search._trials import trial_seed
 from edgenas.search._warm import WarmStart, warm_start
 
 __all__ = [
     "FIDELITY_SCHEDULES",
     "OBJECTIVES",
     "STRATEGIES",
+    "STUDY_BEST",
+    "STUDY_FRONT",
+    "STUDY_HV_REFERENCE",
     "TRAINING_CHOICES",
     "EarlyStopping",
     "EpochCurve",
     "FidelitySchedule",
     "Objective",
+    "RunDir",
     "RungEntry",
     "SearchConfig",
     "SearchProgress",
@@ -40,6 +48,7 @@ __all__ = [
     "hypervolume_2d",
     "load_result",
     "make_sampler",
+    "open_run_study",
     "open_study",
     "pareto_front",
     "parse_weights",
@@ -49,5 +58,6 @@ __all__ = [
     "results_dict",
     "run_search",
     "stable_for",
+    "trial_seed",
     "warm_start",
 ]
