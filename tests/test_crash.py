@@ -14,8 +14,8 @@ from _cli import EDGENAS, QUICK, run_cli
 from optuna.trial import TrialState
 
 from edgenas.search import _records as R
+from edgenas.search import open_study
 from edgenas.search._driver import ATTR_DRIVER, ATTR_HEARTBEAT, Driver, abandoned
-from edgenas.search._runner import open_study
 
 
 def check_accounts(run: Path, budget: int) -> list:

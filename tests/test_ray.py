@@ -275,7 +275,7 @@ def test_search_on_a_cluster_survives_a_killed_worker_and_counts_each_training_o
     from optuna.trial import TrialState
 
     from edgenas.search import _records as R
-    from edgenas.search._runner import open_study
+    from edgenas.search import open_study
 
     run = tmp_path / "run"
     command = [*EDGENAS, "search", "synthetic", "--executor", "ray", "--address", cluster,

@@ -16,7 +16,7 @@ from _cli import EDGENAS, QUICK, run_cli
 from optuna.trial import TrialState
 
 from edgenas.search import _records as R
-from edgenas.search._runner import open_study
+from edgenas.search import open_study
 from edgenas.search._workers import threads_per_worker
 
 ARGS = ["--strategy", "random", "--resolution", "64", "--max-depth", "2", "--epochs", "2",

@@ -16,6 +16,7 @@ from edgenas.arch._genotype import (
     kernel_str,
     parse_kernel,
 )
+from edgenas.arch._onnx_check import onnx_max_abs_diff
 from edgenas.arch._ops import AddOp, BlockOps, ConvOp, SqueezeExciteOp
 
 __all__ = [
@@ -40,5 +41,6 @@ __all__ = [
     "export_onnx",
     "kernel_str",
     "make_divisible",
+    "onnx_max_abs_diff",
     "parse_kernel",
 ]

@@ -15,8 +15,8 @@ from typing import Any
 
 import torch
 
-from edgenas._io import write_json
-from edgenas.arch import Genotype, Network, build_model, export_onnx
+from edgenas._io import json_default, write_json
+from edgenas.arch import Genotype, Network, build_model, export_onnx, onnx_max_abs_diff
 from edgenas.errors import ConfigError, EdgenasError
 from edgenas.finalize._card import write_model_card
 from edgenas.finalize._clock import EpochClock
@@ -24,8 +24,15 @@ from edgenas.finalize._intervals import wilson_interval
 from edgenas.finalize._pipeline import STEPS_DIR, Pipeline, planned_epochs
 from edgenas.finalize._result import FINAL_DIR, FinalCandidate, FinalResult
 from edgenas.finalize._steps import CompressOptions, Measurer, Step
-from edgenas.search import STUDY_BEST, Objective, TrainingSpace, TrialRecord, rank_candidates
-from edgenas.search._runner import _json_default, _onnx_matches, _trial_seed, load_result
+from edgenas.search import (
+    STUDY_BEST,
+    Objective,
+    TrainingSpace,
+    TrialRecord,
+    load_result,
+    rank_candidates,
+    trial_seed,
+)
 from edgenas.train import Fidelity, TrainConfig, evaluate, fit
 
 __all__ = ["finalize"]
@@ -198,13 +205,13 @@ def finalize(
         genotype = Genotype.parse(record.genotype)
         config = TrainingSpace.train_config(record.params, base)
         say(f"trial {record.number}: training {epochs} epoch(s)")
-        trial_seed = _trial_seed(seed, record.number)
-        torch.manual_seed(trial_seed)
+        record_seed = trial_seed(seed, record.number)
+        torch.manual_seed(record_seed)
         model = build_model(genotype, data.channels, data.num_classes, data.mean, data.std)
         started = time.perf_counter()
         result = fit(
             model, data, Fidelity(epochs=epochs), resolution=genotype.resolution,
-            seed=trial_seed, config=config,
+            seed=record_seed, config=config,
             report=clock.reporter(f"trial {record.number}", epochs),
         )  # fmt: skip
         if result.status == "diverged":
@@ -241,14 +248,14 @@ def finalize(
     say(f"trial {best.trial}: ONNX export and check")
     onnx_bytes = export_onnx(model)
     images = data.images(Genotype.parse(best.genotype).resolution)
-    diff = _onnx_matches(model, onnx_bytes, images[holdout[:_ONNX_CHECK_IMAGES]])
+    diff = onnx_max_abs_diff(model, onnx_bytes, images[holdout[:_ONNX_CHECK_IMAGES]])
     best = FinalCandidate(**{**best.__dict__, "onnx_max_abs_diff": diff})
     (final / "genotype.txt").write_text(best.genotype + "\n")
     out = FinalResult(
         run_dir, [best, *(c for c, _ in results[1:])], options=options,
         constraints=constraints.to_dict(),
     )  # fmt: skip
-    write_json(final / "final.json", out.to_json(), indent=2, default=_json_default)
+    write_json(final / "final.json", out.to_json(), indent=2, default=json_default)
     if not diff <= ONNX_TOLERANCE:
         (final / "model.onnx").unlink(missing_ok=True)
         raise EdgenasError(
@@ -268,7 +275,7 @@ def finalize(
 
     def save(steps: list[Step]) -> None:
         out.steps[:] = steps
-        write_json(final / "final.json", out.to_json(), indent=2, default=_json_default)
+        write_json(final / "final.json", out.to_json(), indent=2, default=json_default)
 
     genotype = Genotype.parse(best.genotype)
     predicted_latency, predicted_memory = _predictions(profile, genotype, data)
@@ -279,7 +286,7 @@ def finalize(
         genotype=genotype,
         config=TrainingSpace.train_config(record.params, base),
         epochs=epochs,
-        seed=_trial_seed(seed, best.trial),
+        seed=trial_seed(seed, best.trial),
         options=options,
         measurer=Measurer(
             images=data.images,
@@ -293,7 +300,7 @@ def finalize(
             wilson=wilson_interval,
         ),
         teacher_source=teacher,
-        onnx_diff=_onnx_matches,
+        onnx_diff=onnx_max_abs_diff,
         save=save,
         say=say,
         clock=clock,

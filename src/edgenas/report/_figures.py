@@ -29,10 +29,10 @@ from edgenas.arch import BLOCK_TYPES, KERNELS, Genotype
 from edgenas.cost import Constraints
 from edgenas.errors import EdgenasError
 from edgenas.search import (
-    SPEC_FILE,
     STUDY_BEST,
     STUDY_FRONT,
     STUDY_HV_REFERENCE,
+    RunDir,
     TrialRecord,
     load_result,
     pareto_front,
@@ -160,15 +160,16 @@ def load_run(run_dir: Path, study: optuna.Study | None = None) -> RunData:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise EdgenasError(f"{run_dir} is not a folder; give a run directory edgenas search wrote")
+    run = RunDir(run_dir)
     if study is None:
         study, records, spec = load_result(run_dir)
     else:
         records = records_from_study(study)
-        saved = read_json(run_dir / SPEC_FILE)
+        saved = read_json(run.spec)
         spec = saved if isinstance(saved, dict) else {}
-    results = read_json(run_dir / "results.json")
+    results = read_json(run.results)
     results = results if isinstance(results, dict) else None
-    final = read_json(run_dir / "final" / "final.json")
+    final = read_json(run.final_json)
     final = final if isinstance(final, dict) else None
     attrs = study.user_attrs
     best = attrs.get(STUDY_BEST) or (results or {}).get("best_details")

@@ -3,6 +3,7 @@ the ask/tell loop and its records."""
 
 from __future__ import annotations
 
+from edgenas.search._config import SearchConfig, SearchProgress, SearchResult
 from edgenas.search._early_stop import EarlyStopping, EpochCurve
 from edgenas.search._fidelity import FIDELITY_SCHEDULES, FidelitySchedule, RungEntry, ranked_ahead
 from edgenas.search._frontier import hypervolume_2d, stable_for
@@ -19,16 +20,7 @@ from edgenas.search._records import (
     records_from_study,
     results_dict,
 )
-from edgenas.search._runner import (
-    SPEC_FILE,
-    SearchConfig,
-    SearchProgress,
-    SearchResult,
-    load_result,
-    open_run_study,
-    open_study,
-    run_search,
-)
+from edgenas.search._runner import run_search
 from edgenas.search._strategies import (
     STRATEGIES,
     Check,
@@ -37,14 +29,15 @@ from edgenas.search._strategies import (
     make_sampler,
     register_strategy,
 )
+from edgenas.search._study import RunDir, load_result, open_run_study, open_study
 from edgenas.search._training_space import TRAINING_CHOICES, TrainingSpace
+from edgenas.search._trials import trial_seed
 from edgenas.search._warm import WarmStart, warm_start
 
 __all__ = [
     "FIDELITY_SCHEDULES",
     "OBJECTIVES",
     "REDRAWN_ATTR",
-    "SPEC_FILE",
     "STRATEGIES",
     "STUDY_BEST",
     "STUDY_FRONT",
@@ -55,6 +48,7 @@ __all__ = [
     "EpochCurve",
     "FidelitySchedule",
     "Objective",
+    "RunDir",
     "RungEntry",
     "SearchConfig",
     "SearchProgress",
@@ -79,5 +73,6 @@ __all__ = [
     "results_dict",
     "run_search",
     "stable_for",
+    "trial_seed",
     "warm_start",
 ]

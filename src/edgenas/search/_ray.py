@@ -278,13 +278,17 @@ class RayPool:
     def free(self) -> int:
         return sum(s.job is None for s in self.workers)
 
+    def in_flight(self) -> list[Any]:
+        """The jobs submitted and not yet returned by `wait`."""
+        return [s.job for s in self.workers if s.job is not None]
+
     @property
     def pids(self) -> list[int | None]:
         """Process ids of the actors, where known (they may run on other machines)."""
         return [s.pid for s in self.workers]
 
     def submit(self, job: Any, reporter: Callable[[int, float], bool]) -> None:
-        """Hand ``job`` (a runner ``_Job``) to an idle slot; ``reporter`` answers its epochs."""
+        """Hand ``job`` (a search ``Job``) to an idle slot; ``reporter`` answers its epochs."""
         slot = next(s for s in self.workers if s.job is None)
         config = replace(job.train_config, threads=self._threads)
         slot.actor.train.remote(job.trial.number, str(job.genotype), config, job.seed)

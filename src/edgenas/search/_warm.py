@@ -9,17 +9,22 @@ cannot hold are named in a warning and left out (``--baseline`` trains one regar
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import optuna
+from optuna.trial import TrialState
 
 from edgenas._io import read_json
 from edgenas.arch import BASELINES, Genotype, baseline
 from edgenas.errors import ConfigError, EdgenasError
 from edgenas.search import _records as R
+from edgenas.search._study import RunDir, open_run_study
 from edgenas.space import SearchSpace
 
-__all__ = ["WarmStart", "warm_start"]
+__all__ = ["WarmStart", "queue_baselines", "queue_warm_start", "warm_start"]
 
 log = logging.getLogger("edgenas.search")
 
@@ -47,7 +52,8 @@ def _front_genotypes(source: str) -> list[tuple[int, str]]:
             f"--warm-start {source!r} is neither 'baselines' nor an existing run directory; give "
             "'baselines' or the directory an earlier edgenas search wrote (such as runs/synthetic)"
         )
-    results_file = path if path.is_file() else path / "results.json"
+    run = RunDir(path)
+    results_file = path if path.is_file() else run.results
     results = read_json(results_file)
     if isinstance(results, dict) and isinstance(results.get("pareto"), list):
         trials = {t.get("number"): t for t in results.get("trials", []) if isinstance(t, dict)}
@@ -56,9 +62,7 @@ def _front_genotypes(source: str) -> list[tuple[int, str]]:
             for n in results["pareto"]
             if n in trials and trials[n].get("genotype")
         ]
-    if path.is_dir() and ((path / "study.db").exists() or (path / "spec.json").exists()):
-        from edgenas.search._runner import open_run_study
-
+    if path.is_dir() and (run.study_db.exists() or run.spec.exists()):
         front = R.pareto_front(R.records_from_study(open_run_study(path)))
         return [(r.number, r.genotype) for r in front if r.genotype]
     raise ConfigError(
@@ -122,3 +126,52 @@ def warm_start(source: str, space: SearchSpace, baseline_resolution: int) -> lis
             "; ".join(misfits),
         )
     return out
+
+
+def queue_warm_start(study: optuna.Study, warm: Sequence[WarmStart]) -> int:
+    """Enqueue the warm-start candidates no trial holds yet (so a resumed run adds none);
+    returns how many."""
+    trials = study.get_trials(deepcopy=False)
+    done = {t.user_attrs.get(R.ATTR_WARM_START) for t in trials} | {
+        t.user_attrs.get(R.ATTR_BASELINE) for t in trials if t.state != TrialState.FAIL
+    }
+    queued = 0
+    for w in warm:
+        if w.label in done or (w.baseline is not None and w.baseline in done):
+            continue
+        attrs = {R.ATTR_WARM_START: w.label}
+        if w.baseline is not None:
+            attrs[R.ATTR_BASELINE] = w.baseline
+        study.enqueue_trial(w.params, user_attrs=attrs)
+        queued += 1
+    return queued
+
+
+def queue_baselines(
+    study: optuna.Study,
+    space: SearchSpace,
+    baselines: Sequence[tuple[str, Genotype]],
+    resolution: int,
+) -> list[tuple[str, Genotype]]:
+    """Queue the baselines (name, genotype) not evaluated yet, at ``resolution``; return
+    (label, genotype) of those the space cannot express.
+
+    A baseline the space contains is enqueued with its parameters, so the strategy learns
+    from it. One outside the space (another width, other stages) is still trained and
+    recorded, as a trial without parameters that strategies ignore.
+    """
+    trials = study.get_trials(deepcopy=False)
+    done = {t.user_attrs.get(R.ATTR_BASELINE) for t in trials if t.state != TrialState.FAIL}
+    outside = []
+    for name, g in baselines:
+        g = g.replace(resolution=resolution)
+        label = f"{name}@r{resolution}"
+        if label in done:
+            continue
+        try:
+            params = space.encode(g)
+        except EdgenasError:
+            outside.append((label, g))
+            continue
+        study.enqueue_trial(params, user_attrs={R.ATTR_BASELINE: label})
+    return outside

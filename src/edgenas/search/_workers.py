@@ -169,12 +169,16 @@ class WorkerPool:
     def free(self) -> int:
         return sum(w.job is None for w in self.workers)
 
+    def in_flight(self) -> list[Any]:
+        """The jobs submitted and not yet returned by `wait`."""
+        return [w.job for w in self.workers if w.job is not None]
+
     @property
     def pids(self) -> list[int]:
         return [w.process.pid for w in self.workers]
 
     def submit(self, job: Any, reporter: Callable[[int, float], bool]) -> None:
-        """Hand ``job`` (a runner ``_Job``) to a free worker; ``reporter`` answers its epochs."""
+        """Hand ``job`` (a search ``Job``) to a free worker; ``reporter`` answers its epochs."""
         from dataclasses import replace
 
         index = next(i for i, w in enumerate(self.workers) if w.job is None)

@@ -1,0 +1,182 @@
+"""What a search is asked to do (`SearchConfig`), what it reports on the way
+(`SearchProgress`) and what it returns (`SearchResult`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from edgenas.arch import baseline
+from edgenas.cost import Constraints, Costs, EnergyModel
+from edgenas.errors import ConfigError
+from edgenas.search._fidelity import FidelitySchedule
+from edgenas.search._objectives import Objective
+from edgenas.search._records import TrialRecord
+from edgenas.search._study import RunDir
+from edgenas.space import SearchSpace, edge_space
+
+__all__ = ["SearchConfig", "SearchProgress", "SearchResult", "SilentProgress"]
+
+EXECUTORS = ("local", "ray")
+TRAINING_DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass
+class SearchConfig:
+    """Everything one search needs; the CLI fills it from its options.
+
+    The settings are checked when the config is made (and again by `dataclasses.replace`);
+    what needs reading files (the device profile, the data, a warm-start run) is checked when
+    the search starts.
+
+    Raises:
+        ConfigError: a setting is out of range or contradicts another, naming the option.
+    """
+
+    data: str  # a folder, a CSV manifest, or a built-in: elpv, elpv4, synthetic
+    out: Path | None = None  # run directory; default runs/<data name>
+    space: SearchSpace = field(default_factory=edge_space)
+    constraints: Constraints = field(default_factory=Constraints)
+    objective: str = "accuracy"  # accuracy, pareto or weighted
+    weights: dict[str, float] | None = None  # for the weighted objective
+    strategy: str = "tpe"
+    trials: int = 20  # candidates to train (rejected candidates cost no training, not counted)
+    time_budget_s: float | None = None  # no new candidate is started after this
+    epochs: int = 3  # training epochs per candidate
+    data_fraction: float = 1.0  # share of the training split each candidate trains on
+    seed: int = 0
+    threads: int | None = None  # CPU threads for training; None: all cores
+    latency_threads: int = 1  # ONNX Runtime threads when measuring latency
+    energy: EnergyModel = field(default_factory=EnergyModel)  # coefficients of the estimate
+    batch_size: int = 64
+    train_device: str = "auto"  # training device: auto (CUDA when present), cpu, cuda
+    # A device profile (edgenas-device): latency is predicted from it instead of measured here;
+    # only the final Pareto front and the best are measured (here) at the end.
+    device: Path | str | None = None
+    baselines: tuple[str, ...] = ()  # baseline genotypes evaluated first (such as mobilenetv2:0.5)
+    early_stopping: bool = True
+    # Multi-fidelity: "none" (the early-stopping rule above), "sh" (asynchronous successive
+    # halving over epochs) or "hyperband"; options as in "sh:eta=2,min_epochs=1".
+    fidelity_schedule: str = "none"
+    # "baselines", or an earlier run directory whose Pareto front is enqueued first.
+    warm_start: str | Path | None = None
+    # End once the front's hypervolume (best score, for one objective) has not improved for
+    # this many trainings; None: never.
+    stop_when_stable: int | None = None
+    # Search learning rate, batch size, optimiser, weight decay and augmentation too (train.*).
+    search_training: bool = False
+    max_rejected: int | None = None  # proposals rejected by the constraints before giving up
+    val_fraction: float = 0.15
+    holdout_fraction: float = 0.15
+    # Any SQLAlchemy URL (such as postgresql+psycopg://host/db) to keep the study in, so that
+    # several searches or a dashboard share it; None: the run directory's study.db.
+    storage: str | None = None
+    # Trainings at once, each in its own process; the cores are shared out among them.
+    workers: int = 1
+    # Where trainings run: "local" (this process, or --workers processes) or "ray".
+    executor: str = "local"
+    # With executor "ray": a running cluster ("auto" for one `ray start` made here, or
+    # HOST:PORT); None starts a Ray instance on this machine for the search.
+    address: str | None = None
+
+    def __post_init__(self) -> None:
+        # In the order the options are best corrected in: what is optimised, then the budget,
+        # then how candidates are trained and where.
+        self.parsed_objective()
+        if self.trials < 1:
+            raise ConfigError(f"--trials must be at least 1, got {self.trials}")
+        if self.epochs < 1:
+            raise ConfigError(f"--epochs must be at least 1, got {self.epochs}")
+        if not 0 < self.data_fraction <= 1:
+            raise ConfigError(f"--data-fraction must be within (0, 1], got {self.data_fraction}")
+        schedule = self.parsed_schedule()
+        if schedule.active and not self.early_stopping:
+            raise ConfigError(
+                f"--no-early-stop trains every candidate fully, which --fidelity-schedule "
+                f"{schedule.kind} exists to avoid: drop one of the two"
+            )
+        if self.stop_when_stable is not None and not _whole(self.stop_when_stable):
+            raise ConfigError(
+                f"--stop-when-stable must be a whole number of trainings >= 1, got "
+                f"{self.stop_when_stable!r}"
+            )
+        if not _whole(self.workers):
+            raise ConfigError(f"--workers must be a whole number >= 1, got {self.workers!r}")
+        if self.executor not in EXECUTORS:
+            raise ConfigError(f"--executor takes local or ray, got {self.executor!r}")
+        if self.address is not None and self.executor != "ray":
+            raise ConfigError("--address names a Ray cluster: add --executor ray")
+        for name in self.baselines:
+            baseline(name)  # an unknown name is named before any work
+        text = str(self.device)
+        if self.device is not None and (text in TRAINING_DEVICES or text.startswith("cuda:")):
+            raise ConfigError(
+                f"device {text!r} is a training device; --device (device= in Python) takes a "
+                "device profile such as pi4.json. Choose the training device with --train-device "
+                "(train_device=)."
+            )
+
+    def parsed_objective(self) -> Objective:
+        """The objective the settings name, with its weights and constraints."""
+        return Objective(self.objective, self.weights or {}, self.constraints)
+
+    def parsed_schedule(self) -> FidelitySchedule:
+        """The fidelity schedule the settings name, over ``epochs``."""
+        return FidelitySchedule.parse(self.fidelity_schedule, self.epochs)
+
+    def run_dir(self, data_name: str) -> Path:
+        """The run directory: ``out``, or ``runs/<data_name>``."""
+        return Path(self.out) if self.out else Path("runs") / data_name
+
+
+def _whole(value: Any) -> bool:
+    """Whether ``value`` is a whole number >= 1 (and not a bool, which Python counts as one)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+class SearchProgress(Protocol):
+    """Receives what happens, for a live view or a log; every method is optional to act on."""
+
+    def on_start(self, info: dict[str, Any]) -> None: ...
+    def on_phase(self, text: str) -> None: ...
+    def on_trial_start(self, number: int, genotype: str, costs: Costs) -> None: ...
+    def on_epoch(self, number: int, epoch: int, epochs: int, accuracy: float) -> None: ...
+    def on_trial_end(self, record: TrialRecord, records: list[TrialRecord]) -> None: ...
+
+
+class SilentProgress:
+    """A `SearchProgress` that shows nothing."""
+
+    def on_start(self, info: dict[str, Any]) -> None:
+        pass
+
+    def on_phase(self, text: str) -> None:
+        pass
+
+    def on_trial_start(self, number: int, genotype: str, costs: Costs) -> None:
+        pass
+
+    def on_epoch(self, number: int, epoch: int, epochs: int, accuracy: float) -> None:
+        pass
+
+    def on_trial_end(self, record: TrialRecord, records: list[TrialRecord]) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """What a search found: every trial, the Pareto front and the best, read from the study."""
+
+    run_dir: Path
+    trials: list[TrialRecord]
+    pareto: list[TrialRecord]
+    best: TrialRecord | None
+    best_details: dict[str, Any] | None
+    results: dict[str, Any]
+    stopped_because: str
+
+    @property
+    def best_onnx(self) -> Path | None:
+        path = RunDir(self.run_dir).best_onnx
+        return path if self.best and path.exists() else None

@@ -1,0 +1,144 @@
+"""Where trainings run: one contract (`Executor`), three places.
+
+`InProcess` trains in the search process itself, `WorkerPool` (``--workers N``) in local
+worker processes, `RayPool` (``--executor ray``) on a Ray cluster. The search hands each a
+`Job` and a reporter that answers every epoch (go on, or stop); whatever the executor, the
+search process stays the only writer of the study.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from edgenas.arch import Genotype
+from edgenas.cost import Costs
+from edgenas.search._trials import SearchTrial
+from edgenas.search._workers import WorkerPool, WorkerSetup, threads_per_worker, train_one
+from edgenas.train import Fidelity, TrainConfig
+
+if TYPE_CHECKING:
+    from edgenas.search._config import SearchProgress
+    from edgenas.search._setup import SearchSetup
+
+__all__ = ["Ended", "Executor", "InProcess", "Job", "Reporter", "make_executor"]
+
+#: Answers one epoch of a training (epoch, validation accuracy): True to go on.
+Reporter = Callable[[int, float], bool]
+
+
+@dataclass
+class Job:
+    """One training the search decided on: what to train, and what the verdict needs."""
+
+    trial: SearchTrial
+    genotype: Genotype
+    identity: str
+    costs: Costs
+    train_config: TrainConfig
+    bracket: int
+    seed: int
+
+
+#: How a job ended: ``(job, "done", (TrainResult, state_dict))``, ``(job, "error", (message,
+#: traceback))`` or ``(job, "lost", (exit status or None,))`` when its process died.
+Ended = tuple[Job, str, tuple[Any, ...]]
+
+
+class Executor(Protocol):
+    """Trains jobs; `submit` starts one when `free`, `wait` collects those that ended."""
+
+    @property
+    def free(self) -> int:
+        """How many more jobs it can take now."""
+        ...
+
+    def in_flight(self) -> list[Job]:
+        """The jobs submitted and not yet returned by `wait`."""
+        ...
+
+    def submit(self, job: Job, reporter: Reporter) -> None:
+        """Start training ``job``; ``reporter`` answers each of its epochs."""
+        ...
+
+    def wait(self) -> list[Ended]:
+        """Block until at least one job in flight ends (none when none is in flight)."""
+        ...
+
+    def close(self) -> None:
+        """Stop whatever it started."""
+        ...
+
+
+class InProcess:
+    """Trains in this process: `submit` trains the job to its end and `wait` returns it.
+
+    An exception out of the training (Ctrl-C included) leaves `submit` with the job dropped,
+    for the search to record against its trial.
+    """
+
+    def __init__(self, data: Any, fidelity: Fidelity) -> None:
+        self._data = data
+        self._fidelity = fidelity
+        self._job: Job | None = None
+        self._ended: Ended | None = None
+
+    @property
+    def free(self) -> int:
+        return int(self._job is None)
+
+    def in_flight(self) -> list[Job]:
+        return [] if self._job is None else [self._job]
+
+    def submit(self, job: Job, reporter: Reporter) -> None:
+        self._job = job
+        try:
+            result, state = train_one(
+                self._data, self._fidelity, str(job.genotype), job.train_config, job.seed,
+                reporter,
+            )  # fmt: skip
+        except BaseException:
+            self._job = None
+            raise
+        self._ended = (job, "done", (result, state))
+
+    def wait(self) -> list[Ended]:
+        ended, self._ended, self._job = self._ended, None, None
+        return [] if ended is None else [ended]
+
+    def close(self) -> None:
+        self._job = self._ended = None
+
+
+def make_executor(setup: SearchSetup, progress: SearchProgress) -> Executor:
+    """The executor the config asks for: Ray actors with ``executor="ray"``, worker
+    processes with ``workers > 1``, else this process."""
+    config = setup.config
+    if config.workers <= 1 and config.executor != "ray":
+        return InProcess(setup.data, setup.fidelity)
+    worker_setup = WorkerSetup(
+        data=str(config.data),
+        cache_dir=str(setup.run.cache),
+        seed=config.seed,
+        val_fraction=config.val_fraction,
+        holdout_fraction=config.holdout_fraction,
+        fingerprint=setup.data.fingerprint(),
+        epochs=setup.fidelity.epochs,
+        data_fraction=setup.fidelity.data_fraction,
+    )
+    if config.executor == "ray":
+        from edgenas.search._ray import RayPool
+
+        threads = config.threads or 1  # CPUs reserved per training on the cluster
+        progress.on_phase(
+            f"starting {config.workers} training slot(s) on Ray "
+            f"({config.address or 'a local instance'}), {threads} CPU(s) each"
+        )
+        return RayPool(
+            config.workers, worker_setup, threads, address=config.address,
+            gpus_per_training=1.0 if config.train_device.startswith("cuda") else 0.0,
+        )  # fmt: skip
+    threads = threads_per_worker(config.workers, config.threads)
+    progress.on_phase(f"starting {config.workers} training workers, {threads} thread(s) each")
+    return WorkerPool(config.workers, worker_setup, threads)

@@ -1,0 +1,200 @@
+"""A run directory and its study: where every file of a run lives, and opening the study.
+
+The study storage is the source of truth of a run; the files beside it (its spec, results.json,
+the best model's ONNX file, the weights of each trained candidate) are written from it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from edgenas._io import read_json, write_json
+from edgenas.errors import ConfigError
+from edgenas.search import _records as R
+
+__all__ = ["RunDir", "check_spec", "load_result", "open_run_study", "open_study", "redact"]
+
+STUDY_NAME = "edgenas"
+# Settings that change what a trial's numbers mean: a resumed run must keep them.
+# (The data is compared by its fingerprint, so ./parts and parts are the same data.)
+SPEC_KEYS = ("data_fingerprint", "space", "constraints", "objective", "epochs", "data_fraction",
+             "energy", "latency_profile", "search_training")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """The files of one run directory (``runs/<name>/``), each named in one place.
+
+    Example:
+        >>> run = RunDir(Path("runs/elpv"))
+        >>> run.results, run.trial_model(7)
+        (PosixPath('runs/elpv/results.json'), PosixPath('runs/elpv/trials/00007/model.pt'))
+    """
+
+    root: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
+
+    @property
+    def spec(self) -> Path:
+        """The search's settings, checked when a run resumes."""
+        return self.root / "spec.json"
+
+    @property
+    def results(self) -> Path:
+        """Every trial, the Pareto front and the best, rewritten after each trial."""
+        return self.root / "results.json"
+
+    @property
+    def best_onnx(self) -> Path:
+        """The best candidate exported at the end of the search."""
+        return self.root / "best.onnx"
+
+    @property
+    def study_db(self) -> Path:
+        """The study, unless the spec names another storage."""
+        return self.root / "study.db"
+
+    @property
+    def cache(self) -> Path:
+        """The decoded data, shared by every process that trains for this run."""
+        return self.root / "cache"
+
+    @property
+    def latency_cache(self) -> Path:
+        """Latencies measured on this machine, by genotype."""
+        return self.root / "latency_cache.json"
+
+    def trial_model(self, number: int) -> Path:
+        """The weights of trial ``number``, saved when its training completed."""
+        return self.root / "trials" / f"{number:05d}" / "model.pt"
+
+    @property
+    def final(self) -> Path:
+        """What ``edgenas finalize`` writes."""
+        return self.root / "final"
+
+    @property
+    def final_json(self) -> Path:
+        return self.final / "final.json"
+
+    @property
+    def storage_url(self) -> str:
+        """The SQLAlchemy URL of the run's own ``study.db``."""
+        return f"sqlite:///{self.study_db.resolve()}"
+
+    def study_name(self, shared_storage: bool) -> str:
+        """The study's name: alone in its study.db, or named after the run in a shared one."""
+        return f"{STUDY_NAME}:{self.root.resolve().name}" if shared_storage else STUDY_NAME
+
+
+def redact(url: str) -> str:
+    """A database URL without its password, fit to print and to record."""
+    import sqlalchemy
+
+    try:
+        return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "<a URL that does not parse>"
+
+
+def open_study(
+    run_dir: Path, directions: list[Any] | None = None, storage: str | None = None
+) -> optuna.Study:
+    """Open (or create, when ``directions`` are given) the study of a run directory: in its
+    ``study.db``, or in ``storage`` (any SQLAlchemy URL) under the run directory's name.
+
+    Raises:
+        ConfigError: the database's driver is not installed, the URL is not one, the server
+            cannot be reached, or the database is locked.
+    """
+    import sqlalchemy.exc
+
+    run = RunDir(run_dir)
+    url = storage or run.storage_url
+    name = run.study_name(shared_storage=storage is not None)
+    shown = "the run's study.db" if storage is None else f"--storage {redact(url)}"
+    sqlite = url.startswith("sqlite")
+    kwargs: dict[str, Any] = (
+        {"connect_args": {"timeout": 60}} if sqlite else {"pool_pre_ping": True}
+    )
+    try:
+        rdb = optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+        if directions is None:
+            return optuna.load_study(study_name=name, storage=rdb)
+        return optuna.create_study(
+            study_name=name, storage=rdb, directions=directions, load_if_exists=True
+        )
+    except ModuleNotFoundError as exc:
+        extra = " (pip install 'edgenas[postgres]')" if url.startswith("postgres") else ""
+        raise ConfigError(
+            f"{shown}: its database driver {exc.name!r} is not installed{extra}"
+        ) from None
+    except sqlalchemy.exc.NoSuchModuleError:
+        raise ConfigError(
+            f"{shown}: SQLAlchemy has no driver for it installed; install the driver the URL "
+            "names (for PostgreSQL: pip install 'edgenas[postgres]')"
+        ) from None
+    except sqlalchemy.exc.ArgumentError:
+        raise ConfigError(
+            f"{shown} is not a database URL; write one such as "
+            "postgresql+psycopg://user@host:5432/edgenas"
+        ) from None
+    except sqlalchemy.exc.OperationalError as exc:
+        first = str(exc.orig or exc).strip().splitlines()[0] if str(exc) else type(exc).__name__
+        if "locked" in first:
+            raise ConfigError(
+                f"{shown} is locked by another process ({first}); wait for it, or give "
+                "several searches a server database with --storage"
+            ) from None
+        raise ConfigError(
+            f"cannot reach the study database {shown} ({first}): check that the server runs "
+            "(or the file's folder exists) and the URL; a password goes in PGPASSWORD or "
+            "~/.pgpass rather than the URL"
+        ) from None
+
+
+def open_run_study(run_dir: Path) -> optuna.Study:
+    """The study of an existing run directory, wherever its spec.json says it is stored."""
+    run = RunDir(run_dir)
+    spec = read_json(run.spec)
+    storage = spec.get("storage") if isinstance(spec, dict) else None
+    if storage is None and not run.study_db.exists():
+        raise ConfigError(
+            f"{run_dir} holds no search (no study.db); give the directory a search wrote, "
+            "such as runs/synthetic"
+        )
+    return open_study(run.root, storage=storage)
+
+
+def check_spec(run: RunDir, spec: dict[str, Any]) -> None:
+    """Record the search's settings in the run directory, after checking that a search
+    already there used the same ones (where they change what a trial's numbers mean).
+
+    Raises:
+        ConfigError: the run directory holds a search with other settings.
+    """
+    old = read_json(run.spec)
+    changed = [k for k in SPEC_KEYS if old.get(k) != spec.get(k)] if isinstance(old, dict) else []
+    if changed:
+        raise ConfigError(
+            f"{run.root} holds a search with other settings ({', '.join(changed)} "
+            "differ), so its trials cannot be compared with new ones. Re-run with the "
+            "same settings to resume it, or choose another run directory with --out."
+        )
+    write_json(run.spec, spec, indent=2)
+
+
+def load_result(run_dir: Path) -> tuple[optuna.Study, list[R.TrialRecord], dict[str, Any]]:
+    """The study, its trial records and the saved spec of a run directory (for ``show``)."""
+    run = RunDir(run_dir)
+    study = open_run_study(run.root)
+    spec = read_json(run.spec)
+    if not isinstance(spec, dict):
+        spec = {}
+    return study, R.records_from_study(study), spec
