@@ -8,13 +8,8 @@ from edgenas.cost._analytic import AnalyticCosts, analytic_costs, block_ops
 from edgenas.cost._energy import EnergyModel
 from edgenas.cost._memory import MemoryCalibration
 from edgenas.cost._model import COST_FIELDS, Constraints, CostModel, Costs
-from edgenas.cost._predictor import (
-    LatencyPredictor,
-    NetworkOps,
-    conv_key,
-    network_ops,
-    parse_conv_key,
-)
+from edgenas.cost._network_ops import NetworkOps, conv_key, network_ops, parse_conv_key
+from edgenas.cost._predictor import LatencyPredictor
 from edgenas.cost._units import (
     parse_count,
     parse_duration,

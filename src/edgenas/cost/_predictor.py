@@ -34,25 +34,21 @@ from typing import Any
 
 import numpy as np
 
-from edgenas.arch import BlockOps, BlockShape, ConvOp, Genotype, block_operations
+from edgenas.arch import BlockShape, ConvOp, Genotype
+from edgenas.cost._network_ops import (
+    _INDEX,
+    FEATURES,
+    KINDS,
+    conv_key,
+    conv_kind,
+    parse_conv_key,
+)
+from edgenas.cost._templates import _Templates
 from edgenas.errors import ConfigError
 
-__all__ = ["LatencyPredictor", "NetworkOps", "conv_key", "network_ops", "parse_conv_key"]
+__all__ = ["LatencyPredictor"]
 
-KINDS = ("dense", "pointwise", "depthwise")
-ELEMENTWISE = ("hswish", "add", "se", "pool", "fc")
-# Columns of the calibration: per kind the summed table latency, the count and the tensor size
-# (MB of activations read and written), then elements moved per elementwise operator, the
-# multiply-adds of squeeze-excite's two 1×1 convolutions, then a constant.
-FEATURES = (
-    *(f"{f}_{k}" for k in KINDS for f in ("ms", "n", "elems")),
-    *(f"elems_{e}" for e in ELEMENTWISE),
-    "macs_se",
-    "n_elementwise",
-    "overhead",
-)
 HUBER_ROUNDS = 4
-_INDEX = {f: i for i, f in enumerate(FEATURES)}
 _OVERHEAD = _INDEX["overhead"]
 # A part's row: the features, then the fallbacks' variance per kind, convolutions measured, all.
 _VAR = len(FEATURES)
@@ -60,125 +56,6 @@ _MEASURED = _VAR + 3
 _TOTAL = _VAR + 4
 _WIDTH = _VAR + 5
 _PRIOR = np.array([1.0 if f.startswith("ms_") else 0.0 for f in FEATURES])
-
-
-def conv_kind(op: ConvOp) -> str:
-    if op.groups > 1:
-        return "depthwise"
-    return "pointwise" if op.kernel == (1, 1) else "dense"
-
-
-def conv_key(op: ConvOp) -> str:
-    """The profile key of one convolution, such as ``conv_k3x5_s2_g1|16>24@48``."""
-    kh, kw = op.kernel
-    return (
-        f"conv_k{kh}x{kw}_s{op.stride}_g{op.groups}|{op.in_channels}>{op.out_channels}@{op.in_size}"
-    )
-
-
-def parse_conv_key(key: str) -> ConvOp:
-    """The convolution a key names (the inverse of :func:`conv_key`)."""
-    try:
-        head, shape = key.split("|", 1)
-        name, k, s, g = head.split("_")
-        channels, size = shape.split("@")
-        cin, cout = channels.split(">")
-        kh, kw = k[1:].split("x")
-        if name != "conv" or s[0] != "s" or g[0] != "g":
-            raise ValueError(key)
-        return ConvOp(int(cin), int(cout), (int(kh), int(kw)), int(s[1:]), int(g[1:]), int(size))
-    except ValueError:
-        raise ConfigError(
-            f"{key!r} is not a convolution key like conv_k3x3_s1_g1|16>24@48"
-        ) from None
-
-
-@dataclass(frozen=True)
-class NetworkOps:
-    """What a network runs: its convolutions and the elements its elementwise operators move."""
-
-    convs: tuple[ConvOp, ...]
-    elementwise: dict[str, float]  # elements (millions) per elementwise kind, and their count
-
-
-def _add(d: dict[str, float], key: str, value: float) -> None:
-    d[key] = d.get(key, 0.0) + value
-
-
-def _elementwise_terms(ops: BlockOps) -> list[tuple[str, float, int | None]]:
-    """The elementwise work of a block as terms ``(feature, amount, size)``: ``amount`` ×
-    ``size``² elements (counted in millions) moved, or ``amount`` itself where ``size`` is None
-    (the multiply-adds of squeeze-excite's convolutions, in millions, and the operator count)."""
-    terms: list[tuple[str, float, int | None]] = []
-    count = 0
-    se = ops.squeeze_excite
-    if se is not None:  # pool, gate and multiply over the full tensor, and its two 1×1 convolutions
-        terms.append(("elems_se", 2 * se.channels, se.size))
-        # on a 1×1 tensor these read their weights once per inference: memory-bound, and
-        # not small in a wide block (a 1536-channel expansion gates through 2 × 1536 × 384)
-        terms.append(("macs_se", 2 * se.channels * se.hidden / 1e6, None))
-        count += 5
-    if ops.act == "hswish":
-        # Hard-swish runs as its own operators; ReLU is fused into the convolution. ResNet
-        # blocks activate again after the addition.
-        for op in ops.convs:
-            if op.act:
-                terms.append(("elems_hswish", op.out_channels, op.out_size))
-                count += 2
-        if ops.add is not None and ops.add.act:
-            terms.append(("elems_hswish", ops.add.channels, ops.add.size))
-            count += 2
-    if ops.add is not None:
-        terms.append(("elems_add", ops.add.channels, ops.add.size))
-        count += 1
-    if count:
-        terms.append(("n_elementwise", count, None))
-    return terms
-
-
-def _elementwise(ops: BlockOps) -> dict[str, float]:
-    """The elementwise work of a block: elements moved (millions) per elementwise kind, the
-    multiply-adds of squeeze-excite's convolutions and the operator count."""
-    ew: dict[str, float] = {}
-    for feature, amount, size in _elementwise_terms(ops):
-        _add(ew, feature, amount if size is None else amount * size * size / 1e6)
-    return ew
-
-
-def _outer(g: Genotype, in_channels: int, num_classes: int) -> NetworkOps:
-    """What runs outside the blocks: stem, long skips (projection and addition) and head."""
-    convs: list[ConvOp] = [ConvOp(in_channels, g.stem, (3, 3), 2, 1, g.resolution)]
-    ew: dict[str, float] = {}
-    out_channels = [g.stem] + [s.out_channels for s in g.shapes()]
-    for s in g.shapes():
-        if s.gene.skip:
-            src = out_channels[s.index - s.gene.skip + 1]
-            if src != s.out_channels:
-                convs.append(ConvOp(src, s.out_channels, (1, 1), 1, 1, s.out_size))
-            _add(ew, "elems_add", s.out_channels * s.out_size**2 / 1e6)
-            _add(ew, "n_elementwise", 1)
-    if g.head:
-        convs.append(ConvOp(out_channels[-1], g.head, (1, 1), 1, 1, g.final_size))
-    final = g.head or out_channels[-1]
-    _add(ew, "elems_pool", final * g.final_size**2 / 1e6)
-    _add(ew, "elems_fc", final * num_classes / 1e6)
-    _add(ew, "n_elementwise", 2)
-    return NetworkOps(tuple(convs), ew)
-
-
-def network_ops(g: Genotype, in_channels: int, num_classes: int) -> NetworkOps:
-    """The convolutions of a genotype's network (stem, blocks, skip projections, head; the tiny
-    ones of squeeze-excite are left to its elementwise term) and its elementwise work."""
-    outer = _outer(g, in_channels, num_classes)
-    convs = list(outer.convs)
-    ew = dict(outer.elementwise)
-    for s in g.shapes():
-        # (a block's long skip is not part of it: see _outer)
-        block = block_operations(s.gene, s.in_channels, s.in_size)
-        convs.extend(block.convs)
-        for k, v in _elementwise(block).items():
-            _add(ew, k, v)
-    return NetworkOps(tuple(convs), ew)
 
 
 # -- the fallback for convolutions the profile lacks --------------------------------------------
@@ -303,130 +180,6 @@ def _add_convs(rows: np.ndarray, who: np.ndarray, convs: tuple[np.ndarray, ...])
     np.add.at(rows, (who, _VAR + kind), var)
     np.add.at(rows[:, _MEASURED], who, hit)
     np.add.at(rows[:, _TOTAL], who, 1.0)
-
-
-# A block is described once per gene and input channels, at an input size no network runs at,
-# where the output size of any stride differs from it; its operations there are at its input
-# size (_IN) or its output size (_OUT), and elementwise terms may be constants (_CONSTANT).
-_PROBE = 1 << 20
-_IN, _OUT, _CONSTANT = 0, 1, 2
-
-
-def _grown(a: np.ndarray, used: int, extra: np.ndarray) -> np.ndarray:
-    """``a``, its first ``used`` rows kept, with ``extra`` written after them (reallocated at
-    twice the size when full, so that adding a few rows at a time stays cheap)."""
-    need = used + len(extra)
-    if need > len(a):
-        grown = np.zeros((max(need, 2 * len(a), 256), *a.shape[1:]), a.dtype)
-        grown[:used] = a[:used]
-        a = grown
-    a[used:need] = extra
-    return a
-
-
-def _ranges(starts: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The indices of ranges given by their starts and lengths, one after another, and the
-    range each index belongs to."""
-    owner = np.repeat(np.arange(len(counts)), counts)
-    offsets = np.repeat(starts - (np.cumsum(counts) - counts), counts)
-    return np.arange(len(owner)) + offsets, owner
-
-
-class _Templates:
-    """Blocks' operations with their sizes left open, one description per gene (its long skip
-    aside) and input channels: a search meets the same block at several input sizes, and the
-    sizes are filled in as arrays for all blocks of a batch at once.
-
-    ``convs`` holds profile-key fields with the size as _IN or _OUT; ``terms`` the elementwise
-    terms as feature column, size (_IN, _OUT or _CONSTANT) and amount (the value itself of a
-    constant is in ``constants``); ``spans`` each description's first convolution, number of
-    convolutions, first term and number of terms.
-    """
-
-    def __init__(self) -> None:
-        self.ids: dict[tuple[Any, ...], int] = {}
-        self.convs = np.zeros((0, 7), np.int64)
-        self.terms = np.zeros((0, 3), np.int64)
-        self.constants = np.zeros(0)
-        self.spans = np.zeros((0, 4), np.int64)
-        self.n_convs = self.n_terms = 0
-
-    def lookup(self, keys: list[tuple[Any, ...]], shapes: Sequence[BlockShape]) -> np.ndarray:
-        """The description of each block (keyed by the first _SIZE_FREE fields of its
-        ``_BLOCK_KEY``), describing those met for the first time."""
-        ids = list(map(self.ids.get, keys))
-        if None in ids:
-            missing = [i for i, d in enumerate(ids) if d is None]
-            new = dict(zip([keys[i] for i in missing], [shapes[i] for i in missing], strict=True))
-            first = len(self.ids)
-            self._describe(list(new.values()))
-            self.ids.update(zip(new, range(first, first + len(new)), strict=True))
-            ids = list(map(self.ids.get, keys))
-        return np.fromiter(ids, np.intp, len(ids))
-
-    def _describe(self, shapes: list[BlockShape]) -> None:
-        # Plain numbers only are kept from each description (a batch may describe thousands).
-        fields: list[int] = []
-        terms: list[tuple[str, float, int | None]] = []
-        counts: list[int] = []
-        for shape in shapes:
-            ops = block_operations(shape.gene, shape.in_channels, _PROBE)
-            convs = ops.convs
-            for c in convs:
-                fields += (c.in_channels, c.out_channels, *c.kernel, c.stride, c.groups, c.in_size)
-            block_terms = _elementwise_terms(ops)
-            terms += block_terms
-            counts += (len(convs), len(block_terms))
-        new = len(shapes)
-        n_convs, n_terms = np.array(counts, np.int64).reshape(new, 2).T
-        # the sizes at the probe: the block's input size, or its output size as a strided
-        # 'same' convolution makes it (equal to the input's at stride 1)
-        out = -(-_PROBE // np.fromiter(map(_STRIDE, shapes), np.int64, new))
-        conv_table = np.array(fields, np.int64).reshape(-1, 7)
-        conv_table[:, 6] = self._code(conv_table[:, 6], np.repeat(out, n_convs))
-        feature, amount, size = zip(*terms, strict=True) if terms else ((), (), ())
-        constant = np.array([z is None for z in size], bool)
-        amounts = np.array(amount, float)
-        term_table = np.empty((len(terms), 3), np.int64)
-        term_table[:, 0] = np.fromiter(map(_INDEX.__getitem__, feature), np.int64, len(terms))
-        term_table[:, 1] = self._code(np.array([z or _PROBE for z in size], np.int64),
-                                      np.repeat(out, n_terms))  # fmt: skip
-        term_table[constant, 1] = _CONSTANT
-        term_table[:, 2] = np.where(constant, 0, amounts)
-        spans = np.stack([self.n_convs + np.cumsum(n_convs) - n_convs, n_convs,
-                          self.n_terms + np.cumsum(n_terms) - n_terms, n_terms], axis=1)  # fmt: skip
-        self.spans = _grown(self.spans, len(self.ids), spans)
-        self.convs = _grown(self.convs, self.n_convs, conv_table)
-        self.terms = _grown(self.terms, self.n_terms, term_table)
-        self.constants = _grown(self.constants, self.n_terms, np.where(constant, amounts, 0.0))
-        self.n_convs += len(conv_table)
-        self.n_terms += len(terms)
-
-    @staticmethod
-    def _code(sizes: np.ndarray, out: np.ndarray) -> np.ndarray:
-        """_IN or _OUT for sizes at the probe, given the output size of each one's block."""
-        if ((sizes != _PROBE) & (sizes != out)).any():
-            raise ValueError(
-                "a block type describes an operation at a size other than the block's input "
-                "and output size"
-            )
-        return np.where(sizes == _PROBE, _IN, _OUT)
-
-    def expand(self, ids: np.ndarray, in_size: np.ndarray,
-               out_size: np.ndarray) -> tuple[np.ndarray, ...]:  # fmt: skip
-        """The operations of blocks given by their descriptions and sizes: the convolutions
-        (their block, profile-key fields) and the elementwise terms (their block, feature
-        column, value), each block's in its order."""
-        first_conv, n_convs, first_term, n_terms = self.spans[ids].T
-        at, conv_owner = _ranges(first_conv, n_convs)
-        fields = self.convs[at]
-        fields[:, 6] = np.where(fields[:, 6] == _IN, in_size[conv_owner], out_size[conv_owner])
-        at, term_owner = _ranges(first_term, n_terms)
-        column, size_code, amount = self.terms[at].T
-        size = np.where(size_code == _IN, in_size[term_owner], out_size[term_owner])
-        # as _elementwise computes them: integer elements, then millions
-        values = np.where(size_code == _CONSTANT, self.constants[at], amount * size * size / 1e6)
-        return conv_owner, fields, term_owner, column, values
 
 
 class LatencyPredictor:
