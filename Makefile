@@ -31,9 +31,11 @@ test-slow: $(STAMP)
 	$(BIN)/pytest -q -m slow --numprocesses auto --maxprocesses 4 --dist loadgroup
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks tools
+	$(BIN)/ruff format --check src tests benchmarks tools
 	$(BIN)/mypy
+	$(BIN)/lint-imports
+	$(BIN)/python tools/check_private_names.py src
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/elpv_search.py
