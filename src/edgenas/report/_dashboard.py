@@ -52,7 +52,7 @@ class Dashboard:
                  refresh_s: float = 10.0) -> None:  # fmt: skip
         from optuna_dashboard import wsgi
 
-        from edgenas.search import open_run_study
+        from edgenas.search import open_run_study, study_storage
 
         self.run_dir = Path(run_dir)
         if not self.run_dir.is_dir():
@@ -62,7 +62,7 @@ class Dashboard:
         if refresh_s <= 0:
             raise ConfigError(f"--refresh must be a positive number of seconds, got {refresh_s}")
         self.study = open_run_study(self.run_dir)
-        storage = self.study._storage  # the study's own storage: one connection pool
+        storage = study_storage(self.study)
         self.storage = storage
         self.study_id = storage.get_study_id_from_name(self.study.study_name)
         self.refresh_s = refresh_s

@@ -31,7 +31,7 @@ from edgenas.search._strategies import (
 )
 from edgenas.search._study import RunDir, load_result, open_run_study, open_study
 from edgenas.search._training_space import TRAINING_CHOICES, TrainingSpace
-from edgenas.search._trials import trial_seed
+from edgenas.search._trials import study_storage, trial_seed
 from edgenas.search._warm import WarmStart, warm_start
 
 __all__ = [
@@ -73,6 +73,7 @@ __all__ = [
     "results_dict",
     "run_search",
     "stable_for",
+    "study_storage",
     "trial_seed",
     "warm_start",
 ]

@@ -35,6 +35,7 @@ from optuna.trial import FrozenTrial, TrialState
 from edgenas.errors import ConfigError
 from edgenas.search._pareto import non_dominated
 from edgenas.search._records import REDRAWN_ATTR
+from edgenas.search._trials import set_system_attr
 
 __all__ = [
     "Codec",
@@ -360,7 +361,7 @@ def learnable(history: Sequence[PastTrial]) -> list[PastTrial]:
 def note_redrawn(study: Study, trial: FrozenTrial, n: int) -> None:
     """Record on the trial how many candidates were replaced as infeasible before it."""
     if n:
-        study._storage.set_trial_system_attr(trial._trial_id, REDRAWN_ATTR, int(n))
+        set_system_attr(study, trial, REDRAWN_ATTR, int(n))
 
 
 class RandomFeasibleSampler(WholeSampler):

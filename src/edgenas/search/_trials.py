@@ -28,6 +28,8 @@ __all__ = [
     "recover_interrupted",
     "requeue",
     "set_costs",
+    "set_system_attr",
+    "study_storage",
     "tell",
     "trial_seed",
 ]
@@ -171,3 +173,14 @@ def beat_now(study: optuna.Study, trial: SearchTrial) -> None:
     """A heartbeat for ``trial`` now: one that starts training has none yet, and a trial
     without one looks abandoned to a search process on another host."""
     _beat(study, [trial])
+
+
+def set_system_attr(study: optuna.Study, trial: FrozenTrial, key: str, value: Any) -> None:
+    """Set a system attribute on a trial a sampler sees only as a `FrozenTrial`."""
+    study._storage.set_trial_system_attr(trial._trial_id, key, value)
+
+
+def study_storage(study: optuna.Study) -> optuna.storages.BaseStorage:
+    """The study's own storage, for tools that read it directly (optuna-dashboard), so that they
+    share its connection pool instead of opening another."""
+    return study._storage
