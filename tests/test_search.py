@@ -11,6 +11,7 @@ import edgenas
 from edgenas.cost import Constraints, Costs
 from edgenas.errors import ConfigError
 from edgenas.search import (
+    BestCheck,
     EarlyStopping,
     EpochCurve,
     Objective,
@@ -436,3 +437,29 @@ def test_training_searched_with_warm_start_and_stable_stop(tmp_path: Path) -> No
     if len(trained) < 12:
         assert len(again.trials) == len(result.trials)
         assert again.stopped_because == result.stopped_because
+
+
+def test_best_check_reads_what_this_and_older_runs_stored():
+    # A run from before image counts were recorded stored fewer keys; show, report and
+    # finalize read it through BestCheck.from_json, the missing figures as None.
+    older = {
+        "trial": 3,
+        "genotype": "r64-stem16-ds_k3_c16-head0",
+        "accuracy": 0.8,
+        "holdout_accuracy": 0.75,
+        "latency_ms": 1.2,
+        "latency_ms_measured": 1.3,
+        "onnx": "best.onnx",
+    }
+    check = BestCheck.from_json(older)
+    assert check is not None
+    assert (check.trial, check.holdout_accuracy, check.latency_ms_measured) == (3, 0.75, 1.3)
+    assert check.holdout_images is None and check.candidates_checked == ()
+    # what a search writes now reads back unchanged, key for key
+    now = {**older, "holdout_images": 400, "validation_images": 380,
+           "latency_ms_predicted": None, "onnx_max_abs_diff": 1e-6,
+           "candidates_checked": [{"trial": 3, "latency_ms_measured": 1.3}]}  # fmt: skip
+    again = BestCheck.from_json(now)
+    assert again is not None and again.to_json() == {k: now[k] for k in again.to_json()}
+    assert set(again.to_json()) == set(now)
+    assert BestCheck.from_json(None) is None and BestCheck.from_json({"genotype": "x"}) is None

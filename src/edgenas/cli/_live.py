@@ -18,7 +18,7 @@ from edgenas._eta import TimeLeft
 from edgenas._eta import duration as _duration
 from edgenas.cost import Costs
 from edgenas.finalize import holdout_gap
-from edgenas.search import TrialRecord, pareto_front, stable_for
+from edgenas.search import BestCheck, TrialRecord, pareto_front, stable_for
 
 __all__ = ["LiveView", "front_table", "print_best", "summary_table"]
 
@@ -227,25 +227,31 @@ class LiveView:
         return Panel(Group(*lines), title="edgenas search", border_style="blue")
 
 
-def print_best(console: Console, best: dict[str, Any] | None, run_dir: Path) -> None:
+def print_best(console: Console, best: BestCheck | None, run_dir: Path) -> None:
     """The search's best: its accuracies, latency, model file and genotype, and a warning
     when validation and holdout disagree by more than chance explains."""
-    if not best:
+    if best is None:
         console.print("[yellow]no trained candidate met every constraint[/]")
         return
+
     console.print(
-        f"[bold green]best:[/] trial {best['trial']} · validation {100 * best['accuracy']:.1f}% · "
-        f"holdout {100 * best['holdout_accuracy']:.1f}% · "
+        f"[bold green]best:[/] trial {best.trial} · validation {_pct(best.accuracy)} · "
+        f"holdout {_pct(best.holdout_accuracy)} · "
         + (
-            f"{best['latency_ms_predicted']:.2f} ms predicted, "
-            if best.get("latency_ms_predicted") is not None
+            f"{best.latency_ms_predicted:.2f} ms predicted, "
+            if best.latency_ms_predicted is not None
             else ""
         )
-        + f"{best['latency_ms_measured']:.2f} ms measured again · model: {run_dir / best['onnx']}",
+        + (
+            f"{best.latency_ms_measured:.2f} ms measured again"
+            if best.latency_ms_measured is not None
+            else "latency not measured again"
+        )
+        + f" · model: {run_dir / best.onnx}",
         highlight=False,
     )
-    console.print(Text(best["genotype"], overflow="fold"))
-    gap = holdout_gap(best.get("accuracy"), best.get("validation_images"),
-                      best.get("holdout_accuracy"), best.get("holdout_images"))  # fmt: skip
+    console.print(Text(best.genotype, overflow="fold"))
+    gap = holdout_gap(best.accuracy, best.validation_images,
+                      best.holdout_accuracy, best.holdout_images)  # fmt: skip
     if gap:
         console.print(f"[yellow]warning:[/] {gap}", highlight=False)

@@ -300,7 +300,7 @@ def search_command(
     err.print(f"stopped because {result.stopped_because}")
     out_console = err if as_json else console
     out_console.print(front_table(result.trials, predicted=device is not None))
-    print_best(out_console, result.best_details, result.run_dir)
+    print_best(out_console, result.best_check, result.run_dir)
     out_console.print(f"results: {result.run_dir / 'results.json'}", soft_wrap=True)
     if as_json:
         sys.stdout.write(json.dumps(result.results, indent=2) + "\n")

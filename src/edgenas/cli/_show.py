@@ -25,13 +25,13 @@ def show_command(
     setup_logging(False)
     from edgenas.cli._live import front_table, print_best, summary_table
     from edgenas.cost import Constraints
-    from edgenas.search import STUDY_BEST, STUDY_FRONT, load_result, results_dict
+    from edgenas.search import STUDY_BEST, STUDY_FRONT, BestCheck, load_result, results_dict
 
     try:
         study, records, spec = load_result(run)
     except EdgenasError as exc:
         fail(str(exc))
-    best = study.user_attrs.get(STUDY_BEST)
+    best = BestCheck.from_json(study.user_attrs.get(STUDY_BEST))
     constraints = Constraints.from_dict(spec.get("constraints", {}))
     if as_json:
         run_info = {k: spec.get(k) for k in ("data", "strategy", "epochs", "seed")}

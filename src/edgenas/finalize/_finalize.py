@@ -26,6 +26,7 @@ from edgenas.finalize._result import FINAL_DIR, FinalCandidate, FinalResult
 from edgenas.finalize._steps import CompressOptions, Measurer, Step
 from edgenas.search import (
     STUDY_BEST,
+    BestCheck,
     Objective,
     TrainingSpace,
     TrialRecord,
@@ -45,7 +46,7 @@ _ONNX_CHECK_IMAGES = 32
 
 def _choose(
     records: list[TrialRecord],
-    best_attr: dict[str, Any] | None,
+    best: BestCheck | None,
     objective: Objective,
     pick: str | int,
     top: int,
@@ -82,8 +83,8 @@ def _choose(
             "this run has no completed trial that meets its constraints: nothing to finalize "
             "(run or resume the search first)"
         )
-    if best_attr and top == 1:
-        chosen = next((r for r in ranked if r.number == best_attr.get("trial")), None)
+    if best and top == 1:
+        chosen = next((r for r in ranked if r.number == best.trial), None)
         if chosen is not None:
             return [chosen]
     if top > len(ranked):
@@ -91,7 +92,7 @@ def _choose(
     return ranked[:top]
 
 
-def _load_data(run_dir: Path, spec: dict[str, Any], best_attr: dict[str, Any] | None) -> Any:
+def _load_data(run_dir: Path, spec: dict[str, Any], best: BestCheck | None) -> Any:
     """The run's data with the run's split, checked against what the run recorded."""
     from edgenas.data import load_dataset
 
@@ -117,8 +118,8 @@ def _load_data(run_dir: Path, spec: dict[str, Any], best_attr: dict[str, Any] | 
             f"the data at {spec['data']!r} is not the data the run searched on (fingerprint "
             f"{data.fingerprint()}, the run recorded {fingerprint}): the split cannot be rebuilt"
         )
-    if best_attr:
-        recorded = (best_attr.get("validation_images"), best_attr.get("holdout_images"))
+    if best:
+        recorded = (best.validation_images, best.holdout_images)
         now = (len(data.splits.val), len(data.splits.holdout))
         if None not in recorded and tuple(recorded) != now:
             raise ConfigError(
@@ -179,7 +180,7 @@ def finalize(
         raise ConfigError(f"--epochs must be a whole number >= 1, got {epochs!r}")
     search_epochs = int(spec.get("epochs") or 1)
     epochs = epochs if epochs is not None else 3 * search_epochs
-    best_attr = study.user_attrs.get(STUDY_BEST)
+    best_check = BestCheck.from_json(study.user_attrs.get(STUDY_BEST))
     objective_spec = spec.get("objective") or {}
     from edgenas.cost import Constraints, CostModel
 
@@ -187,11 +188,11 @@ def finalize(
     objective = Objective(
         objective_spec.get("kind", "accuracy"), objective_spec.get("weights") or {}, constraints
     )
-    chosen = _choose(records, best_attr, objective, pick, top)
+    chosen = _choose(records, best_check, objective, pick, top)
     _check_teacher(options, records)  # before any training, not after it
     profile = _device_profile(options)
     say(f"loading data {spec.get('data')}")
-    data = _load_data(run_dir, spec, best_attr)
+    data = _load_data(run_dir, spec, best_check)
     threads = int((spec.get("latency") or {}).get("threads") or 1)
     cost = CostModel(data.channels, data.num_classes, threads=threads)
     labels = torch.as_tensor(data.labels)

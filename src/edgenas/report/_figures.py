@@ -32,6 +32,7 @@ from edgenas.search import (
     STUDY_BEST,
     STUDY_FRONT,
     STUDY_HV_REFERENCE,
+    BestCheck,
     RunDir,
     TrialRecord,
     load_result,
@@ -85,7 +86,7 @@ class RunData:
     spec: dict[str, Any]
     results: dict[str, Any] | None
     final: dict[str, Any] | None
-    best: dict[str, Any] | None
+    best: BestCheck | None
     measured: dict[int, float] = field(default_factory=dict)
     started: dict[int, datetime] = field(default_factory=dict)
     completed: dict[int, datetime] = field(default_factory=dict)
@@ -120,9 +121,7 @@ class RunData:
 
     @property
     def best_trial(self) -> int | None:
-        if self.best and self.best.get("trial") is not None:
-            return int(self.best["trial"])
-        return None
+        return self.best.trial if self.best else None
 
     def record(self, number: int) -> TrialRecord | None:
         for r in self.records:
@@ -172,7 +171,7 @@ def load_run(run_dir: Path, study: optuna.Study | None = None) -> RunData:
     final = read_json(run.final_json)
     final = final if isinstance(final, dict) else None
     attrs = study.user_attrs
-    best = attrs.get(STUDY_BEST) or (results or {}).get("best_details")
+    best = BestCheck.from_json(attrs.get(STUDY_BEST) or (results or {}).get("best_details"))
     measured = {int(k): float(v) for k, v in (attrs.get(STUDY_FRONT) or {}).items()}
     for t in (results or {}).get("trials", []):
         if t.get("latency_ms_measured") is not None and t.get("latency_ms_predicted") is not None:
@@ -190,7 +189,7 @@ def load_run(run_dir: Path, study: optuna.Study | None = None) -> RunData:
         spec=spec,
         results=results,
         final=final,
-        best=best if isinstance(best, dict) else None,
+        best=best,
         measured=measured,
         started=started,
         completed=completed,
@@ -576,11 +575,11 @@ def latency_pairs(run: RunData) -> list[tuple[int, float, float]]:
             p, m = t.get("latency_ms_predicted"), t.get("latency_ms_measured")
             if p is not None and m is not None:
                 pairs[int(t["number"])] = (float(p), float(m))
-    best = run.best or {}
-    if best.get("latency_ms_predicted") is not None and best.get("latency_ms_measured"):
-        pairs[int(best["trial"])] = (
-            float(best["latency_ms_predicted"]),
-            float(best["latency_ms_measured"]),
+    best = run.best
+    if best and best.latency_ms_predicted is not None and best.latency_ms_measured:
+        pairs[best.trial] = (
+            best.latency_ms_predicted,
+            best.latency_ms_measured,
         )
     return sorted((n, p, m) for n, (p, m) in pairs.items())
 

@@ -129,14 +129,14 @@ def _images(run: RunData) -> str:
         match = re.search(r"(\d[\d,]*) images in (\d+) classes", card.read_text(errors="replace"))
         if match:
             total = match.group(1)
-    best = run.best or {}
+    best = run.best
     parts = []
     if total:
         parts.append(f"{total} in all")
-    if best.get("validation_images"):
-        parts.append(f"{best['validation_images']} validation")
-    if best.get("holdout_images"):
-        parts.append(f"{best['holdout_images']} holdout")
+    if best and best.validation_images:
+        parts.append(f"{best.validation_images} validation")
+    if best and best.holdout_images:
+        parts.append(f"{best.holdout_images} holdout")
     if not parts:
         fractions = (run.spec.get("val_fraction"), run.spec.get("holdout_fraction"))
         if all(isinstance(f, (int, float)) for f in fractions):
@@ -246,10 +246,9 @@ def _chosen(run: RunData) -> tuple[str, int | None, str] | None:
         trial = final.get("exported")
         text = genotype_file.read_text().strip()
         return text, trial, f"the model exported by edgenas finalize to final/ (trial {trial})"
-    best = run.best or {}
-    if best.get("genotype"):
-        trial = best.get("trial")
-        return str(best["genotype"]), trial, f"the run's best (trial {trial})"
+    best = run.best
+    if best and best.genotype:
+        return best.genotype, best.trial, f"the run's best (trial {best.trial})"
     return None
 
 
@@ -287,10 +286,10 @@ def _architecture(run: RunData) -> str:
                 _num(c.energy_mj, ".2f"),
             ]
         )
-    best = run.best or {}
-    if best.get("trial") == trial and best.get("latency_ms_measured") is not None:
+    best = run.best
+    if best and best.trial == trial and best.latency_ms_measured is not None:
         rows.append(
-            ["measured again at the end of the search", _num(best["latency_ms_measured"]),
+            ["measured again at the end of the search", _num(best.latency_ms_measured),
              "", "", "", "", ""]
         )  # fmt: skip
     for step in (run.final or {}).get("steps") or []:
@@ -380,15 +379,15 @@ def _val_holdout(run: RunData) -> str:
     from edgenas.finalize import holdout_gap, wilson_interval
 
     entries: list[tuple[str, float | None, Any, float | None, Any, str | None]] = []
-    best = run.best or {}
-    if best.get("accuracy") is not None:
-        n_val, n_hold = best.get("validation_images"), best.get("holdout_images")
-        val, hold = best.get("accuracy"), best.get("holdout_accuracy")
-        val_iv = wilson_interval(val * n_val, n_val) if n_val and val is not None else None
-        hold_iv = wilson_interval(hold * n_hold, n_hold) if n_hold and hold is not None else None
+    best = run.best
+    if best and best.accuracy is not None:
+        n_val, n_hold = best.validation_images, best.holdout_images
+        acc, held = best.accuracy, best.holdout_accuracy
+        acc_iv = wilson_interval(acc * n_val, n_val) if n_val else None
+        held_iv = wilson_interval(held * n_hold, n_hold) if n_hold and held is not None else None
         entries.append(
-            (f"search best (trial {best.get('trial')})", val, val_iv, hold, hold_iv,
-             holdout_gap(val, n_val, hold, n_hold))
+            (f"search best (trial {best.trial})", acc, acc_iv, held, held_iv,
+             holdout_gap(acc, n_val, held, n_hold))
         )  # fmt: skip
     for c in (run.final or {}).get("candidates") or []:
         entries.append(

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import Any
 
 import optuna
@@ -36,12 +37,12 @@ class ResultsFile:
         self._front = front
 
     def write(
-        self, records: list[R.TrialRecord], best: dict[str, Any] | None = None
+        self, records: list[R.TrialRecord], best: R.BestCheck | None = None
     ) -> dict[str, Any]:
-        """Write the file; ``best`` is the chosen best's details (default: as the study
-        records them, if chosen yet). Returns what was written."""
+        """Write the file; ``best`` is the chosen best's check (default: as the study records
+        it, if chosen yet). Returns what was written."""
         if best is None:
-            best = self._study.user_attrs.get(R.STUDY_BEST)
+            best = R.BestCheck.from_json(self._study.user_attrs.get(R.STUDY_BEST))
         measured = {int(k): v for k, v in self._study.user_attrs.get(R.STUDY_FRONT, {}).items()}
         results = R.results_dict(records, self._setup.config.constraints, best,
                                  run_info(self._setup), measured, self._front.summary())  # fmt: skip
@@ -84,7 +85,7 @@ def choose_best(
     study: optuna.Study,
     records: list[R.TrialRecord],
     progress: SearchProgress,
-) -> tuple[R.TrialRecord | None, dict[str, Any] | None]:
+) -> tuple[R.TrialRecord | None, R.BestCheck | None]:
     """The best candidate whose latency, measured again, meets the limit, with its final
     checks (holdout accuracy, ONNX export), recorded in the study; (None, None) if none.
 
@@ -112,10 +113,10 @@ def choose_best(
                 limit,
             )
             continue
-        details = _check_best(setup, candidate, genotype, measured, progress)
-        details["candidates_checked"] = tried
-        study.set_user_attr(R.STUDY_BEST, details)
-        return candidate, details
+        check = _check_best(setup, candidate, genotype, measured, progress)
+        check = replace(check, candidates_checked=tuple(tried))
+        study.set_user_attr(R.STUDY_BEST, check.to_json())
+        return candidate, check
     return None, None
 
 
@@ -138,7 +139,7 @@ def _check_best(
     genotype: Genotype,
     measured: float,
     progress: SearchProgress,
-) -> dict[str, Any]:
+) -> R.BestCheck:
     """Holdout accuracy and the ONNX export of the chosen best, checked against PyTorch."""
     progress.on_phase(f"trial {record.number}: holdout accuracy and ONNX export")
     data, run = setup.data, setup.run
@@ -151,19 +152,19 @@ def _check_best(
     holdout_accuracy = evaluate(model, images[holdout], labels)
     onnx_bytes = export_onnx(model, run.best_onnx)
     max_diff = onnx_max_abs_diff(model, onnx_bytes, images[holdout[:16]])
-    return {
-        "trial": record.number,
-        "genotype": record.genotype,
-        "accuracy": record.accuracy,
-        "holdout_accuracy": holdout_accuracy,
-        "holdout_images": len(holdout),
-        "validation_images": len(data.splits.val),
-        "latency_ms": record.costs.latency_ms if record.costs else None,
-        "latency_ms_measured": measured,
-        "latency_ms_predicted": (
+    return R.BestCheck(
+        trial=record.number,
+        genotype=record.genotype or "",
+        accuracy=record.accuracy,
+        holdout_accuracy=holdout_accuracy,
+        holdout_images=len(holdout),
+        validation_images=len(data.splits.val),
+        latency_ms=record.costs.latency_ms if record.costs else None,
+        latency_ms_measured=measured,
+        latency_ms_predicted=(
             record.costs.latency_ms if record.costs and setup.cost.predictor else None
         ),
-        "onnx": run.best_onnx.name,
-        "onnx_max_abs_diff": max_diff,
-        **({"training": record.training} if record.training else {}),
-    }
+        onnx=run.best_onnx.name,
+        onnx_max_abs_diff=max_diff,
+        training=record.training or None,
+    )

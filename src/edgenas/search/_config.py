@@ -12,7 +12,7 @@ from edgenas.cost import Constraints, Costs, EnergyModel
 from edgenas.errors import ConfigError
 from edgenas.search._fidelity import FidelitySchedule
 from edgenas.search._objectives import Objective
-from edgenas.search._records import TrialRecord
+from edgenas.search._records import BestCheck, TrialRecord
 from edgenas.search._study import RunDir
 from edgenas.space import SearchSpace, edge_space
 
@@ -172,9 +172,14 @@ class SearchResult:
     trials: list[TrialRecord]
     pareto: list[TrialRecord]
     best: TrialRecord | None
-    best_details: dict[str, Any] | None
+    best_check: BestCheck | None  # the best's holdout accuracy, latency measured again, ONNX
     results: dict[str, Any]
     stopped_because: str
+
+    @property
+    def best_details(self) -> dict[str, Any] | None:
+        """`best_check` as ``results.json`` holds it (``best_details``)."""
+        return None if self.best_check is None else self.best_check.to_json()
 
     @property
     def best_onnx(self) -> Path | None:

@@ -7,7 +7,7 @@ gives the same answer during a search, after it, and after a crash.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,6 +58,82 @@ ATTR_WARM_START = "warm_start"  # where a warm-start candidate came from
 STUDY_BEST = "best"  # study user attribute: the chosen best with its final checks
 STUDY_FRONT = "front_latency_measured"  # study user attribute: trial → latency measured at the end
 STUDY_HV_REFERENCE = "hypervolume_reference_ms"  # study user attribute: fixed once first set
+
+
+@dataclass(frozen=True)
+class BestCheck:
+    """The best candidate of a search as checked at its end: its holdout accuracy, its latency
+    measured again, and its ONNX export compared with PyTorch.
+
+    The study keeps it as JSON (``STUDY_BEST``) and ``results.json`` as ``best_details``;
+    `from_json` reads both, also those of older runs, where figures not yet recorded are None.
+    """
+
+    trial: int
+    genotype: str
+    accuracy: float | None  # validation accuracy in the search
+    holdout_accuracy: float | None
+    holdout_images: int | None = None
+    validation_images: int | None = None
+    latency_ms: float | None = None  # as the search knew it (measured or predicted)
+    latency_ms_measured: float | None = None  # measured again at the end
+    latency_ms_predicted: float | None = None  # from the device profile, when one was used
+    onnx: str = "best.onnx"  # the exported file, in the run directory
+    onnx_max_abs_diff: float | None = None  # ONNX Runtime against PyTorch on holdout images
+    training: dict[str, Any] | None = None  # training hyperparameters, when searched
+    # the candidates whose latency was measured again, the chosen one last
+    candidates_checked: tuple[dict[str, Any], ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "trial": self.trial,
+            "genotype": self.genotype,
+            "accuracy": self.accuracy,
+            "holdout_accuracy": self.holdout_accuracy,
+            "holdout_images": self.holdout_images,
+            "validation_images": self.validation_images,
+            "latency_ms": self.latency_ms,
+            "latency_ms_measured": self.latency_ms_measured,
+            "latency_ms_predicted": self.latency_ms_predicted,
+            "onnx": self.onnx,
+            "onnx_max_abs_diff": self.onnx_max_abs_diff,
+        }
+        if self.training:
+            d["training"] = self.training
+        d["candidates_checked"] = [dict(c) for c in self.candidates_checked]
+        return d
+
+    @classmethod
+    def from_json(cls, d: Any) -> BestCheck | None:
+        """The check as stored, or None where there is none (no best chosen yet)."""
+        if not isinstance(d, Mapping) or d.get("trial") is None:
+            return None
+
+        def number(key: str) -> float | None:
+            value = d.get(key)
+            return None if value is None else float(value)
+
+        def count(key: str) -> int | None:
+            value = d.get(key)
+            return None if value is None else int(value)
+
+        return cls(
+            trial=int(d["trial"]),
+            genotype=str(d.get("genotype") or ""),
+            accuracy=number("accuracy"),
+            holdout_accuracy=number("holdout_accuracy"),
+            holdout_images=count("holdout_images"),
+            validation_images=count("validation_images"),
+            latency_ms=number("latency_ms"),
+            latency_ms_measured=number("latency_ms_measured"),
+            latency_ms_predicted=number("latency_ms_predicted"),
+            onnx=str(d.get("onnx") or "best.onnx"),
+            onnx_max_abs_diff=number("onnx_max_abs_diff"),
+            training=dict(d["training"]) if isinstance(d.get("training"), Mapping) else None,
+            candidates_checked=tuple(
+                dict(c) for c in d.get("candidates_checked") or () if isinstance(c, Mapping)
+            ),
+        )
 
 
 @dataclass(frozen=True)
@@ -211,7 +287,7 @@ def rank_candidates(records: Iterable[TrialRecord], objective: Objective) -> lis
 def results_dict(
     records: Sequence[TrialRecord],
     constraints: Constraints,
-    best: dict[str, Any] | None,
+    best: BestCheck | None,
     run: dict[str, Any],
     measured: dict[int, float] | None = None,
     frontier: dict[str, Any] | None = None,
@@ -228,11 +304,11 @@ def results_dict(
         if r.number in measured:
             d["latency_ms_predicted"] = r.costs.latency_ms if r.costs else None
             d["latency_ms_measured"] = measured[r.number]
-        if best and r.number == best.get("trial"):
-            d["holdout_accuracy"] = best.get("holdout_accuracy")
-            d["latency_ms_measured"] = best.get("latency_ms_measured")
-            if best.get("latency_ms_predicted") is not None:
-                d["latency_ms_predicted"] = best["latency_ms_predicted"]
+        if best and r.number == best.trial:
+            d["holdout_accuracy"] = best.holdout_accuracy
+            d["latency_ms_measured"] = best.latency_ms_measured
+            if best.latency_ms_predicted is not None:
+                d["latency_ms_predicted"] = best.latency_ms_predicted
         trials.append(d)
     # Candidates the strategy found predicted infeasible and replaced before proposing: never
     # trials of the study, counted on the trial proposed instead.
@@ -258,11 +334,11 @@ def results_dict(
         "hypervolume": frontier_dict(records, frontier),
         "trials": trials,
         "pareto": [r.number for r in front],
-        "best": best.get("trial") if best else None,
-        "best_holdout_accuracy": best.get("holdout_accuracy") if best else None,
-        "best_latency_ms_measured": best.get("latency_ms_measured") if best else None,
-        "best_latency_ms_predicted": best.get("latency_ms_predicted") if best else None,
-        "best_details": best,
+        "best": best.trial if best else None,
+        "best_holdout_accuracy": best.holdout_accuracy if best else None,
+        "best_latency_ms_measured": best.latency_ms_measured if best else None,
+        "best_latency_ms_predicted": best.latency_ms_predicted if best else None,
+        "best_details": best.to_json() if best else None,
     }
 
 

@@ -275,11 +275,11 @@ class _Search:
 
     def _finish(self, stopped_because: str) -> SearchResult:
         records = R.records_from_study(self.study)
-        best, best_details = choose_best(self.setup, self.study, records, self.progress)
-        results = self.results.write(records, best_details)
+        best, best_check = choose_best(self.setup, self.study, records, self.progress)
+        results = self.results.write(records, best_check)
         front = R.pareto_front(records)
         return SearchResult(
-            self.setup.run.root, records, front, best, best_details, results, stopped_because
+            self.setup.run.root, records, front, best, best_check, results, stopped_because
         )
 
 
