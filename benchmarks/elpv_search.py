@@ -26,7 +26,7 @@ from edgenas.arch import baseline, build_model
 from edgenas.cost import CostModel, analytic_costs, parse_latency
 from edgenas.data import load_dataset
 from edgenas.device import device_info
-from edgenas.search import open_study
+from edgenas.study import open_study
 from edgenas.train import Fidelity, TrainConfig, evaluate, fit
 
 MARK = "elpv_search"

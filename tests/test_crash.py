@@ -13,9 +13,9 @@ import pytest
 from _cli import EDGENAS, QUICK, run_cli
 from optuna.trial import TrialState
 
-from edgenas.search import _records as R
-from edgenas.search import open_study
-from edgenas.search._driver import ATTR_DRIVER, ATTR_HEARTBEAT, Driver, abandoned
+from edgenas.study import _records as R
+from edgenas.study import open_study
+from edgenas.study._driver import ATTR_DRIVER, ATTR_HEARTBEAT, Driver, abandoned
 
 
 def check_accounts(run: Path, budget: int) -> list:
@@ -102,7 +102,7 @@ def test_a_running_trial_is_abandoned_only_when_its_process_is_gone() -> None:
     dead = Driver(me.host, gone.pid, "1")
     alive_other = subprocess.Popen(["sleep", "30"])
     try:
-        from edgenas.search._driver import _start_time
+        from edgenas.study._driver import _start_time
 
         living = Driver(me.host, alive_other.pid, _start_time(alive_other.pid))
         assert not abandoned({ATTR_DRIVER: living.to_dict()})

@@ -99,7 +99,7 @@ def test_run_without_study_is_a_clear_error(tmp_path: Path) -> None:
 def test_run_without_completed_trial_is_a_clear_error() -> None:
     from edgenas.errors import ConfigError
     from edgenas.finalize._finalize import _choose
-    from edgenas.search import Objective
+    from edgenas.study import Objective
 
     with pytest.raises(ConfigError, match="no completed trial"):
         _choose([], None, Objective(), "best", 1)

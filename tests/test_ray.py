@@ -25,8 +25,8 @@ import torch  # noqa: E402
 
 from edgenas.arch import Genotype, baseline, build_model  # noqa: E402
 from edgenas.data import load_dataset  # noqa: E402
-from edgenas.search._ray import RayPool  # noqa: E402
-from edgenas.search._workers import WorkerSetup  # noqa: E402
+from edgenas.study._ray import RayPool  # noqa: E402
+from edgenas.study._workers import WorkerSetup  # noqa: E402
 from edgenas.train import TrainConfig, TrainResult  # noqa: E402
 
 GENOTYPE = baseline("mobilenetv3-small:0.5", 32)
@@ -137,7 +137,7 @@ class TestLocalRay:
 def test_an_unreachable_cluster_is_a_one_line_config_error() -> None:
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     code = (
-        "from edgenas.search._ray import RayPool\n"
+        "from edgenas.study._ray import RayPool\n"
         "from edgenas.errors import ConfigError\n"
         "try:\n"
         f"    RayPool(1, None, 1, address='127.0.0.1:{_free_port()}')\n"
@@ -274,8 +274,8 @@ def test_search_on_a_cluster_survives_a_killed_worker_and_counts_each_training_o
     from _cli import EDGENAS, QUICK
     from optuna.trial import TrialState
 
-    from edgenas.search import _records as R
-    from edgenas.search import open_study
+    from edgenas.study import _records as R
+    from edgenas.study import open_study
 
     run = tmp_path / "run"
     command = [*EDGENAS, "search", "synthetic", "--executor", "ray", "--address", cluster,

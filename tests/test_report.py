@@ -166,7 +166,7 @@ def test_a_search_still_running_or_not_started_still_gives_a_page(reported_run: 
     from dataclasses import replace
 
     from edgenas.report import RunData, load_run, render_report
-    from edgenas.search import TrialRecord
+    from edgenas.study import TrialRecord
 
     run = load_run(reported_run)
     running = TrialRecord(99, None, "running", False, None, None, 0, 0.0)

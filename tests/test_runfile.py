@@ -141,7 +141,7 @@ def captured(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
         raise _Captured("captured")
 
     # By module: the package edgenas also has functions named search and finalize.
-    monkeypatch.setattr(importlib.import_module("edgenas.search"), "run_search", search)
+    monkeypatch.setattr(importlib.import_module("edgenas.study"), "run_search", search)
     monkeypatch.setattr(importlib.import_module("edgenas.finalize"), "finalize", finalize)
     return calls
 

@@ -10,7 +10,8 @@ import pytest
 import edgenas
 from edgenas.cost import Constraints, Costs
 from edgenas.errors import ConfigError
-from edgenas.search import (
+from edgenas.space import edge_space
+from edgenas.study import (
     BestCheck,
     EarlyStopping,
     EpochCurve,
@@ -20,7 +21,6 @@ from edgenas.search import (
     pareto_front,
     parse_weights,
 )
-from edgenas.space import edge_space
 
 
 def costs(latency: float, size: float = 1.0) -> Costs:
@@ -157,17 +157,17 @@ def test_energy_limit_rejects_candidates_without_training_them(tmp_path: Path) -
                                                "estimate": True}  # fmt: skip
 
 
-def test_search_function_survives_importing_the_subpackage() -> None:
+def test_search_function_survives_importing_the_study_package() -> None:
     import importlib
 
-    sub = importlib.import_module("edgenas.search")
+    sub = importlib.import_module("edgenas.study")
     assert callable(edgenas.search) and edgenas.search is not sub
-    assert sub.SearchConfig is edgenas.SearchConfig
+    assert edgenas.study is sub and sub.SearchConfig is edgenas.SearchConfig
 
 
 # -- multi-fidelity schedules ---------------------------------------------------------------
 def test_fidelity_schedule_rungs_and_brackets() -> None:
-    from edgenas.search import FidelitySchedule
+    from edgenas.study import FidelitySchedule
 
     sh = FidelitySchedule.parse("sh", epochs=9)
     assert sh.rungs() == (1, 3) and sh.brackets == 1  # epoch 9 is the end, not a rung
@@ -184,14 +184,14 @@ def test_fidelity_schedule_rungs_and_brackets() -> None:
      ("sh:eta=two", "whole number"), ("none:eta=2", "no options")],
 )  # fmt: skip
 def test_fidelity_schedule_bad_text(text: str, message: str) -> None:
-    from edgenas.search import FidelitySchedule
+    from edgenas.study import FidelitySchedule
 
     with pytest.raises(ConfigError, match=message):
         FidelitySchedule.parse(text, epochs=9)
 
 
 def test_successive_halving_keeps_the_top_third_of_a_rung() -> None:
-    from edgenas.search import FidelitySchedule, RungEntry
+    from edgenas.study import FidelitySchedule, RungEntry
 
     sh = FidelitySchedule.parse("sh", epochs=9)
     done = [RungEntry(((a,), (a + 0.1,))) for a in (0.9, 0.8, 0.7, 0.6, 0.5)]
@@ -213,7 +213,7 @@ def test_successive_halving_keeps_the_top_third_of_a_rung() -> None:
 
 
 def test_hyperband_compares_within_a_bracket() -> None:
-    from edgenas.search import FidelitySchedule, RungEntry
+    from edgenas.study import FidelitySchedule, RungEntry
 
     hb = FidelitySchedule.parse("hyperband", epochs=9)
     others = [RungEntry(((0.9,),), bracket=1), RungEntry(((0.3,), (0.4,), (0.5,)), bracket=0)]
@@ -227,7 +227,7 @@ def test_hyperband_compares_within_a_bracket() -> None:
 
 
 def test_pareto_rungs_rank_by_non_dominated_sorting_then_crowding() -> None:
-    from edgenas.search import ranked_ahead
+    from edgenas.study import ranked_ahead
 
     # Points are (accuracy, -latency): higher is better in both.
     front = [(0.9, -5.0), (0.8, -3.0), (0.6, -1.0)]
@@ -244,7 +244,7 @@ def test_pareto_rungs_rank_by_non_dominated_sorting_then_crowding() -> None:
 
 # -- the front's measure --------------------------------------------------------------------
 def test_hypervolume_2d_by_hand() -> None:
-    from edgenas.search import hypervolume_2d
+    from edgenas.study import hypervolume_2d
 
     # Reference latency 10 ms. Points: (0.5, 2 ms), (0.8, 6 ms), (0.6, 7 ms) dominated by the
     # second, (0.9, 12 ms) slower than the reference. The staircase covers
@@ -256,7 +256,7 @@ def test_hypervolume_2d_by_hand() -> None:
 
 
 def test_stable_for_counts_trainings_since_the_last_improvement() -> None:
-    from edgenas.search import stable_for
+    from edgenas.study import stable_for
 
     assert stable_for([]) == 0
     assert stable_for([0.0, 0.0]) == 2  # no front yet: nothing improved
@@ -268,7 +268,7 @@ def test_stable_for_counts_trainings_since_the_last_improvement() -> None:
 def test_training_space_adds_categorical_training_choices() -> None:
     from optuna.distributions import CategoricalDistribution
 
-    from edgenas.search import TrainingSpace
+    from edgenas.study import TrainingSpace
     from edgenas.train import TrainConfig
 
     inner = edge_space(max_depth=1, resolutions="32")
@@ -328,7 +328,7 @@ def test_train_config_optimizer_sgd_learns() -> None:
 def test_warm_start_baselines_enqueues_those_the_space_holds(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from edgenas.search import warm_start
+    from edgenas.study import warm_start
 
     found = warm_start("baselines", edge_space(), 96)
     assert [w.label for w in found] == ["mobilenetv2@r96"]  # the others are not in this space
@@ -342,7 +342,7 @@ def test_warm_start_from_a_run_encodes_its_front(
 ) -> None:
     import json
 
-    from edgenas.search import warm_start
+    from edgenas.study import warm_start
 
     space = edge_space(max_depth=1, resolutions="32")
     inside = space.sample(np.random.default_rng(1))
@@ -361,7 +361,7 @@ def test_warm_start_from_a_run_encodes_its_front(
 
 @pytest.mark.parametrize("source", ["nowhere", "empty"])
 def test_warm_start_bad_source_is_named(tmp_path: Path, source: str) -> None:
-    from edgenas.search import warm_start
+    from edgenas.study import warm_start
 
     (tmp_path / "empty").mkdir()
     path = str(tmp_path / source)

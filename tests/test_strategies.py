@@ -26,9 +26,9 @@ from typer.testing import CliRunner
 from edgenas.bench import load_table, run_strategy
 from edgenas.cli import app
 from edgenas.errors import ConfigError
-from edgenas.search import STRATEGIES, make_sampler
-from edgenas.search._strategies import Check
 from edgenas.space import NB201_OPS, NB201Cell, edge_space, nb201_space
+from edgenas.study import STRATEGIES, make_sampler
+from edgenas.study._strategies import Check
 
 ALL = sorted(STRATEGIES)
 
@@ -249,7 +249,7 @@ def test_two_objectives_accuracy_and_latency(name: str) -> None:
 
 
 def test_redrawn_candidates_are_counted_on_the_trials() -> None:
-    from edgenas.search._records import REDRAWN_ATTR
+    from edgenas.study._records import REDRAWN_ATTR
 
     _, study = _drive("random", 0, 15)
     redrawn = sum(t.system_attrs.get(REDRAWN_ATTR, 0) for t in study.get_trials())

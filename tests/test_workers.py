@@ -15,9 +15,9 @@ import pytest
 from _cli import EDGENAS, QUICK, run_cli
 from optuna.trial import TrialState
 
-from edgenas.search import _records as R
-from edgenas.search import open_study
-from edgenas.search._workers import threads_per_worker
+from edgenas.study import _records as R
+from edgenas.study import open_study
+from edgenas.study._workers import threads_per_worker
 
 ARGS = ["--strategy", "random", "--resolution", "64", "--max-depth", "2", "--epochs", "2",
         "--no-early-stop"]  # fmt: skip

@@ -27,7 +27,7 @@ def _module_name(path: Path, src: Path) -> str:
 
 
 def _package(module: str) -> str:
-    """The first floor below the root: ``edgenas.search._runner`` -> ``edgenas.search``."""
+    """The first floor below the root: ``edgenas.study._runner`` -> ``edgenas.study``."""
     parts = module.split(".")
     return ".".join(parts[:2])
 

@@ -3,7 +3,7 @@
 Example:
     >>> import edgenas
     >>> result = edgenas.search("synthetic", max_latency="2ms", trials=8, epochs=1)  # doctest: +SKIP
-    >>> result.best.genotype, result.best_details["holdout_accuracy"]  # doctest: +SKIP
+    >>> result.best.genotype, result.best_check.holdout_accuracy  # doctest: +SKIP
 
 The public names are imported on first use, so ``python -m edgenas.device`` runs on a device
 that has only ONNX Runtime and NumPy (no PyTorch).
@@ -12,8 +12,6 @@ that has only ONNX Runtime and NumPy (no PyTorch).
 from __future__ import annotations
 
 import importlib
-import sys
-import types
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
@@ -32,9 +30,9 @@ _EXPORTS = {
     "DataError": "edgenas.errors",
     "EdgenasError": "edgenas.errors",
     "GenotypeError": "edgenas.errors",
-    "SearchConfig": "edgenas.search",
-    "SearchResult": "edgenas.search",
-    "TrialRecord": "edgenas.search",
+    "SearchConfig": "edgenas.study",
+    "SearchResult": "edgenas.study",
+    "TrialRecord": "edgenas.study",
     "SearchSpace": "edgenas.space",
     "StageSpec": "edgenas.space",
     "StagedSpace": "edgenas.space",
@@ -68,24 +66,8 @@ if TYPE_CHECKING:
     from edgenas.arch import BlockGene, Genotype, baseline, build_model
     from edgenas.cost import Constraints, CostModel, Costs
     from edgenas.errors import ConfigError, DataError, EdgenasError, GenotypeError
-    from edgenas.search import SearchConfig, SearchResult, TrialRecord
     from edgenas.space import SearchSpace, StagedSpace, StageSpec, edge_space
-
-
-class _Package(types.ModuleType):
-    """The package module, keeping ``edgenas.search`` the function.
-
-    Importing the subpackage ``edgenas.search`` would bind it over the function of the same
-    name; ``from edgenas.search import ...`` goes through ``sys.modules`` and is unaffected.
-    """
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name == "search" and isinstance(value, types.ModuleType):
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package
+    from edgenas.study import SearchConfig, SearchResult, TrialRecord
 
 
 def __getattr__(name: str) -> Any:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from edgenas.search import SearchProgress, SearchResult, config_from_options, run_search
+from edgenas.study import SearchProgress, SearchResult, config_from_options, run_search
 
 __all__ = ["search"]
 
@@ -14,7 +14,7 @@ def search(
     data: str | Path, *, progress: SearchProgress | None = None, **options: Any
 ) -> SearchResult:
     """Run (or resume) a search; the arguments mean what the CLI's options of the same name do
-    (they are read by :func:`~edgenas.search.config_from_options`, as the CLI's are).
+    (they are read by :func:`~edgenas.study.config_from_options`, as the CLI's are).
 
     ``out`` is the run directory. Limits (``max_latency``, ``max_memory``, ``max_size``,
     ``max_macs``, ``max_energy``) take numbers in ms / MB / MACs / mJ or strings with units
@@ -24,7 +24,7 @@ def search(
     `SearchSpace` or a name for `load_space` (default ``"edge"``), narrowed by ``blocks``,
     ``kernels``, ``max_depth`` and ``resolutions``. ``time_budget`` takes seconds or a string
     with units (``"30m"``). Further keyword arguments are fields of
-    :class:`~edgenas.search.SearchConfig` (``trials``, ``epochs``, ``strategy``, ``objective``,
+    :class:`~edgenas.study.SearchConfig` (``trials``, ``epochs``, ``strategy``, ``objective``,
     ``weights``, ``seed``, ...). ``progress`` receives the search's events as it runs.
 
     Example:

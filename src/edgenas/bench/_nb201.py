@@ -30,8 +30,8 @@ import numpy as np
 import optuna
 
 from edgenas.errors import ConfigError
-from edgenas.search import REDRAWN_ATTR, STRATEGIES, Check, make_sampler
 from edgenas.space import NB201_OPS, NB201Cell, NB201Space
+from edgenas.study import REDRAWN_ATTR, STRATEGIES, Check, make_sampler
 
 #: Trainings after which regret is reported.
 CHECKPOINTS: tuple[int, ...] = (25, 50, 100, 200)

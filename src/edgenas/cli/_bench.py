@@ -63,7 +63,7 @@ def nb201_command(
     from edgenas.cost import parse_latency
 
     setup_logging(False)
-    from edgenas.search import STRATEGIES
+    from edgenas.study import STRATEGIES
 
     default = [s for s in STRATEGIES if s not in ("gp", "grid")] + list(REFERENCES)
     names = [s.strip() for s in strategies.split(",") if s.strip()] if strategies else default

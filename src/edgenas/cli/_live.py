@@ -18,7 +18,7 @@ from edgenas._eta import TimeLeft
 from edgenas._eta import duration as _duration
 from edgenas.cost import Costs
 from edgenas.finalize import holdout_gap
-from edgenas.search import BestCheck, TrialRecord, pareto_front, stable_for
+from edgenas.study import BestCheck, TrialRecord, pareto_front, stable_for
 
 __all__ = ["LiveView", "front_table", "print_best", "summary_table"]
 
@@ -89,7 +89,7 @@ def summary_table(records: Sequence[TrialRecord]) -> Text:
 
 
 class LiveView:
-    """A :class:`~edgenas.search.SearchProgress` that draws the search in the terminal.
+    """A :class:`~edgenas.study.SearchProgress` that draws the search in the terminal.
 
     On a terminal it keeps one live panel; elsewhere (CI logs, pipes) it prints a line per trial.
     """

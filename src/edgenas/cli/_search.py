@@ -242,7 +242,7 @@ def search_command(
         fail('give the data: edgenas search DATA, or data = "..." in a --config file')
     setup_logging(verbose)
     from edgenas.cli._live import LiveView
-    from edgenas.search import config_from_options, run_search
+    from edgenas.study import config_from_options, run_search
 
     view = LiveView(err)
     try:

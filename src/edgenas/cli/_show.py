@@ -25,7 +25,7 @@ def show_command(
     setup_logging(False)
     from edgenas.cli._live import front_table, print_best, summary_table
     from edgenas.cost import Constraints
-    from edgenas.search import STUDY_BEST, STUDY_FRONT, BestCheck, load_result, results_dict
+    from edgenas.study import STUDY_BEST, STUDY_FRONT, BestCheck, load_result, results_dict
 
     try:
         study, records, spec = load_result(run)

@@ -24,7 +24,7 @@ from edgenas.finalize._intervals import wilson_interval
 from edgenas.finalize._pipeline import STEPS_DIR, Pipeline, planned_epochs
 from edgenas.finalize._result import FINAL_DIR, FinalCandidate, FinalResult
 from edgenas.finalize._steps import CompressOptions, Measurer, Step
-from edgenas.search import (
+from edgenas.study import (
     STUDY_BEST,
     BestCheck,
     Objective,

@@ -52,7 +52,7 @@ class Dashboard:
                  refresh_s: float = 10.0) -> None:  # fmt: skip
         from optuna_dashboard import wsgi
 
-        from edgenas.search import open_run_study, study_storage
+        from edgenas.study import open_run_study, study_storage
 
         self.run_dir = Path(run_dir)
         if not self.run_dir.is_dir():

@@ -28,7 +28,7 @@ from edgenas._io import read_json
 from edgenas.arch import BLOCK_TYPES, KERNELS, Genotype
 from edgenas.cost import Constraints
 from edgenas.errors import EdgenasError
-from edgenas.search import (
+from edgenas.study import (
     STUDY_BEST,
     STUDY_FRONT,
     STUDY_HV_REFERENCE,
@@ -150,7 +150,7 @@ class RunData:
 
 
 def load_run(run_dir: Path, study: optuna.Study | None = None) -> RunData:
-    """Read a run directory: its study (through ``edgenas.search.load_result``, or ``study``
+    """Read a run directory: its study (through ``edgenas.study.load_result``, or ``study``
     when it is open already, as in a dashboard that reads the run again and again),
     ``results.json`` and ``final/final.json`` when present.
 

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from optuna.study import Study
 
-from edgenas.search._samplers import (
+from edgenas.study._samplers import (
     Params,
     PastTrial,
     StrategyContext,
@@ -18,7 +18,7 @@ from edgenas.search._samplers import (
     learnable,
     tried_keys,
 )
-from edgenas.search._surrogate import GaussianProcess, expected_improvement, normal_scores
+from edgenas.study._surrogate import GaussianProcess, expected_improvement, normal_scores
 
 __all__ = ["ENUMERATE", "GuidedSampler"]
 

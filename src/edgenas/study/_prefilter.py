@@ -11,7 +11,7 @@ from optuna.samplers import BaseSampler
 from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 
-from edgenas.search._samplers import JointSampler, Params, StrategyContext, note_redrawn
+from edgenas.study._samplers import JointSampler, Params, StrategyContext, note_redrawn
 
 __all__ = ["PrefilteredSampler"]
 

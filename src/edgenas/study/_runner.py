@@ -23,18 +23,18 @@ from optuna.trial import TrialState
 
 from edgenas.arch import Genotype
 from edgenas.errors import EdgenasError
-from edgenas.search import _records as R
-from edgenas.search import _trials as T
-from edgenas.search._best import ResultsFile, choose_best
-from edgenas.search._config import SearchConfig, SearchProgress, SearchResult, SilentProgress
-from edgenas.search._driver import Driver
-from edgenas.search._evaluate import Evaluator
-from edgenas.search._executors import make_executor
-from edgenas.search._front import FrontTracker
-from edgenas.search._setup import prepare_search
-from edgenas.search._strategies import Check, make_sampler
-from edgenas.search._study import open_study
-from edgenas.search._warm import queue_baselines, queue_warm_start
+from edgenas.study import _records as R
+from edgenas.study import _trials as T
+from edgenas.study._best import ResultsFile, choose_best
+from edgenas.study._config import SearchConfig, SearchProgress, SearchResult, SilentProgress
+from edgenas.study._driver import Driver
+from edgenas.study._evaluate import Evaluator
+from edgenas.study._executors import make_executor
+from edgenas.study._front import FrontTracker
+from edgenas.study._setup import prepare_search
+from edgenas.study._strategies import Check, make_sampler
+from edgenas.study._study import open_study
+from edgenas.study._warm import queue_baselines, queue_warm_start
 
 __all__ = ["run_search"]
 

@@ -12,10 +12,10 @@ from typing import Any
 import optuna
 
 from edgenas.cost import Costs
-from edgenas.search import _records as R
-from edgenas.search._frontier import hypervolume_2d, stable_for
-from edgenas.search._objectives import Objective
-from edgenas.search._trials import SearchTrial
+from edgenas.study import _records as R
+from edgenas.study._frontier import hypervolume_2d, stable_for
+from edgenas.study._objectives import Objective
+from edgenas.study._trials import SearchTrial
 
 __all__ = ["FrontTracker"]
 

@@ -12,12 +12,12 @@ import torch
 
 from edgenas._io import json_default, write_json
 from edgenas.arch import Genotype, build_model, export_onnx, onnx_max_abs_diff
-from edgenas.search import _records as R
-from edgenas.search._config import SearchProgress
-from edgenas.search._front import FrontTracker
-from edgenas.search._objectives import Objective
-from edgenas.search._setup import SearchSetup, profile_identity, same_machine
-from edgenas.search._study import RunDir
+from edgenas.study import _records as R
+from edgenas.study._config import SearchProgress
+from edgenas.study._front import FrontTracker
+from edgenas.study._objectives import Objective
+from edgenas.study._setup import SearchSetup, profile_identity, same_machine
+from edgenas.study._study import RunDir
 from edgenas.train import evaluate
 
 __all__ = ["ResultsFile", "choose_best"]

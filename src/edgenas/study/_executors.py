@@ -14,13 +14,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from edgenas.arch import Genotype
 from edgenas.cost import Costs
-from edgenas.search._trials import SearchTrial
-from edgenas.search._workers import WorkerPool, WorkerSetup, threads_per_worker, train_one
+from edgenas.study._trials import SearchTrial
+from edgenas.study._workers import WorkerPool, WorkerSetup, threads_per_worker, train_one
 from edgenas.train import Fidelity, TrainConfig
 
 if TYPE_CHECKING:
-    from edgenas.search._config import SearchProgress
-    from edgenas.search._setup import SearchSetup
+    from edgenas.study._config import SearchProgress
+    from edgenas.study._setup import SearchSetup
 
 __all__ = ["Ended", "Executor", "InProcess", "Job", "Reporter", "make_executor"]
 
@@ -128,7 +128,7 @@ def make_executor(setup: SearchSetup, progress: SearchProgress) -> Executor:
         data_fraction=setup.fidelity.data_fraction,
     )
     if config.executor == "ray":
-        from edgenas.search._ray import RayPool
+        from edgenas.study._ray import RayPool
 
         threads = config.threads or 1  # CPUs reserved per training on the cluster
         progress.on_phase(

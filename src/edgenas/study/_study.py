@@ -14,7 +14,7 @@ import optuna
 
 from edgenas._io import read_json, write_json
 from edgenas.errors import ConfigError
-from edgenas.search import _records as R
+from edgenas.study import _records as R
 
 __all__ = ["RunDir", "check_spec", "load_result", "open_run_study", "open_study", "redact"]
 

@@ -19,15 +19,15 @@ from optuna.trial import TrialState
 
 from edgenas.arch import Genotype
 from edgenas.cost import Costs
-from edgenas.search import _records as R
-from edgenas.search import _trials as T
-from edgenas.search._config import SearchProgress
-from edgenas.search._early_stop import EpochCurve
-from edgenas.search._executors import Ended, Executor, Job, Reporter
-from edgenas.search._fidelity import RungEntry
-from edgenas.search._front import FrontTracker
-from edgenas.search._setup import SearchSetup
-from edgenas.search._training_space import TrainingSpace
+from edgenas.study import _records as R
+from edgenas.study import _trials as T
+from edgenas.study._config import SearchProgress
+from edgenas.study._early_stop import EpochCurve
+from edgenas.study._executors import Ended, Executor, Job, Reporter
+from edgenas.study._fidelity import RungEntry
+from edgenas.study._front import FrontTracker
+from edgenas.study._setup import SearchSetup
+from edgenas.study._training_space import TrainingSpace
 from edgenas.train import TrainConfig, TrainResult
 
 __all__ = ["Evaluator"]

@@ -1,15 +1,18 @@
-"""The search: strategies, objectives, early stopping and fidelity schedules, warm starts,
-the ask/tell loop and its records."""
+"""The study: how a search proposes, judges and records candidates. Strategies, objectives and
+Pareto dominance, early stopping and fidelity schedules, warm starts, the ask/tell loop (the
+runner, its executors and evaluator) and the records read back from the Optuna study.
+
+(``edgenas.search()`` is the function that runs one; this package is what it runs.)"""
 
 from __future__ import annotations
 
-from edgenas.search._config import SearchConfig, SearchProgress, SearchResult
-from edgenas.search._early_stop import EarlyStopping, EpochCurve
-from edgenas.search._fidelity import FIDELITY_SCHEDULES, FidelitySchedule, RungEntry, ranked_ahead
-from edgenas.search._frontier import hypervolume_2d, stable_for
-from edgenas.search._objectives import OBJECTIVES, Objective, parse_weights
-from edgenas.search._options import config_from_options
-from edgenas.search._records import (
+from edgenas.study._config import SearchConfig, SearchProgress, SearchResult
+from edgenas.study._early_stop import EarlyStopping, EpochCurve
+from edgenas.study._fidelity import FIDELITY_SCHEDULES, FidelitySchedule, RungEntry, ranked_ahead
+from edgenas.study._frontier import hypervolume_2d, stable_for
+from edgenas.study._objectives import OBJECTIVES, Objective, parse_weights
+from edgenas.study._options import config_from_options
+from edgenas.study._records import (
     REDRAWN_ATTR,
     STUDY_BEST,
     STUDY_FRONT,
@@ -21,8 +24,8 @@ from edgenas.search._records import (
     records_from_study,
     results_dict,
 )
-from edgenas.search._runner import run_search
-from edgenas.search._strategies import (
+from edgenas.study._runner import run_search
+from edgenas.study._strategies import (
     STRATEGIES,
     Check,
     Strategy,
@@ -30,10 +33,10 @@ from edgenas.search._strategies import (
     make_sampler,
     register_strategy,
 )
-from edgenas.search._study import RunDir, load_result, open_run_study, open_study
-from edgenas.search._training_space import TRAINING_CHOICES, TrainingSpace
-from edgenas.search._trials import study_storage, trial_seed
-from edgenas.search._warm import WarmStart, warm_start
+from edgenas.study._study import RunDir, load_result, open_run_study, open_study
+from edgenas.study._training_space import TRAINING_CHOICES, TrainingSpace
+from edgenas.study._trials import study_storage, trial_seed
+from edgenas.study._warm import WarmStart, warm_start
 
 __all__ = [
     "FIDELITY_SCHEDULES",

@@ -35,7 +35,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from edgenas.errors import ConfigError, EdgenasError
-from edgenas.search._workers import WorkerSetup, load_setup_data, train_one
+from edgenas.study._workers import WorkerSetup, load_setup_data, train_one
 
 __all__ = ["RayPool"]
 

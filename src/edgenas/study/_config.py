@@ -10,11 +10,11 @@ from typing import Any, Protocol
 from edgenas.arch import baseline
 from edgenas.cost import Constraints, Costs, EnergyModel
 from edgenas.errors import ConfigError
-from edgenas.search._fidelity import FidelitySchedule
-from edgenas.search._objectives import Objective
-from edgenas.search._records import BestCheck, TrialRecord
-from edgenas.search._study import RunDir
 from edgenas.space import SearchSpace, edge_space
+from edgenas.study._fidelity import FidelitySchedule
+from edgenas.study._objectives import Objective
+from edgenas.study._records import BestCheck, TrialRecord
+from edgenas.study._study import RunDir
 
 __all__ = ["SearchConfig", "SearchProgress", "SearchResult", "SilentProgress"]
 

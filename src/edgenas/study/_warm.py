@@ -20,9 +20,9 @@ from optuna.trial import TrialState
 from edgenas._io import read_json
 from edgenas.arch import BASELINES, Genotype, baseline
 from edgenas.errors import ConfigError, EdgenasError
-from edgenas.search import _records as R
-from edgenas.search._study import RunDir, open_run_study
 from edgenas.space import SearchSpace
+from edgenas.study import _records as R
+from edgenas.study._study import RunDir, open_run_study
 
 __all__ = ["WarmStart", "queue_baselines", "queue_warm_start", "warm_start"]
 

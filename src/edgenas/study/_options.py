@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from edgenas.cost import Constraints, EnergyModel, parse_duration
-from edgenas.search._objectives import parse_weights
-from edgenas.search._runner import SearchConfig
 from edgenas.space import SearchSpace, load_space
+from edgenas.study._objectives import parse_weights
+from edgenas.study._runner import SearchConfig
 
 __all__ = ["config_from_options"]
 

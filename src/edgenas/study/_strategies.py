@@ -18,16 +18,16 @@ from typing import Any, NamedTuple
 import optuna
 
 from edgenas.errors import ConfigError
-from edgenas.search._guided import GuidedSampler
-from edgenas.search._prefilter import PrefilteredSampler
-from edgenas.search._samplers import (
+from edgenas.space import SearchSpace
+from edgenas.study._guided import GuidedSampler
+from edgenas.study._prefilter import PrefilteredSampler
+from edgenas.study._samplers import (
     EvolutionSampler,
     GridSampler,
     RandomFeasibleSampler,
     ReinforceSampler,
     StrategyContext,
 )
-from edgenas.space import SearchSpace
 
 __all__ = [
     "STRATEGIES",

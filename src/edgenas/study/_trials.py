@@ -16,8 +16,8 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from edgenas.cost import Costs
-from edgenas.search import _records as R
-from edgenas.search._driver import ATTR_DRIVER, ATTR_HEARTBEAT, Driver, Heartbeat, abandoned
+from edgenas.study import _records as R
+from edgenas.study._driver import ATTR_DRIVER, ATTR_HEARTBEAT, Driver, Heartbeat, abandoned
 
 __all__ = [
     "DirectTrial",

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from edgenas.errors import ConfigError
-from edgenas.search._pareto import crowding_distance, non_dominated_fronts
+from edgenas.study._pareto import crowding_distance, non_dominated_fronts
 
 __all__ = ["FIDELITY_SCHEDULES", "FidelitySchedule", "RungEntry", "ranked_ahead"]
 

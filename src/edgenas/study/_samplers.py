@@ -33,9 +33,9 @@ from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from edgenas.errors import ConfigError
-from edgenas.search._pareto import non_dominated
-from edgenas.search._records import REDRAWN_ATTR
-from edgenas.search._trials import set_system_attr
+from edgenas.study._pareto import non_dominated
+from edgenas.study._records import REDRAWN_ATTR
+from edgenas.study._trials import set_system_attr
 
 __all__ = [
     "Codec",

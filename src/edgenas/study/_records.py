@@ -15,9 +15,9 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from edgenas.cost import Constraints, Costs
-from edgenas.search._frontier import stable_for
-from edgenas.search._objectives import Objective
-from edgenas.search._pareto import non_dominated
+from edgenas.study._frontier import stable_for
+from edgenas.study._objectives import Objective
+from edgenas.study._pareto import non_dominated
 
 __all__ = [
     "REDRAWN_ATTR",

@@ -15,14 +15,14 @@ from typing import TYPE_CHECKING, Any
 
 from edgenas.arch import Genotype, baseline
 from edgenas.cost import CostModel, LatencyPredictor
-from edgenas.search._config import SearchConfig, SearchProgress
-from edgenas.search._early_stop import EarlyStopping
-from edgenas.search._fidelity import FidelitySchedule
-from edgenas.search._objectives import Objective
-from edgenas.search._study import RunDir, check_spec, redact
-from edgenas.search._training_space import TrainingSpace
-from edgenas.search._warm import WarmStart, warm_start
 from edgenas.space import SearchSpace
+from edgenas.study._config import SearchConfig, SearchProgress
+from edgenas.study._early_stop import EarlyStopping
+from edgenas.study._fidelity import FidelitySchedule
+from edgenas.study._objectives import Objective
+from edgenas.study._study import RunDir, check_spec, redact
+from edgenas.study._training_space import TrainingSpace
+from edgenas.study._warm import WarmStart, warm_start
 from edgenas.train import Fidelity, TrainConfig
 
 if TYPE_CHECKING:
