@@ -17,10 +17,13 @@ import threading
 import warnings
 from pathlib import Path
 from socketserver import ThreadingMixIn
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from edgenas.errors import ConfigError, EdgenasError
+
+if TYPE_CHECKING:
+    from edgenas.report._figures import RunData
 
 log = logging.getLogger("edgenas.dashboard")
 
@@ -164,7 +167,7 @@ def _objective_names(objective: str) -> list[str]:
     return ["weighted score" if objective == "weighted" else "validation accuracy"]
 
 
-def _note(run: Any) -> str:
+def _note(run: RunData) -> str:
     """The study page's note: what the run is and where it stands, in Markdown."""
     spec = run.spec
     trained = [r for r in run.records if r.trained]
@@ -179,10 +182,10 @@ def _note(run: Any) -> str:
         "training" + (" · **still running**" if run.running else ""),
     ]
     best = run.best
-    if best and best.get("accuracy") is not None:
-        holdout = best.get("holdout_accuracy")
+    if best and best.accuracy is not None:
+        holdout = best.holdout_accuracy
         lines.append(
-            f"- best: trial {best.get('trial')}, validation {100 * best['accuracy']:.1f}%"
+            f"- best: trial {best.trial}, validation {100 * best.accuracy:.1f}%"
             + (f", holdout {100 * holdout:.1f}%" if holdout is not None else "")
         )
     lines += [
