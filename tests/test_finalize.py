@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from _cli import QUICK, run_cli
 
-from edgenas.finalize import wilson_interval
+from edgenas.finalize import accuracy_difference_interval, holdout_gap, wilson_interval
 
 
 def snapshot(run: Path) -> dict[str, str]:
@@ -36,6 +36,26 @@ def test_wilson_interval_by_hand() -> None:
     assert low == pytest.approx(0.490156, abs=1e-5)
     assert high == pytest.approx(0.943318, abs=1e-5)
     assert wilson_interval(0, 10)[0] == 0.0 and wilson_interval(10, 10)[1] == pytest.approx(1.0)
+
+
+def test_difference_interval_matches_newcombes_worked_example() -> None:
+    # Newcombe (1998), method 10: 56/70 against 48/80 gives 0.0524 to 0.3339.
+    low, high = accuracy_difference_interval(56 / 70, 70, 48 / 80, 80)
+    assert low == pytest.approx(0.0524, abs=1e-4)
+    assert high == pytest.approx(0.3339, abs=1e-4)
+
+
+def test_holdout_gap_warns_only_when_chance_cannot_explain_it() -> None:
+    # 90% against 83% on 200 images each: the difference's interval leaves out zero
+    gap = holdout_gap(0.90, 200, 0.83, 200)
+    assert gap is not None and "validation (90.0%) and holdout (83.0%)" in gap
+    # the same accuracies on 40 images each are within chance; so is a small gap on many
+    assert holdout_gap(0.90, 40, 0.83, 40) is None
+    assert holdout_gap(0.90, 2000, 0.89, 2000) is None
+    # a holdout better than validation by as much is flagged too (two-sided)
+    assert holdout_gap(0.83, 200, 0.90, 200) is not None
+    # nothing to compare: no warning
+    assert holdout_gap(None, 200, 0.8, 200) is None and holdout_gap(0.9, 0, 0.8, 200) is None
 
 
 @pytest.mark.slow
