@@ -22,12 +22,13 @@ from edgenas.finalize._card import write_model_card
 from edgenas.finalize._clock import EpochClock
 from edgenas.finalize._intervals import wilson_interval
 from edgenas.finalize._pipeline import STEPS_DIR, Pipeline, planned_epochs
-from edgenas.finalize._result import FINAL_DIR, FinalCandidate, FinalResult
+from edgenas.finalize._result import FinalCandidate, FinalResult
 from edgenas.finalize._steps import CompressOptions, Measurer, Step
 from edgenas.study import (
     STUDY_BEST,
     BestCheck,
     Objective,
+    RunDir,
     TrainingSpace,
     TrialRecord,
     load_result,
@@ -98,7 +99,7 @@ def _load_data(run_dir: Path, spec: dict[str, Any], best: BestCheck | None) -> A
 
     if "data" not in spec or "seed" not in spec:
         raise ConfigError(f"{run_dir} has no usable spec.json: the data split cannot be rebuilt")
-    cache = run_dir / "cache"
+    cache = RunDir(run_dir).cache
     try:
         data = load_dataset(
             spec["data"],
@@ -243,7 +244,7 @@ def finalize(
     # The exported one is chosen on validation accuracy: the holdout only reports.
     results.sort(key=lambda item: -item[0].val_accuracy)
     best, model = results[0]
-    final = run_dir / FINAL_DIR
+    final = RunDir(run_dir).final
     final.mkdir(exist_ok=True)
     _clear(final)
     say(f"trial {best.trial}: ONNX export and check")

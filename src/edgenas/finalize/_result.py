@@ -9,10 +9,9 @@ from typing import Any
 
 from edgenas.finalize._intervals import holdout_gap
 from edgenas.finalize._steps import CompressOptions, Step
+from edgenas.study import FINAL_DIR, RunDir
 
 __all__ = ["FINAL_DIR", "FinalCandidate", "FinalResult"]
-
-FINAL_DIR = "final"
 
 
 @dataclass(frozen=True)
@@ -72,7 +71,7 @@ class FinalResult:
 
     @property
     def final_dir(self) -> Path:
-        return self.run_dir / FINAL_DIR
+        return RunDir(self.run_dir).final
 
     @property
     def best(self) -> FinalCandidate:

@@ -19,6 +19,7 @@ from edgenas.arch import Genotype
 from edgenas.errors import EdgenasError
 from edgenas.report._diagram import architecture_svg
 from edgenas.report._figures import RunData, load_run, run_figures, short_genotype
+from edgenas.study import RunDir
 
 __all__ = ["REPORT_FILE", "render_report", "write_report"]
 
@@ -123,7 +124,7 @@ def _genotype_cell(genotype: str | None, width: int = 48) -> str:
 
 
 def _images(run: RunData) -> str:
-    card = run.run_dir / "final" / "MODEL_CARD.md"
+    card = RunDir(run.run_dir).final / "MODEL_CARD.md"
     total = None
     if card.exists():
         match = re.search(r"(\d[\d,]*) images in (\d+) classes", card.read_text(errors="replace"))
@@ -241,7 +242,7 @@ def _front_table(run: RunData) -> str:
 def _chosen(run: RunData) -> tuple[str, int | None, str] | None:
     """(genotype, trial, what it is) of the architecture to draw."""
     final = run.final or {}
-    genotype_file = run.run_dir / "final" / str(final.get("genotype_file") or "genotype.txt")
+    genotype_file = RunDir(run.run_dir).final / str(final.get("genotype_file") or "genotype.txt")
     if run.final is not None and genotype_file.exists():
         trial = final.get("exported")
         text = genotype_file.read_text().strip()

@@ -33,13 +33,14 @@ from edgenas.study._strategies import (
     make_sampler,
     register_strategy,
 )
-from edgenas.study._study import RunDir, load_result, open_run_study, open_study
+from edgenas.study._study import FINAL_DIR, RunDir, load_result, open_run_study, open_study
 from edgenas.study._training_space import TRAINING_CHOICES, TrainingSpace
 from edgenas.study._trials import study_storage, trial_seed
 from edgenas.study._warm import WarmStart, warm_start
 
 __all__ = [
     "FIDELITY_SCHEDULES",
+    "FINAL_DIR",
     "OBJECTIVES",
     "REDRAWN_ATTR",
     "STRATEGIES",

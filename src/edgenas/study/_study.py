@@ -16,9 +16,18 @@ from edgenas._io import read_json, write_json
 from edgenas.errors import ConfigError
 from edgenas.study import _records as R
 
-__all__ = ["RunDir", "check_spec", "load_result", "open_run_study", "open_study", "redact"]
+__all__ = [
+    "FINAL_DIR",
+    "RunDir",
+    "check_spec",
+    "load_result",
+    "open_run_study",
+    "open_study",
+    "redact",
+]
 
 STUDY_NAME = "edgenas"
+FINAL_DIR = "final"  # what edgenas finalize writes
 # Settings that change what a trial's numbers mean: a resumed run must keep them.
 # (The data is compared by its fingerprint, so ./parts and parts are the same data.)
 SPEC_KEYS = ("data_fingerprint", "space", "constraints", "objective", "epochs", "data_fraction",
@@ -77,7 +86,7 @@ class RunDir:
     @property
     def final(self) -> Path:
         """What ``edgenas finalize`` writes."""
-        return self.root / "final"
+        return self.root / FINAL_DIR
 
     @property
     def final_json(self) -> Path:
