@@ -4,7 +4,7 @@ model builder and baselines."""
 from __future__ import annotations
 
 from edgenas.arch._baselines import BASELINES, baseline
-from edgenas.arch._blocks import BLOCKS, Block, block_operations, make_divisible
+from edgenas.arch._blocks import BLOCKS, Block, ConvBnAct, block_operations, make_divisible
 from edgenas.arch._builder import Network, build_model, export_module, export_onnx
 from edgenas.arch._genotype import (
     ACTIVATIONS,
@@ -30,6 +30,7 @@ __all__ = [
     "BlockGene",
     "BlockOps",
     "BlockShape",
+    "ConvBnAct",
     "ConvOp",
     "Genotype",
     "Network",

@@ -19,8 +19,11 @@ from edgenas.train._trainer import (
     TrainConfig,
     TrainData,
     TrainResult,
+    autocast_dtype,
+    build_optimizer,
     evaluate,
     fit,
+    recalibrate_batchnorm,
     resolve_device,
 )
 
@@ -33,7 +36,10 @@ __all__ = [
     "TrainData",
     "TrainResult",
     "augment_batch",
+    "autocast_dtype",
+    "build_optimizer",
     "evaluate",
     "fit",
+    "recalibrate_batchnorm",
     "resolve_device",
 ]

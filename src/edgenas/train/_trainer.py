@@ -25,8 +25,11 @@ __all__ = [
     "TrainConfig",
     "TrainData",
     "TrainResult",
+    "autocast_dtype",
+    "build_optimizer",
     "evaluate",
     "fit",
+    "recalibrate_batchnorm",
     "resolve_device",
 ]
 
@@ -415,8 +418,8 @@ def _fit(
     batch_size = min(config.batch_size, count)
     # Drop a last batch of one image (BatchNorm cannot train on it); keep any larger remainder.
     steps_per_epoch = count // batch_size + (1 if count % batch_size > 1 else 0)
-    optimizer = _optimizer(model, config)
-    autocast_dtype = _autocast_dtype(config.precision, device)
+    optimizer = build_optimizer(model, config)
+    autocast_dtype = autocast_dtype(config.precision, device)
     # fp16 needs loss scaling to keep small gradients from underflowing; bf16 does not.
     scaler = torch.amp.GradScaler(device.type, enabled=autocast_dtype == torch.float16)
     total_steps = fidelity.epochs * steps_per_epoch
@@ -499,6 +502,25 @@ def _fit(
     )
 
 
+def recalibrate_batchnorm(
+    model: nn.Module,
+    images_uint8: torch.Tensor,
+    *,
+    batch_size: int | None = None,
+    max_images: int = _RECALIBRATE_IMAGES,
+) -> None:
+    """Re-estimate ``model``'s BatchNorm statistics on the first ``max_images`` of the uint8
+    images ``(N, C, H, W)`` (on the model's device), leaving the weights as they are.
+
+    A network whose weights come from elsewhere (a supernet's slices, a short training) scores
+    at chance with running statistics that belong to other weights; averaging them afresh makes
+    it comparable to a network trained on its own.
+    """
+    device = _model_device(model)
+    batch = batch_size or _eval_batch_size(device, TrainConfig.batch_size)
+    _recalibrate_batchnorm(model, images_uint8[:max_images].to(device), batch, max_images)
+
+
 def _recalibrate_batchnorm(
     model: nn.Module, x_train: torch.Tensor, batch_size: int, max_images: int = _RECALIBRATE_IMAGES
 ) -> None:
@@ -574,8 +596,9 @@ def _eval_batch_size(device: torch.device, train_batch: int) -> int:
     return max(train_batch, _MIN_CUDA_EVAL_BATCH) if device.type == "cuda" else train_batch
 
 
-def _autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """The dtype training runs in under autocast, or None for plain fp32."""
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The dtype training runs in under autocast for ``precision`` (a `TrainConfig` value) on
+    ``device``, or None for plain fp32."""
     if precision == "auto":
         if device.type != "cuda":
             return None  # bf16 on the CPU ran slower than fp32 without AMX units
@@ -593,7 +616,9 @@ def _first_nonfinite(losses: list[torch.Tensor]) -> tuple[float, int] | None:
     return float(stacked[position]), position
 
 
-def _optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """The optimizer of ``config`` (fused AdamW or Nesterov SGD) over ``model``'s parameters,
+    with weight decay on weights only."""
     groups = _param_groups(model, config.weight_decay)
     # The fused kernels update all parameters in one pass instead of a Python loop over them;
     # on a CPU that is a few percent of a small network's step (BENCHMARKS.md, trainer speed).
