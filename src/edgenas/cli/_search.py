@@ -221,6 +221,43 @@ def search_command(
             "are chosen per candidate with the architecture (labels train.*).",
         ),
     ] = False,
+    one_shot: Annotated[
+        bool,
+        typer.Option(
+            "--one-shot",
+            help="Train one weight-sharing supernet over the space (RUN/supernet.pt, "
+            "checkpointed every epoch), judge --subnets subnets by the weights they inherit "
+            "instead of training each, then train the best --finetune of them again "
+            "(--epochs each), fine-tuned and from scratch, and keep the best on validation. "
+            "Needs a staged space (edge). A --time-budget is shared out: the supernet up to "
+            "55%, the search 10% more, the final trainings the rest.",
+        ),
+    ] = False,
+    supernet: Annotated[
+        Path | None,
+        typer.Option(
+            help="With --one-shot: the supernet.pt of an earlier one-shot search to reuse "
+            "instead of training one (for another device profile or limit, say); the search "
+            "space must lie within the supernet's.",
+        ),
+    ] = None,
+    supernet_epochs: Annotated[
+        int,
+        typer.Option(
+            help="With --one-shot: epochs of the supernet's training (fewer if the "
+            "time budget cannot hold them)."
+        ),
+    ] = 60,
+    subnets: Annotated[
+        int, typer.Option(help="With --one-shot: subnets judged by inherited weights.")
+    ] = 2000,
+    finetune: Annotated[
+        int,
+        typer.Option(
+            help="With --one-shot: the best subnets trained again at the end, each "
+            "fine-tuned from its inherited weights and from scratch."
+        ),
+    ] = 3,
     out: Annotated[
         Path | None,
         typer.Option(
@@ -272,7 +309,8 @@ def search_command(
             early_stopping=not no_early_stop, fidelity_schedule=fidelity_schedule,
             warm_start=warm_start, stop_when_stable=stop_when_stable,
             search_training=search_training, storage=storage, workers=workers,
-            executor=executor, address=address,
+            executor=executor, address=address, one_shot=one_shot, supernet=supernet,
+            supernet_epochs=supernet_epochs, subnets=subnets, finetune=finetune,
         )  # fmt: skip
         # SIGTERM (a scheduler stopping the job) ends the search like Ctrl-C: nothing recorded
         # is lost and the interrupted candidate is queued for the next run.

@@ -84,9 +84,11 @@ class SupernetTraining:
 class SubnetSampler:
     """Draws the subnets a supernet trains: its largest and smallest allowed, and random ones.
 
-    ``feasible`` (cheap: analytic costs, predicted latency) narrows every draw to what the
-    limits allow. The largest and smallest are the allowed subnets of most and fewest MACs among
-    ``pool`` random draws (and the space's own largest and smallest, when allowed).
+    ``feasible`` narrows every draw to what the limits allow. The largest and smallest are the
+    allowed subnets of most and fewest MACs among ``pool`` random draws (and the space's own
+    largest and smallest, when allowed). Random subnets are fresh draws (up to ``tries`` each
+    until one is allowed), or, with ``fresh=False`` (for a ``feasible`` that is slow, such as
+    one that measures latency), the allowed subnets of the pool.
 
     Raises:
         ConfigError: no drawn subnet meets the limits.
@@ -102,12 +104,13 @@ class SubnetSampler:
         seed: int = 0,
         pool: int = 2000,
         tries: int = 64,
+        fresh: bool = True,
         largest: Genotype | None = None,
         smallest: Genotype | None = None,
     ) -> None:
         self.space = space
         self.feasible = feasible or (lambda g: True)
-        self.tries = tries
+        self.tries = tries if fresh else 0
         self._rng = np.random.default_rng(seed)
         self.drawn = 0
         self.rejected = 0
@@ -316,8 +319,7 @@ class _Training:
         prior = self._resume(checkpoint, meta) if checkpoint is not None else None
         done, spent, history = 0, 0.0, []
         if prior is not None:
-            state = prior.state
-            supernet.load_state_dict(state["supernet"])
+            supernet.load_state_dict(prior.state["supernet"])
             epochs = prior.epochs
             done, spent, history = prior.epoch, prior.seconds, list(prior.history)
         else:

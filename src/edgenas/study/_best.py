@@ -44,8 +44,10 @@ class ResultsFile:
         if best is None:
             best = R.BestCheck.from_json(self._study.user_attrs.get(R.STUDY_BEST))
         measured = {int(k): v for k, v in self._study.user_attrs.get(R.STUDY_FRONT, {}).items()}
+        one_shot = self._study.user_attrs.get(R.STUDY_ONE_SHOT)
         results = R.results_dict(records, self._setup.config.constraints, best,
-                                 run_info(self._setup), measured, self._front.summary())  # fmt: skip
+                                 run_info(self._setup), measured, self._front.summary(),
+                                 one_shot)  # fmt: skip
         write_json(self._setup.run.results, results, indent=2, default=json_default)
         return results
 

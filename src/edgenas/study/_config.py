@@ -10,7 +10,7 @@ from typing import Any, Protocol
 from edgenas.arch import baseline
 from edgenas.cost import Constraints, Costs, EnergyModel
 from edgenas.errors import ConfigError
-from edgenas.space import SearchSpace, edge_space
+from edgenas.space import SearchSpace, StagedSpace, edge_space
 from edgenas.study._fidelity import FidelitySchedule
 from edgenas.study._objectives import Objective
 from edgenas.study._records import BestCheck, TrialRecord
@@ -79,6 +79,16 @@ class SearchConfig:
     # With executor "ray": a running cluster ("auto" for one `ray start` made here, or
     # HOST:PORT); None starts a Ray instance on this machine for the search.
     address: str | None = None
+    # One-shot search: train one weight-sharing supernet (RUN/supernet.pt), judge subnets by
+    # the weights they inherit, then train the best few (``epochs`` each).
+    one_shot: bool = False
+    # A trained supernet.pt to reuse instead of training one (needs one_shot).
+    supernet: Path | str | None = None
+    supernet_epochs: int = 60  # epochs of the supernet's training (fewer if the time is short)
+    subnets: int = 2000  # subnets judged by inherited weights in a one-shot search
+    # One-shot candidates trained at the end, each fine-tuned from its inherited weights and
+    # retrained from scratch; the better on validation is kept.
+    finetune: int = 3
 
     def __post_init__(self) -> None:
         # In the order the options are best corrected in: what is optimised, then the budget,
@@ -109,12 +119,44 @@ class SearchConfig:
             raise ConfigError("--address names a Ray cluster: add --executor ray")
         for name in self.baselines:
             baseline(name)  # an unknown name is named before any work
+        self._check_one_shot()
         text = str(self.device)
         if self.device is not None and (text in TRAINING_DEVICES or text.startswith("cuda:")):
             raise ConfigError(
                 f"device {text!r} is a training device; --device (device= in Python) takes a "
                 "device profile such as pi4.json. Choose the training device with --train-device "
                 "(train_device=)."
+            )
+
+    def _check_one_shot(self) -> None:
+        if self.supernet is not None and not self.one_shot:
+            raise ConfigError("--supernet reuses a supernet for a one-shot search: add --one-shot")
+        for option, value in (
+            ("--supernet-epochs", self.supernet_epochs),
+            ("--subnets", self.subnets),
+            ("--finetune", self.finetune),
+        ):
+            if not _whole(value):
+                raise ConfigError(f"{option} must be a whole number >= 1, got {value!r}")
+        if not self.one_shot:
+            return
+        if not isinstance(self.space, StagedSpace):
+            raise ConfigError(
+                f"--one-shot needs a staged space (edge, or a TOML space of stages); the space "
+                f"{self.space.name!r} is not one"
+            )
+        if self.search_training:
+            raise ConfigError(
+                "--one-shot judges architectures by shared weights, all trained alike: drop "
+                "--search-training"
+            )
+        if self.fidelity_schedule != "none":
+            raise ConfigError(
+                "--one-shot judges subnets without training them: drop --fidelity-schedule"
+            )
+        if self.workers > 1 or self.executor != "local":
+            raise ConfigError(
+                "--one-shot runs in this process for now: drop --workers and --executor ray"
             )
 
     def parsed_objective(self) -> Objective:

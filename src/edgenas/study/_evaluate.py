@@ -76,6 +76,8 @@ class Evaluator:
         # What the fidelity schedule knows of earlier trainings.
         self.rung_entries: list[RungEntry] = []
         self.bracket_ordinal = 0
+        # In a one-shot search's search phase: candidates are judged by inherited weights.
+        self.one_shot = False
 
     def resume(self, records: list[R.TrialRecord]) -> None:
         """What de-duplication, early stopping, the fidelity schedule and the front's measure
@@ -145,8 +147,12 @@ class Evaluator:
         key = str(genotype)
         trial.set_user_attr(R.ATTR_GENOTYPE, key)
         limits = self.config.constraints
-        # With the training searched too, one architecture under other settings is new.
+        # With the training searched too, one architecture under other settings is new; so is
+        # a one-shot candidate trained again at the end.
         identity = _identity(key, trial.params)
+        start = trial.user_attrs.get(R.ATTR_START)
+        if start:
+            identity = f"{identity} start={start}"
         prior = self.known.get(identity)
         if prior is not None and prior.costs is not None:
             return self._repeat(trial, prior, prior.costs)
@@ -165,7 +171,9 @@ class Evaluator:
             return "infeasible"
 
         self.progress.on_trial_start(trial.number, key, costs)
-        trial.set_user_attr(R.ATTR_TRAINED, True)
+        trial.set_user_attr(R.ATTR_TRAINED, not self.one_shot)
+        if self.one_shot:
+            trial.set_user_attr(R.ATTR_ONE_SHOT, True)
         train_config = setup.train_config
         if setup.searches_training:
             train_config = TrainingSpace.train_config(trial.params, setup.train_config)
@@ -176,7 +184,7 @@ class Evaluator:
             self.bracket_ordinal += 1
             trial.set_user_attr(R.ATTR_BRACKET, bracket)
         job = Job(trial, genotype, identity, costs, train_config, bracket,
-                  T.trial_seed(self.config.seed, trial.number))  # fmt: skip
+                  T.trial_seed(self.config.seed, trial.number), start)  # fmt: skip
         T.beat_now(self.study, trial)
         executor.submit(job, self._reporter(job))
         return "submitted"
@@ -207,6 +215,9 @@ class Evaluator:
         def report(epoch: int, accuracy: float) -> bool:
             history.append(accuracy)
             trial.set_user_attr(R.ATTR_HISTORY, list(history))
+            if job.start:  # a one-shot search's final training: every epoch, no early stop
+                self.progress.on_epoch(trial.number, epoch, self.config.epochs, accuracy)
+                return True
             if not self.objective.multi:
                 trial.report(self.objective.score(accuracy, costs), epoch)
             self.progress.on_epoch(trial.number, epoch, fidelity.epochs, accuracy)
@@ -229,9 +240,10 @@ class Evaluator:
         return report
 
     def _conclude(
-        self, job: Job, result: TrainResult, state_dict: Mapping[str, torch.Tensor]
+        self, job: Job, result: TrainResult, state_dict: Mapping[str, torch.Tensor] | None
     ) -> str:
-        """Record a finished training and tell the study; returns the outcome."""
+        """Record a finished training and tell the study; returns the outcome. Without a
+        ``state_dict`` (a one-shot judgement: the supernet holds the weights) nothing is saved."""
         trial, costs, key = job.trial, job.costs, str(job.genotype)
         trial.set_user_attr(R.ATTR_EPOCHS, result.epochs)
         trial.set_user_attr(R.ATTR_SECONDS, result.seconds)
@@ -258,9 +270,10 @@ class Evaluator:
             )
             return "pruned"
         # Weights first, then the verdict: a crash in between only means training again.
-        path = self.setup.run.trial_model(trial.number)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(dict(state_dict), path)
+        if state_dict is not None:
+            path = self.setup.run.trial_model(trial.number)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            torch.save(dict(state_dict), path)
         trial.set_user_attr(R.ATTR_STATUS, "complete")
         self.front.note(trial, result.accuracy, costs)
         T.tell(self.study, trial, self.objective.values(result.accuracy, costs))

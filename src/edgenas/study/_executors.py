@@ -39,6 +39,9 @@ class Job:
     train_config: TrainConfig
     bracket: int
     seed: int
+    # A one-shot search's final training: from the weights the subnet inherits from the
+    # supernet ("inherited") or from scratch ("scratch"); None for any other training.
+    start: str | None = None
 
 
 #: How a job ended: ``(job, "done", (TrainResult, state_dict))``, ``(job, "error", (message,

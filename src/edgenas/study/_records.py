@@ -54,10 +54,14 @@ ATTR_BRACKET = "fidelity_bracket"  # the Hyperband bracket the candidate was tra
 #: replaced before proposing this trial (rejected before training, never told to the study).
 REDRAWN_ATTR = "edgenas:redrawn"
 ATTR_WARM_START = "warm_start"  # where a warm-start candidate came from
+ATTR_ONE_SHOT = "one_shot"  # judged by the weights it inherits from the supernet, not trained
+ATTR_START = "start"  # a one-shot search's final training: "inherited" or "scratch" weights
+ATTR_FINETUNE_OF = "finetune_of"  # the one-shot trial a final training trains again
 
 STUDY_BEST = "best"  # study user attribute: the chosen best with its final checks
 STUDY_FRONT = "front_latency_measured"  # study user attribute: trial → latency measured at the end
 STUDY_HV_REFERENCE = "hypervolume_reference_ms"  # study user attribute: fixed once first set
+STUDY_ONE_SHOT = "one_shot"  # study user attribute: the supernet and the subnets it judged
 
 
 @dataclass(frozen=True)
@@ -158,6 +162,9 @@ class TrialRecord:
     bracket: int | None = None
     warm_start: str | None = None
     redrawn: int = 0  # candidates the strategy replaced as infeasible before proposing this one
+    one_shot: bool = False  # judged by inherited weights (its accuracy is the supernet's)
+    start: str | None = None  # a final training of a one-shot search: "inherited" or "scratch"
+    finetune_of: int | None = None  # and the one-shot trial it trained again
 
     @property
     def feasible(self) -> bool:
@@ -167,12 +174,13 @@ class TrialRecord:
     @property
     def usable(self) -> bool:
         """Whether the candidate may be ranked, put on the Pareto front and chosen as the best:
-        it was trained to the end (state ``complete`` and ``trained``, so not stopped early,
-        failed, still running, nor a repeat scored from an earlier trial), it meets every
-        constraint (:attr:`feasible`), and it has an accuracy, costs and a genotype."""
+        it was trained to the end or judged by inherited weights (state ``complete``, and
+        ``trained`` or ``one_shot``, so not stopped early, failed, still running, nor a repeat
+        scored from an earlier trial), it meets every constraint (:attr:`feasible`), and it has
+        an accuracy, costs and a genotype."""
         return (
             self.state == "complete"
-            and self.trained
+            and (self.trained or self.one_shot)
             and self.feasible
             and self.accuracy is not None
             and self.costs is not None
@@ -202,6 +210,11 @@ class TrialRecord:
             d["training"] = dict(self.training)
         if self.bracket is not None:
             d["fidelity_bracket"] = self.bracket
+        if self.one_shot:
+            d["one_shot"] = True
+        if self.start:
+            d["start"] = self.start
+            d["finetune_of"] = self.finetune_of
         return d
 
 
@@ -240,6 +253,9 @@ def _record(t: FrozenTrial) -> TrialRecord | None:
         bracket=a.get(ATTR_BRACKET),
         warm_start=a.get(ATTR_WARM_START),
         redrawn=int(t.system_attrs.get(REDRAWN_ATTR, 0)),
+        one_shot=bool(a.get(ATTR_ONE_SHOT, False)),
+        start=a.get(ATTR_START),
+        finetune_of=a.get(ATTR_FINETUNE_OF),
     )
 
 
@@ -291,11 +307,13 @@ def results_dict(
     run: dict[str, Any],
     measured: dict[int, float] | None = None,
     frontier: dict[str, Any] | None = None,
+    one_shot: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The content of ``results.json``. ``measured``: latency measured for trials whose latency
     was predicted from a device profile (the Pareto front, at the end of the search).
     ``frontier``: what the runner knows of the front's measure beyond its history (the
-    reference latency, the --stop-when-stable patience)."""
+    reference latency, the --stop-when-stable patience). ``one_shot``: the supernet and the
+    subnets it judged, in a one-shot search."""
     front = pareto_front(records)
     measured = measured or {}
     trials = []
@@ -323,6 +341,7 @@ def results_dict(
         "summary": {
             "trials": len(records),
             "trained": sum(r.trained for r in records),
+            **({"one_shot": sum(r.one_shot for r in records)} if one_shot else {}),
             # Candidates the constraints turned away before any training: those the strategy
             # redrew itself, and proposals told to the study as infeasible.
             "rejected": counts.get("infeasible", 0) + redrawn,
@@ -339,6 +358,7 @@ def results_dict(
         "best_latency_ms_measured": best.latency_ms_measured if best else None,
         "best_latency_ms_predicted": best.latency_ms_predicted if best else None,
         "best_details": best.to_json() if best else None,
+        **({"one_shot": one_shot} if one_shot else {}),
     }
 
 

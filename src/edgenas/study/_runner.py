@@ -29,8 +29,17 @@ from edgenas.study._best import ResultsFile, choose_best
 from edgenas.study._config import SearchConfig, SearchProgress, SearchResult, SilentProgress
 from edgenas.study._driver import Driver
 from edgenas.study._evaluate import Evaluator
-from edgenas.study._executors import make_executor
+from edgenas.study._executors import Executor, make_executor
 from edgenas.study._front import FrontTracker
+from edgenas.study._oneshot import (
+    SEARCH_SHARE,
+    SUPERNET_SHARE,
+    FinishExecutor,
+    JudgeExecutor,
+    OneShot,
+    finish_candidates,
+    queue_finish,
+)
 from edgenas.study._setup import prepare_search
 from edgenas.study._strategies import Check, make_sampler
 from edgenas.study._study import open_study
@@ -135,19 +144,36 @@ class _Search:
         if warm:
             log.info("%d warm-start candidate(s) from %s go first", warm, config.warm_start)
         records = R.records_from_study(self.study)
-        trained = _spent(records)
         self.judge.resume(records)
         started = time.monotonic()
         deadline = started + config.time_budget_s if config.time_budget_s else None
+        self.progress.on_start(self._start_info(_spent(records), deadline))
+        if config.one_shot:
+            return self._run_one_shot(records, outside_baselines, started, deadline)
         max_rejected = config.max_rejected or 50 * config.trials + 200
-        streaks = _Streaks()
-        self.progress.on_start(self._start_info(trained, deadline))
-        stopped_because = "the trial budget is spent"
+
+        def stop(streaks: _Streaks) -> str | None:
+            trained = _spent(R.records_from_study(self.study))
+            return self._stop_reason(trained, config.trials, deadline, streaks, max_rejected)
+
         executor = make_executor(setup, self.progress)
+        stopped_because = self._loop(executor, stop, outside_baselines)
+        return self._finish(stopped_because or "the trial budget is spent")
+
+    def _loop(
+        self,
+        executor: Executor,
+        stop: Callable[[_Streaks], str | None],
+        outside_baselines: list[tuple[str, Genotype]],
+    ) -> str | None:
+        """Propose, judge and record candidates through ``executor`` until ``stop`` gives a
+        reason and nothing is in flight; returns the reason."""
+        streaks = _Streaks()
+        reason: str | None = None
         try:
             with T.keep_alive(self.study, lambda: [job.trial for job in executor.in_flight()]):
                 while True:
-                    reason = self._stop_reason(trained, deadline, streaks, max_rejected)
+                    reason = stop(streaks)
                     finished: list[tuple[T.SearchTrial, str]] = []
                     if reason is None and executor.free:
                         trial, genotype = self._next_trial(outside_baselines)
@@ -162,18 +188,73 @@ class _Search:
                             outcome = self._guarded(trial, self.judge.collect, ended)
                             finished.append((trial, outcome))
                     else:
-                        stopped_because = reason or stopped_because
                         break
                     for trial, outcome in finished:
                         streaks.count(trial, outcome)
-                        trained = self._recorded(trial)
+                        self._recorded(trial)
         except KeyboardInterrupt:
             for job in executor.in_flight():
                 self._interrupt(job.trial)
             raise
         finally:
             executor.close()
-        return self._finish(stopped_because)
+        return reason
+
+    def _run_one_shot(
+        self,
+        records: list[R.TrialRecord],
+        outside_baselines: list[tuple[str, Genotype]],
+        started: float,
+        deadline: float | None,
+    ) -> SearchResult:
+        """The supernet, the search of subnets judged by inherited weights, the finish."""
+        config = self.config
+        budget = config.time_budget_s
+
+        def at(share: float) -> float | None:
+            return None if budget is None else started + share * budget
+
+        def feasible(genotype: Genotype) -> bool:
+            return self._check(self.setup.space.encode(genotype)).feasible
+
+        one_shot = OneShot(self.setup, self.study, self.progress, feasible, at(SUPERNET_SHARE))
+        search_deadline = at(SUPERNET_SHARE + SEARCH_SHARE)
+        max_rejected = config.max_rejected or 50 * config.subnets + 200
+        if not any(r.start for r in records):  # the search is over once the finish began
+            self.judge.one_shot = True
+            judge = JudgeExecutor(one_shot)
+
+            def stop_search(streaks: _Streaks) -> str | None:
+                judged = sum(r.one_shot for r in R.records_from_study(self.study))
+                return self._stop_reason(
+                    judged, config.subnets, search_deadline, streaks, max_rejected, "subnets"
+                )
+
+            self.progress.on_phase(f"one-shot: judging up to {config.subnets} subnets")
+            began = time.monotonic()
+            try:
+                self._loop(judge, stop_search, outside_baselines)
+            finally:
+                one_shot.judged(judge.count, time.monotonic() - began)
+            self.judge.one_shot = False
+        records = R.records_from_study(self.study)
+        chosen = finish_candidates(records, self.setup)
+        one_shot.finishing([r.number for r in chosen])
+        queued = queue_finish(self.study, records, chosen)
+        if queued:
+            self.progress.on_phase(
+                f"one-shot: training the best {len(chosen)} subnet(s) again, {config.epochs} "
+                f"epoch(s) each, from inherited weights and from scratch"
+            )
+
+        def stop_finish(streaks: _Streaks) -> str | None:
+            if deadline is not None and time.monotonic() >= deadline:
+                return "the time budget is spent"
+            waiting = self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+            return None if waiting else "the final trainings are done"
+
+        reason = self._loop(FinishExecutor(one_shot), stop_finish, [])
+        return self._finish(reason or "the final trainings are done")
 
     def _start_info(self, trained: int, deadline: float | None) -> dict[str, Any]:
         """What `SearchProgress.on_start` is told of the search about to run."""
@@ -222,12 +303,18 @@ class _Search:
         return _spent(records)
 
     def _stop_reason(
-        self, trained: int, deadline: float | None, streaks: _Streaks, limit: int
+        self,
+        spent: int,
+        allowed: int,
+        deadline: float | None,
+        streaks: _Streaks,
+        limit: int,
+        unit: str = "trial",
     ) -> str | None:
         """Why no further candidate should start, or None."""
         config = self.config
-        if trained >= config.trials:
-            return "the trial budget is spent"
+        if spent >= allowed:
+            return f"the {unit} budget is spent"
         if deadline is not None and time.monotonic() >= deadline:
             return "the time budget is spent"
         patience = config.stop_when_stable

@@ -65,6 +65,11 @@ class RunDir:
         return self.root / "best.onnx"
 
     @property
+    def supernet(self) -> Path:
+        """The supernet of a one-shot search, checkpointed during its training."""
+        return self.root / "supernet.pt"
+
+    @property
     def study_db(self) -> Path:
         """The study, unless the spec names another storage."""
         return self.root / "study.db"

@@ -112,7 +112,8 @@ def set_costs(trial: SearchTrial, costs: Costs, violations: dict[str, float]) ->
 
 def _carried(attrs: dict[str, Any]) -> dict[str, Any]:
     """What a trial queued to run again keeps of the interrupted one: where it came from."""
-    return {k: attrs[k] for k in (R.ATTR_BASELINE, R.ATTR_WARM_START) if k in attrs}
+    keys = (R.ATTR_BASELINE, R.ATTR_WARM_START, R.ATTR_START, R.ATTR_FINETUNE_OF)
+    return {k: attrs[k] for k in keys if k in attrs}
 
 
 def requeue(

@@ -419,9 +419,9 @@ def _fit(
     # Drop a last batch of one image (BatchNorm cannot train on it); keep any larger remainder.
     steps_per_epoch = count // batch_size + (1 if count % batch_size > 1 else 0)
     optimizer = build_optimizer(model, config)
-    autocast_dtype = autocast_dtype(config.precision, device)
+    amp_dtype = autocast_dtype(config.precision, device)
     # fp16 needs loss scaling to keep small gradients from underflowing; bf16 does not.
-    scaler = torch.amp.GradScaler(device.type, enabled=autocast_dtype == torch.float16)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     total_steps = fidelity.epochs * steps_per_epoch
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=config.lr, total_steps=total_steps
@@ -452,7 +452,7 @@ def _fit(
                 )
             inputs = inputs.contiguous(memory_format=_memory_format(device))
             with torch.autocast(
-                device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None
+                device.type, dtype=amp_dtype, enabled=amp_dtype is not None
             ):
                 logits = model(inputs)
                 loss = loss_fn(logits, y_train[index])
