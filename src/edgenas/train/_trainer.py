@@ -451,9 +451,7 @@ def _fit(
                     strength=config.augment_strength,
                 )
             inputs = inputs.contiguous(memory_format=_memory_format(device))
-            with torch.autocast(
-                device.type, dtype=amp_dtype, enabled=amp_dtype is not None
-            ):
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                 logits = model(inputs)
                 loss = loss_fn(logits, y_train[index])
                 if distill is not None:
