@@ -311,6 +311,7 @@ _EXAMPLES: dict[str, dict[str, Any]] = {
         "storage": "postgresql+psycopg://user@host:5432/edgenas",
         "warm_start": "baselines",
         "stop_when_stable": 10,
+        "supernet": "runs/elpv/supernet.pt",
     },
     "finalize": {
         "epochs": 9,
@@ -352,6 +353,11 @@ _COMMENTS = {
         "warm_start": "Enqueue first: 'baselines' or an earlier run directory (its Pareto front).",
         "stop_when_stable": "End the search once the front has not improved for N trainings.",
         "search_training": "Search the training too: learning rate, batch size, optimiser, weight decay, augmentation.",
+        "one_shot": "Train one supernet, judge subnets by inherited weights, train the best few again.",
+        "supernet": "With one_shot: reuse the supernet.pt of an earlier one-shot search.",
+        "supernet_epochs": "With one_shot: epochs of the supernet's training (fewer if the time budget is short).",
+        "subnets": "With one_shot: subnets judged by the weights they inherit.",
+        "finetune": "With one_shot: the best subnets trained again, fine-tuned and from scratch.",
     },
     "finalize": {
         "top": 'With pick = "best": retrain the K best feasible trials.',
