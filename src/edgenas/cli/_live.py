@@ -62,6 +62,11 @@ def front_table(
             "—" if math.isnan(c.energy_mj) else f"{c.energy_mj:.2f} mJ",
         )
         label = f" (baseline {r.baseline})" if r.baseline else ""
+        if r.one_shot:
+            label = " (one-shot: inherited weights)"
+        elif r.start:
+            how = "fine-tuned" if r.start == "inherited" else "trained from scratch"
+            label = f" ({how}, trial {r.finetune_of} again)"
         genotypes.add_row(f"{r.number}", f"{r.genotype}{label}")
     if len(front) > limit:
         table.caption = f"… and {len(front) - limit} more"
@@ -81,11 +86,25 @@ def _counts(records: Sequence[TrialRecord]) -> dict[str, int]:
 
 def summary_table(records: Sequence[TrialRecord]) -> Text:
     c = _counts(records)
+    judged = sum(r.one_shot and r.state == "complete" for r in records)
     return Text(
-        f"{c['trials']} trials · {c['feasible']} feasible · {c['trained']} trained "
-        f"({c.get('complete', 0)} complete, {c.get('pruned', 0)} stopped early, "
+        f"{c['trials']} trials · {c['feasible']} feasible · "
+        + (f"{judged} judged by inherited weights · " if judged else "")
+        + f"{c['trained']} trained "
+        f"({c.get('complete', 0) - judged} complete, {c.get('pruned', 0)} stopped early, "
         f"{c.get('failed', 0)} failed) · {c.get('infeasible', 0)} rejected by the constraints"
     )
+
+
+def _state(record: TrialRecord) -> str:
+    """A trial's state in a line of the log; one-shot judgements and final trainings say so."""
+    if record.state != "complete":
+        return record.state
+    if record.one_shot:
+        return "judged"
+    if record.start:
+        return "fine-tuned" if record.start == "inherited" else "scratch"
+    return record.state
 
 
 class LiveView:
@@ -111,11 +130,24 @@ class LiveView:
         self.info = info
         self.started = time.monotonic()
         self.phase = ""
+        one_shot = info.get("one_shot")
+        budget = f"{info['trials']} trainings"
+        if one_shot:
+            supernet = (
+                f"the supernet {one_shot['supernet']}"
+                if one_shot["reused"]
+                else f"a supernet ({one_shot['supernet_epochs']} epoch(s) at most)"
+            )
+            budget = (
+                f"one-shot: {supernet}, up to {one_shot['subnets']} subnets judged by "
+                f"inherited weights, the best {one_shot['finetune']} trained again "
+                f"({one_shot['epochs']} epoch(s) each)"
+            )
         self.console.print(
             f"[bold]edgenas search[/] {info['data']} ({info['images']} images, "
             f"{len(info['classes'])} classes) → {info['run_dir']}\n"
             f"  objective {info['objective']} · strategy {info['strategy']} · "
-            f"constraints: {info['constraints']} · {info['trials']} trainings"
+            f"constraints: {info['constraints']} · {budget}"
             + (f" ({info['trained_before']} done before)" if info["trained_before"] else "")
             + (f"\n  latency {info['latency']}" if info.get("latency") else "")
         )
@@ -129,7 +161,7 @@ class LiveView:
             self.console.print(f"  {text}")
 
     def on_trial_start(self, number: int, genotype: str, costs: Costs) -> None:
-        self.current = f"training trial {number} ({costs.latency_ms:.2f} ms): {genotype}"
+        self.current = f"trial {number} ({costs.latency_ms:.2f} ms): {genotype}"
         self._trial_clocks[number] = TimeLeft()
 
     def on_epoch(self, number: int, epoch: int, epochs: int, accuracy: float) -> None:
@@ -155,7 +187,7 @@ class LiveView:
             front = self._front_line() if record.hypervolume is not None else None
             left = self._left() if record.trained else None
             self.console.print(
-                f"  trial {record.number:>3} {record.state:<10} {lat:>10}{acc}{why}"
+                f"  trial {record.number:>3} {_state(record):<10} {lat:>10}{acc}{why}"
                 + (f" · {front}" if front else "")
                 + (f" · about {_duration(left)} left" if left is not None else ""),
                 highlight=False,

@@ -264,7 +264,8 @@ class _Search:
             "data": setup.data.name,
             "images": len(setup.data),
             "classes": setup.data.class_names,
-            "trials": config.trials,
+            # trainings: in a one-shot search, the final ones (fine-tuned and from scratch)
+            "trials": 2 * config.finetune if config.one_shot else config.trials,
             "trained_before": trained,
             "deadline": deadline,
             "constraints": config.constraints.describe(),
@@ -275,6 +276,18 @@ class _Search:
             "front_measure": self.front.measure_name,
             "stop_when_stable": config.stop_when_stable,
             "search_training": setup.searches_training,
+            "one_shot": (
+                {
+                    "supernet": str(config.supernet or setup.run.supernet),
+                    "reused": config.supernet is not None,
+                    "supernet_epochs": config.supernet_epochs,
+                    "subnets": config.subnets,
+                    "finetune": config.finetune,
+                    "epochs": config.epochs,
+                }
+                if config.one_shot
+                else None
+            ),
             "latency": (
                 f"predicted from {config.device} "
                 f"({profile.get('device', {}).get('name', 'unnamed device')}, "
