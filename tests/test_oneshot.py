@@ -52,6 +52,12 @@ def test_one_shot_search_judges_subnets_and_trains_the_best_again(one_shot_run: 
     assert results["best"] in {t["number"] for t in again}
     assert results["best_holdout_accuracy"] is not None
     assert (one_shot_run / "best.onnx").is_file() and (one_shot_run / "supernet.pt").is_file()
+    # show says what the supernet did and how many subnets it judged
+    shown = run_cli("show", str(one_shot_run))
+    assert shown.returncode == 0, shown.stderr
+    text = " ".join(shown.stdout.split())
+    assert "12 judged by inherited weights" in text and "12 subnets judged" in text
+    assert json.loads(run_cli("show", str(one_shot_run), "--json").stdout)["one_shot"] == info
 
 
 def test_a_saved_supernet_is_reused_without_training(one_shot_run: Path, tmp_path: Path) -> None:

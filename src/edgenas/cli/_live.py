@@ -20,7 +20,7 @@ from edgenas.cost import Costs
 from edgenas.finalize import holdout_gap
 from edgenas.study import BestCheck, TrialRecord, pareto_front, stable_for
 
-__all__ = ["LiveView", "front_table", "print_best", "summary_table"]
+__all__ = ["LiveView", "front_table", "one_shot_line", "print_best", "summary_table"]
 
 
 def _pct(value: float | None) -> str:
@@ -94,6 +94,19 @@ def summary_table(records: Sequence[TrialRecord]) -> Text:
         f"({c.get('complete', 0) - judged} complete, {c.get('pruned', 0)} stopped early, "
         f"{c.get('failed', 0)} failed) · {c.get('infeasible', 0)} rejected by the constraints"
     )
+
+
+def one_shot_line(info: dict[str, Any]) -> str:
+    """A one-shot search's supernet and the subnets it judged, in a line."""
+    epochs = info.get("epochs")
+    trained = "reused" if info.get("reused") else f"trained {_duration(info.get('seconds', 0))}"
+    line = f"one-shot: supernet {info.get('supernet')} ({epochs} epoch(s), {trained})"
+    judged = info.get("subnets_judged")
+    if judged is not None:
+        line += f" · {judged} subnets judged"
+        if info.get("subnets_per_hour"):
+            line += f" ({info['subnets_per_hour']:,} per hour)"
+    return line
 
 
 def _state(record: TrialRecord) -> str:

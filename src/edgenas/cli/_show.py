@@ -23,9 +23,16 @@ def show_command(
 ) -> None:
     """Summarise a search from its study, also while it runs."""
     setup_logging(False)
-    from edgenas.cli._live import front_table, print_best, summary_table
+    from edgenas.cli._live import front_table, one_shot_line, print_best, summary_table
     from edgenas.cost import Constraints
-    from edgenas.study import STUDY_BEST, STUDY_FRONT, BestCheck, load_result, results_dict
+    from edgenas.study import (
+        STUDY_BEST,
+        STUDY_FRONT,
+        STUDY_ONE_SHOT,
+        BestCheck,
+        load_result,
+        results_dict,
+    )
 
     try:
         study, records, spec = load_result(run)
@@ -36,7 +43,8 @@ def show_command(
     if as_json:
         run_info = {k: spec.get(k) for k in ("data", "strategy", "epochs", "seed")}
         measured = {int(k): v for k, v in study.user_attrs.get(STUDY_FRONT, {}).items()}
-        results = results_dict(records, constraints, best, run_info, measured)
+        one_shot = study.user_attrs.get(STUDY_ONE_SHOT)
+        results = results_dict(records, constraints, best, run_info, measured, None, one_shot)
         sys.stdout.write(json.dumps(results, indent=2))
         sys.stdout.write("\n")
         return
@@ -44,6 +52,9 @@ def show_command(
         f"[bold]{run}[/] · data {spec.get('data')} · constraints: {constraints.describe()}"
     )
     console.print(summary_table(records))
+    one_shot = study.user_attrs.get(STUDY_ONE_SHOT)
+    if one_shot:
+        console.print(one_shot_line(one_shot), highlight=False)
     running = [r.number for r in records if r.state == "running"]
     if running:
         console.print(f"running now: trial {', '.join(map(str, running))}")
