@@ -237,3 +237,14 @@ def test_a_checkpoint_of_another_supernet_is_refused(
     path.write_bytes(b"not a checkpoint")
     with pytest.raises(ConfigError, match="cannot be read"):
         train_supernet(net, synthetic, sampler, training=once, checkpoint=path)
+
+
+def test_a_time_limit_cuts_the_epochs_to_what_it_holds(synthetic: ImageDataset) -> None:
+    torch.manual_seed(0)
+    net = Supernet(TINY, synthetic.channels, synthetic.num_classes)
+    sampler = SubnetSampler(TINY, synthetic.channels, synthetic.num_classes, pool=20)
+    # 50 epochs asked for, and far less time than one takes: the schedule is made for one
+    result = train_supernet(
+        net, synthetic, sampler, training=SupernetTraining(epochs=50, seconds=0.01)
+    )
+    assert result.status == "complete" and result.epochs == 1
