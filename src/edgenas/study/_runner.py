@@ -248,10 +248,16 @@ class _Search:
             )
 
         def stop_finish(streaks: _Streaks) -> str | None:
-            if deadline is not None and time.monotonic() >= deadline:
-                return "the time budget is spent"
             waiting = self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
-            return None if waiting else "the final trainings are done"
+            if not waiting:
+                return "the final trainings are done"
+            if deadline is not None:
+                # Another final training starts only if one takes no longer than the time
+                # left, judging by the slowest of those done.
+                took = [r.train_seconds for r in R.records_from_study(self.study) if r.start]
+                if time.monotonic() + max(took, default=0.0) > deadline:
+                    return "the time budget would not hold another final training"
+            return None
 
         reason = self._loop(FinishExecutor(one_shot), stop_finish, [])
         return self._finish(reason or "the final trainings are done")
