@@ -110,3 +110,15 @@ def test_a_killed_one_shot_search_resumes_its_supernet(tmp_path: Path) -> None:
     assert "supernet epoch 2/4" not in proc2.stderr and "supernet epoch 4/4" in proc2.stderr
     info = json.loads((out / "results.json").read_text())["one_shot"]
     assert info["epochs"] == 4 and [h["epoch"] for h in info["history"]] == [1, 2, 3, 4]
+
+
+def test_a_narrower_space_fits_a_supernet_and_a_wider_one_is_named() -> None:
+    from edgenas.space import edge_space
+    from edgenas.study._oneshot import space_within
+
+    full = edge_space()
+    assert space_within(edge_space(blocks="ir,ds", max_depth=2, resolutions="64"), full) is None
+    assert space_within(full, edge_space(blocks="ir,ds")) == (
+        "block types ['bneck', 'conv', 'res'] are not the supernet's"
+    )
+    assert "stage 0 depths [3, 4]" in (space_within(full, edge_space(max_depth=2)) or "")
