@@ -24,6 +24,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from itertools import chain
 from pathlib import Path
 
 import numpy as np
@@ -86,7 +87,8 @@ class SubnetSampler:
 
     ``feasible`` narrows every draw to what the limits allow. The largest and smallest are the
     allowed subnets of most and fewest MACs among ``pool`` random draws (and the space's own
-    largest and smallest, when allowed). Random subnets are fresh draws (up to ``tries`` each
+    largest and smallest, when allowed); with ``seconds``, the checks stop after that long
+    once one subnet is allowed. Random subnets are fresh draws (up to ``tries`` each
     until one is allowed), or, with ``fresh=False`` (for a ``feasible`` that is slow, such as
     one that measures latency), the allowed subnets of the pool.
 
@@ -105,6 +107,7 @@ class SubnetSampler:
         pool: int = 2000,
         tries: int = 64,
         fresh: bool = True,
+        seconds: float | None = None,
         largest: Genotype | None = None,
         smallest: Genotype | None = None,
     ) -> None:
@@ -119,12 +122,22 @@ class SubnetSampler:
             return analytic_costs(g, in_channels, num_classes).macs
 
         if largest is None or smallest is None:
-            candidates = [self._draw() for _ in range(pool)]
-            candidates += [largest_subnet(space), smallest_subnet(space)]
-            allowed = sorted({g for g in candidates if self.feasible(g)}, key=macs)
+            began = time.perf_counter()
+            found: set[Genotype] = set()
+            checked = 0
+            for genotype in chain(
+                (largest_subnet(space), smallest_subnet(space)),
+                (self._draw() for _ in range(pool)),
+            ):
+                checked += 1
+                if self.feasible(genotype):
+                    found.add(genotype)
+                if found and seconds is not None and time.perf_counter() - began > seconds:
+                    break  # a slow check (measured latency): make do with what was found
+            allowed = sorted(found, key=macs)
             if not allowed:
                 raise ConfigError(
-                    f"none of {len(candidates)} subnets drawn from the space meets the limits; "
+                    f"none of {checked} subnets drawn from the space meets the limits; "
                     f"loosen them or widen the space"
                 )
             largest, smallest = largest or allowed[-1], smallest or allowed[0]
@@ -321,6 +334,7 @@ class _Training:
         if prior is not None:
             supernet.load_state_dict(prior.state["supernet"])
             epochs = prior.epochs
+            self.steps_per_epoch = int(prior.state.get("steps_per_epoch", self.steps_per_epoch))
             done, spent, history = prior.epoch, prior.seconds, list(prior.history)
         else:
             epochs = self._plan_epochs()
@@ -371,7 +385,10 @@ class _Training:
             }
             history.append(record)
             if checkpoint is not None:
-                state: dict[str, object] = {"supernet": supernet.state_dict()}
+                state: dict[str, object] = {
+                    "supernet": supernet.state_dict(),
+                    "steps_per_epoch": self.steps_per_epoch,
+                }
                 if epoch < epochs:  # what resuming needs; a finished file keeps the weights only
                     state["optimizer"] = optimizer.state_dict()
                     state["scheduler"] = scheduler.state_dict()
@@ -444,7 +461,8 @@ class _Training:
 
     def _plan_epochs(self) -> int:
         """The configured epochs, or fewer when a time limit would not hold them: a few steps
-        are timed (and their gradients thrown away) to know the pace."""
+        are timed (and their gradients thrown away) to know the pace. When not even one epoch
+        fits, the one epoch is cut to the steps that do."""
         epochs = self.training.epochs
         if self.training.seconds is None:
             return epochs
@@ -461,4 +479,8 @@ class _Training:
         # Judging the largest and smallest after each epoch costs about a step's worth per
         # hundred images; a tenth on top covers it.
         per_epoch = per_step * self.steps_per_epoch * 1.1
-        return max(1, min(epochs, int(self.training.seconds / per_epoch)))
+        left = self.training.seconds - (time.perf_counter() - began) * (probe + 1) / probe
+        if left < per_epoch:
+            self.steps_per_epoch = max(1, min(self.steps_per_epoch, int(left / (per_step * 1.1))))
+            return 1
+        return min(epochs, int(left / per_epoch))

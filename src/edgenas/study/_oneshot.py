@@ -173,9 +173,12 @@ class OneShot:
         self.progress.on_phase(
             "one-shot: finding the largest and smallest subnets the limits allow"
         )
+        # Finding them may take a twentieth of the supernet's time (it is quick unless
+        # latency is measured one subnet at a time).
+        limit = None if deadline is None else max(5.0, (deadline - time.monotonic()) / 20)
         sampler = SubnetSampler(
             space, data.channels, data.num_classes, feasible=feasible, seed=config.seed,
-            pool=_POOL_CHEAP if cheap else _POOL_MEASURED, fresh=cheap,
+            pool=_POOL_CHEAP if cheap else _POOL_MEASURED, fresh=cheap, seconds=limit,
         )  # fmt: skip
         supernet = Supernet(space, data.channels, data.num_classes, data.mean, data.std)
         seconds = None

@@ -225,9 +225,14 @@ class _Search:
             judge = JudgeExecutor(one_shot)
 
             def stop_search(streaks: _Streaks) -> str | None:
-                judged = sum(r.one_shot for r in R.records_from_study(self.study))
+                records = R.records_from_study(self.study)
+                judged = sum(r.one_shot for r in records)
+                # However late the supernet's training ended, the finish gets candidates:
+                # judging one takes seconds.
+                usable = sum(r.one_shot and r.usable for r in records)
+                ends = search_deadline if usable >= config.finetune else None
                 return self._stop_reason(
-                    judged, config.subnets, search_deadline, streaks, max_rejected, "subnets"
+                    judged, config.subnets, ends, streaks, max_rejected, "subnets"
                 )
 
             self.progress.on_phase(f"one-shot: judging up to {config.subnets} subnets")

@@ -1,0 +1,999 @@
+"""ELPV: one-shot search against per-candidate search and hand-designed baselines (issue 17).
+
+The measurement comes in parts, each of which may take hours and runs on its own (in separate
+sessions if need be). Every run of a part appends one record to
+``benchmarks/results/oneshot_elpv/<part>.json`` (a list: earlier runs are never overwritten,
+so every fresh run is kept, not the best), then the BENCHMARKS.md section ``oneshot_elpv`` is
+written again from all the records (``--no-write``: only print it).
+
+    python benchmarks/oneshot_elpv.py oneshot [--budget 2h] [--max-latency 1ms] [--epochs 30]
+        [--seed 0] [--profile PATH] [--out runs/bench-oneshot]
+    python benchmarks/oneshot_elpv.py tpe [--budget SECONDS|2h|same] [--max-latency 1ms]
+        [--tpe-epochs 6] [--tpe-resolution 64] [--seed 0] [--out runs/bench-tpe]
+    python benchmarks/oneshot_elpv.py baselines [--epochs 30] [--resolution R|same] [--seed 0]
+    python benchmarks/oneshot_elpv.py ranking [--subnets 12] [--rank-epochs 10] [--seed S]
+    python benchmarks/oneshot_elpv.py specialise [--max-latency 0.5ms] [--epochs 30]
+        [--subnets 2000] [--out runs/bench-oneshot-0.5ms]
+    python benchmarks/oneshot_elpv.py section
+
+Every part takes ``--data`` (default elpv; ``synthetic`` for a quick test), ``--results DIR``
+(where the records are, default benchmarks/results/oneshot_elpv), ``--cache DIR`` (decoded
+images of the trainings run here) and ``--no-write``. Settings to test the script quickly:
+``oneshot --profile-quick --supernet-epochs N --subnets N --finetune N --resolution 32``,
+``ranking --allow-fewer``, and ``specialise --subnets N --finetune N``, for instance::
+
+    python benchmarks/oneshot_elpv.py oneshot --data synthetic --budget 8m --epochs 1 \
+        --max-latency 5ms --profile-quick --supernet-epochs 1 --subnets 30 --finetune 1 \
+        --resolution 32 --out /tmp/bo --results /tmp/bres --no-write
+
+- ``oneshot``: the whole one-shot search within ``--budget`` of wall-clock, everything
+  included: without ``--profile`` a device profile of this machine is made first (``edgenas
+  profile local``, into the run directory) and its time is taken from the budget, then
+  ``edgenas search --one-shot --device PROFILE --time-budget REST`` runs.
+- ``tpe``: today's per-candidate search (``--strategy tpe``, each candidate trained), for
+  ``--budget`` (``same``: the wall-clock of the latest ``oneshot`` run).
+- ``baselines``: mobilenetv2:0.5 and mobilenetv3-small trained with the trainer's default
+  recipe (that of the one-shot search's final trainings) at ``--resolution`` (``same``: the
+  resolution of the latest one-shot best).
+- ``ranking``: subnets the latest ``oneshot`` run judged, spread over its latency range, each
+  trained from scratch; Kendall's τ between the accuracy with inherited weights and from
+  scratch (validation, both).
+- ``specialise``: the latest ``oneshot`` run's supernet reused for another latency limit
+  (``--supernet``): how long until the final trainings start, and what it finds.
+- ``section``: only write the section again from the records.
+
+A bare number of seconds or a duration (``90s``, ``30m``, ``2h``) is accepted by ``--budget``.
+A part's run directory (``--out``) must be new: the script stops if it holds an earlier run,
+unless ``--resume`` is given (the record then says so; its wall-clock counts this invocation).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import shlex
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from _section import write_section
+
+if TYPE_CHECKING:
+    from edgenas.data import ImageDataset
+
+MARK = "oneshot_elpv"
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = Path("benchmarks/results/oneshot_elpv")
+PARTS = ("oneshot", "tpe", "baselines", "ranking", "specialise")
+BASELINE_MODELS = ("mobilenetv2:0.5", "mobilenetv3-small")
+MIN_RANKED = 12  # subnets the ranking trains unless fewer are asked for explicitly
+
+Record = dict[str, Any]
+
+
+# -- paths, records and the machine ----------------------------------------------------------------
+def stored(path: Path | str) -> str:
+    """A path as records keep it: relative to the repository when inside it."""
+    p = Path(path)
+    p = p if p.is_absolute() else Path.cwd() / p
+    p = Path(os.path.normpath(p))
+    try:
+        return str(p.relative_to(ROOT))
+    except ValueError:
+        return str(p)
+
+
+def located(path: str) -> Path:
+    """A path from a record, as a path on this machine (relative ones are the repository's)."""
+    p = Path(path)
+    return p if p.is_absolute() else ROOT / p
+
+
+def records(results: Path, part: str) -> list[Record]:
+    """Every recorded run of ``part``, oldest first."""
+    path = results / f"{part}.json"
+    if not path.exists():
+        return []
+    runs = json.loads(path.read_text())
+    if not isinstance(runs, list):
+        raise SystemExit(f"{path} is not a list of runs")
+    return runs
+
+
+def append(results: Path, part: str, record: Record) -> Path:
+    """Add ``record`` to the part's list of runs (written whole, then renamed into place)."""
+    results.mkdir(parents=True, exist_ok=True)
+    path = results / f"{part}.json"
+    runs = [*records(results, part), record]
+    temporary = path.with_suffix(".json.tmp")
+    temporary.write_text(json.dumps(runs, indent=2) + "\n")
+    temporary.replace(path)
+    return path
+
+
+def latest(results: Path, part: str, data: str) -> Record:
+    """The latest recorded run of ``part`` on ``data``; exits if there is none."""
+    runs = [r for r in records(results, part) if r["data"]["name"] == data]
+    if not runs:
+        raise SystemExit(
+            f"no {part} run on {data} is recorded in {results}; run "
+            f"`python benchmarks/oneshot_elpv.py {part} --data {data}` first"
+        )
+    return runs[-1]
+
+
+def machine() -> dict[str, Any]:
+    """What the figures were measured on, and how busy it was when the part started."""
+    import torch
+
+    from edgenas.device import device_info
+
+    info = device_info()
+    device = info["device"]
+    return {
+        "cpu": device["cpu"],
+        "cores": device["cores"],
+        "os": device["os"],
+        "python": device["python"],
+        "torch": torch.__version__,
+        "onnxruntime": info["runtime"]["version"],
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def git_state() -> dict[str, Any]:
+    """The commit the code was at, and whether the work tree had changes."""
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True)
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    return {"commit": git("rev-parse", "HEAD") or None, "dirty": bool(git("status", "--porcelain"))}
+
+
+def command_line() -> str:
+    """This invocation as a command to type in the repository."""
+    return shlex.join(["python", stored(sys.argv[0]), *sys.argv[1:]])
+
+
+def new_record(part: str, args: argparse.Namespace, settings: dict[str, Any]) -> Record:
+    return {
+        "part": part,
+        "date": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "machine": machine(),
+        "git": git_state(),
+        "command": command_line(),
+        "settings": {"data": args.data, **settings},
+    }
+
+
+def wilson(accuracy: float, images: int) -> list[float]:
+    """The 95% Wilson interval of an accuracy measured on ``images`` images."""
+    from edgenas.finalize import wilson_interval
+
+    low, high = wilson_interval(round(accuracy * images), images)
+    return [round(low, 6), round(high, 6)]
+
+
+def describe_data(
+    name: str, seed: int, cache: str | None = None
+) -> tuple[ImageDataset, dict[str, Any]]:
+    """The data with the split of ``seed`` (no image decoded yet), and what the section says of
+    it: split sizes, holdout classes, and always answering the holdout's majority class."""
+    import numpy as np
+
+    from edgenas.data import load_dataset
+
+    cache_dir = located(stored(cache)) if cache else None
+    data = load_dataset(name, cache_dir=cache_dir, seed=seed)
+    counts = np.bincount(data.labels[data.splits.holdout], minlength=data.num_classes)
+    holdout = int(counts.sum())
+    majority = int(counts.argmax())
+    accuracy = float(counts[majority]) / holdout
+    return data, {
+        "name": name,
+        "seed": seed,
+        "images": len(data),
+        "channels": data.channels,
+        "classes": data.num_classes,
+        "train_images": len(data.splits.train),
+        "validation_images": len(data.splits.val),
+        "holdout_images": holdout,
+        "holdout_classes": {c: int(n) for c, n in zip(data.class_names, counts, strict=True)},
+        "majority_class": data.class_names[majority],
+        "majority_accuracy": accuracy,
+        "majority_interval": wilson(accuracy, holdout),
+    }
+
+
+def seconds(text: str) -> float:
+    """Seconds from a bare number of seconds or a duration such as 90s, 30m, 2h or 1h30m."""
+    from edgenas.cost import parse_duration
+
+    try:
+        return float(text)
+    except ValueError:
+        return parse_duration(text)
+
+
+def fresh_out(out: str, resume: bool) -> Path:
+    """The run directory of a part, which must not hold an earlier run unless resuming."""
+    path = located(stored(out))
+    earlier = [n for n in ("spec.json", "study.db", "results.json") if (path / n).exists()]
+    if earlier and not resume:
+        raise SystemExit(
+            f"{out} holds an earlier run ({', '.join(earlier)}); give a new --out for a fresh "
+            f"run, or --resume to finish that one"
+        )
+    return path
+
+
+def run_json(command: list[str], log: Path) -> tuple[dict[str, Any], float]:
+    """Run an edgenas command that prints JSON (``--json``), its log shown and kept in ``log``;
+    returns the JSON and the wall seconds."""
+    shown = shlex.join(["edgenas", *command])
+    print(f"running {shown}\n  (log: {stored(log)})", flush=True)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    with log.open("a") as kept:
+        kept.write(f"$ {shown}\n")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "edgenas", *command], cwd=ROOT, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        # stdout (the JSON) is read by a thread so that neither pipe can fill up and block.
+        out: list[str] = []
+        assert proc.stdout is not None and proc.stderr is not None
+        stdout = proc.stdout
+        reader = threading.Thread(target=lambda: out.append(stdout.read()))
+        reader.start()
+        for line in proc.stderr:
+            sys.stderr.write(line)
+            kept.write(line)
+            kept.flush()
+        code = proc.wait()
+        reader.join()
+    wall = time.perf_counter() - started
+    if code:
+        raise SystemExit(f"`{shown}` failed ({code}); see {stored(log)}")
+    return json.loads("".join(out)), wall
+
+
+def run_plain(command: list[str], log: Path) -> float:
+    """Run an edgenas command, its output kept in ``log``; returns the wall seconds."""
+    shown = shlex.join(["edgenas", *command])
+    print(f"running {shown}\n  (log: {stored(log)})", flush=True)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    with log.open("a") as kept:
+        kept.write(f"$ {shown}\n")
+        kept.flush()
+        code = subprocess.run(
+            [sys.executable, "-m", "edgenas", *command], cwd=ROOT, stdout=kept,
+            stderr=subprocess.STDOUT,
+        ).returncode  # fmt: skip
+    if code:
+        raise SystemExit(f"`{shown}` failed ({code}); see {stored(log)}")
+    return time.perf_counter() - started
+
+
+# -- what a search found ------------------------------------------------------------------------
+def best_of(results: dict[str, Any], limit_ms: float) -> dict[str, Any] | None:
+    """The best of a search as the records keep it, with its holdout interval."""
+    best = results.get("best_details")
+    if not best or best.get("holdout_accuracy") is None:
+        return None
+    trial: dict[str, Any] = next((t for t in results["trials"] if t["number"] == best["trial"]), {})
+    images = int(best["holdout_images"])
+    latency = best.get("latency_ms_measured")
+    return {
+        "trial": best["trial"],
+        "start": trial.get("start"),
+        "finetune_of": trial.get("finetune_of"),
+        "genotype": best["genotype"],
+        "validation_accuracy": best["accuracy"],
+        "validation_images": best.get("validation_images"),
+        "holdout_accuracy": best["holdout_accuracy"],
+        "holdout_images": images,
+        "holdout_interval": wilson(best["holdout_accuracy"], images),
+        "latency_ms_measured": latency,
+        "latency_ms_predicted": best.get("latency_ms_predicted"),
+        "meets_limit": latency is not None and latency <= limit_ms,
+        "epochs": trial.get("epochs"),
+        "train_seconds": trial.get("train_seconds"),
+    }
+
+
+def one_shot_of(results: dict[str, Any]) -> dict[str, Any]:
+    """The supernet, the judging and the final trainings of a one-shot search."""
+    info = results.get("one_shot") or {}
+    history = info.get("history") or []
+    last = history[-1] if history else {}
+    finals = [
+        {
+            "trial": t["number"],
+            "finetune_of": t.get("finetune_of"),
+            "start": t["start"],
+            "state": t["state"],
+            "validation_accuracy": t.get("accuracy"),
+            "epochs": t.get("epochs"),
+            "train_seconds": t.get("train_seconds"),
+            "latency_ms": (t.get("costs") or {}).get("latency_ms"),
+            "genotype": t.get("genotype"),
+        }
+        for t in results["trials"]
+        if t.get("start")
+    ]
+    return {
+        "supernet": {
+            "path": info.get("supernet"),
+            "reused": info.get("reused"),
+            "epochs": info.get("epochs"),
+            "seconds": info.get("seconds"),
+            "teacher": info.get("teacher"),
+            "teacher_accuracy": last.get("teacher_accuracy"),
+            "smallest_accuracy": last.get("smallest_accuracy"),
+            "history": history,
+        },
+        "ready_seconds": info.get("ready_seconds"),
+        "subnets_judged": info.get("subnets_judged"),
+        "search_seconds": info.get("search_seconds"),
+        "subnets_per_hour": info.get("subnets_per_hour"),
+        "trained_again": info.get("trained_again"),
+        "final_trainings": finals,
+    }
+
+
+def summary_of(results: dict[str, Any]) -> dict[str, Any]:
+    s = results.get("summary") or {}
+    keys = ("trials", "trained", "one_shot", "rejected", "pruned", "failed", "complete")
+    return {k: s[k] for k in keys if k in s}
+
+
+# -- the parts ----------------------------------------------------------------------------------
+def part_oneshot(args: argparse.Namespace) -> Record:
+    from edgenas.cost import parse_latency
+
+    started = time.perf_counter()
+    budget = seconds(args.budget)
+    limit = parse_latency(args.max_latency)
+    out = fresh_out(args.out, args.resume)
+    _, data_info = describe_data(args.data, args.seed)
+    log = out.parent / f"{out.name}.log"
+    settings = {
+        "budget": args.budget, "budget_seconds": budget, "max_latency": args.max_latency,
+        "max_latency_ms": limit, "epochs": args.epochs, "seed": args.seed, "out": stored(out),
+        "profile": args.profile, "profile_quick": args.profile_quick,
+        "supernet_epochs": args.supernet_epochs, "subnets": args.subnets,
+        "finetune": args.finetune, "resolution": args.resolution, "resumed": args.resume,
+    }  # fmt: skip
+    record = new_record("oneshot", args, settings)
+
+    profile_seconds = 0.0
+    if args.profile:
+        profile = located(stored(args.profile))
+        profile_info: dict[str, Any] = {"path": stored(profile), "made": False, "seconds": 0.0}
+    else:
+        profile = out / "profile.json"
+        command = ["profile", "local", "--threads", "1",
+                   "--channels", str(data_info["channels"]),
+                   "--classes", str(data_info["classes"]),
+                   "--no-memory", "--out", stored(profile)]  # fmt: skip
+        if args.profile_quick:
+            command += ["--architectures", "100", "--references", "20"]
+        if profile.exists() and args.resume:
+            profile_info = {"path": stored(profile), "made": False, "seconds": 0.0,
+                            "note": "made by the run resumed"}  # fmt: skip
+        else:
+            out.mkdir(parents=True, exist_ok=True)
+            profile_seconds = run_plain(command, log)
+            profile_info = {"path": stored(profile), "made": True, "seconds": profile_seconds,
+                            "command": shlex.join(["edgenas", *command])}  # fmt: skip
+    rest = budget - (time.perf_counter() - started)
+    if rest < 60:
+        raise SystemExit(f"the budget {args.budget} leaves {rest:.0f} s for the search")
+    command = ["search", args.data, "--one-shot", "--device", stored(profile),
+               "--max-latency", args.max_latency, "--time-budget", f"{int(rest)}s",
+               "--epochs", str(args.epochs), "--seed", str(args.seed), "--out", stored(out),
+               "--json"]  # fmt: skip
+    for option, value in (("--supernet-epochs", args.supernet_epochs),
+                          ("--subnets", args.subnets), ("--finetune", args.finetune),
+                          ("--resolution", args.resolution)):  # fmt: skip
+        if value is not None:
+            command += [option, str(value)]
+    results, search_wall = run_json(command, log)
+    wall = time.perf_counter() - started
+    return {
+        **record,
+        "data": data_info,
+        "profile": profile_info,
+        "search": {
+            "command": shlex.join(["edgenas", *command]),
+            "time_budget_seconds": int(rest),
+            "wall_seconds": search_wall,
+            "results": stored(out / "results.json"),
+            "log": stored(log),
+            "summary": summary_of(results),
+        },
+        "wall_seconds": wall,
+        "within_budget": wall <= budget,
+        **one_shot_of(results),
+        "best": best_of(results, limit),
+    }
+
+
+def part_tpe(args: argparse.Namespace) -> Record:
+    from edgenas.cost import parse_latency
+
+    started = time.perf_counter()
+    limit = parse_latency(args.max_latency)
+    if args.budget == "same":
+        source = latest(located(args.results), "oneshot", args.data)
+        budget = float(source["wall_seconds"])
+        budget_from = {"part": "oneshot", "date": source["date"]}
+    else:
+        budget, budget_from = seconds(args.budget), None
+    out = fresh_out(args.out, args.resume)
+    _, data_info = describe_data(args.data, args.seed)
+    settings = {
+        "budget": args.budget, "budget_seconds": budget, "budget_from": budget_from,
+        "max_latency": args.max_latency, "max_latency_ms": limit, "epochs": args.tpe_epochs,
+        "resolution": args.tpe_resolution, "seed": args.seed, "out": stored(out),
+        "resumed": args.resume,
+    }  # fmt: skip
+    record = new_record("tpe", args, settings)
+    command = ["search", args.data, "--strategy", "tpe", "--max-latency", args.max_latency,
+               "--time-budget", f"{int(budget)}s", "--epochs", str(args.tpe_epochs),
+               "--resolution", str(args.tpe_resolution), "--trials", "100000",
+               "--seed", str(args.seed), "--out", stored(out), "--json"]  # fmt: skip
+    log = out.parent / f"{out.name}.log"
+    results, search_wall = run_json(command, log)
+    return {
+        **record,
+        "data": data_info,
+        "search": {
+            "command": shlex.join(["edgenas", *command]),
+            "wall_seconds": search_wall,
+            "results": stored(out / "results.json"),
+            "log": stored(log),
+            "summary": summary_of(results),
+        },
+        "wall_seconds": time.perf_counter() - started,
+        "best": best_of(results, limit),
+    }
+
+
+def train_from_scratch(
+    genotype: str, data: ImageDataset, epochs: int, seed: int
+) -> tuple[Any, Any, float]:
+    """A model of ``genotype`` trained with the default recipe: (model, TrainResult, seconds)."""
+    import torch
+
+    from edgenas.arch import Genotype, build_model
+    from edgenas.train import Fidelity, TrainConfig, fit
+
+    g = Genotype.parse(genotype)
+    torch.manual_seed(seed)
+    model = build_model(g, data.channels, data.num_classes, data.mean, data.std)
+    started = time.perf_counter()
+    result = fit(model, data, Fidelity(epochs=epochs), resolution=g.resolution, seed=seed,
+                 config=TrainConfig())  # fmt: skip
+    return model, result, time.perf_counter() - started
+
+
+def part_baselines(args: argparse.Namespace) -> Record:
+    import torch
+
+    from edgenas.arch import Genotype, baseline
+    from edgenas.cost import CostModel, analytic_costs, parse_latency
+    from edgenas.train import evaluate
+
+    source: Record = {}
+    if args.resolution == "same" or args.max_latency is None:
+        source = latest(located(args.results), "oneshot", args.data)
+    if args.resolution == "same":
+        if not source.get("best"):
+            raise SystemExit("the latest oneshot run found no best; give --resolution")
+        resolution = Genotype.parse(source["best"]["genotype"]).resolution
+    else:
+        resolution = int(args.resolution)
+    max_latency = args.max_latency or source["settings"]["max_latency"]
+    limit = parse_latency(max_latency)
+    started = time.perf_counter()
+    data, data_info = describe_data(args.data, args.seed, args.cache)
+    settings = {
+        "models": list(args.models), "epochs": args.epochs, "resolution": resolution,
+        "resolution_from": args.resolution, "max_latency": max_latency,
+        "max_latency_ms": limit, "seed": args.seed,
+    }  # fmt: skip
+    record = new_record("baselines", args, settings)
+    cost = CostModel(data.channels, data.num_classes, threads=1)
+    holdout = torch.as_tensor(data.splits.holdout)
+    models = []
+    for name in args.models:
+        genotype = str(baseline(name, resolution))
+        print(f"training {name} ({epochs(args.epochs)} at {resolution})", flush=True)
+        model, result, train_seconds = train_from_scratch(genotype, data, args.epochs, args.seed)
+        accuracy = evaluate(model, data.images(resolution)[holdout],
+                            torch.as_tensor(data.labels)[holdout])  # fmt: skip
+        images = len(holdout)
+        g = Genotype.parse(genotype)
+        latency = cost.latency_ms(g, fresh=True)
+        models.append(
+            {
+                "name": name,
+                "genotype": genotype,
+                "params": analytic_costs(g, data.channels, data.num_classes).params,
+                "validation_accuracy": result.accuracy,
+                "holdout_accuracy": accuracy,
+                "holdout_images": images,
+                "holdout_interval": wilson(accuracy, images),
+                "latency_ms_measured": latency,
+                "meets_limit": latency <= limit,
+                "epochs": result.epochs,
+                "status": result.status,
+                "train_seconds": train_seconds,
+            }
+        )
+    return {
+        **record,
+        "data": data_info,
+        "models": models,
+        "wall_seconds": time.perf_counter() - started,
+    }
+
+
+def spread(pool: Sequence[dict[str, Any]], n: int) -> list[dict[str, Any]]:
+    """``n`` of ``pool`` (sorted) at evenly spaced ranks: its quantiles, first and last included."""
+    if n == 1:
+        return [pool[0]]
+    return [pool[round(i * (len(pool) - 1) / (n - 1))] for i in range(n)]
+
+
+def part_ranking(args: argparse.Namespace) -> Record:
+    from scipy.stats import kendalltau
+
+    if args.subnets < MIN_RANKED and not args.allow_fewer:
+        raise SystemExit(
+            f"--subnets {args.subnets}: the ranking needs {MIN_RANKED} or more "
+            f"(--allow-fewer to test with fewer)"
+        )
+    if args.subnets < 3:
+        raise SystemExit("--subnets: Kendall's τ needs 3 or more")
+    started = time.perf_counter()
+    source = latest(located(args.results), "oneshot", args.data)
+    results_path = located(source["search"]["results"])
+    results = json.loads(results_path.read_text())
+    split_seed = int(source["settings"]["seed"])
+    seed = split_seed if args.seed is None else args.seed
+    judged: dict[str, dict[str, Any]] = {}
+    for t in results["trials"]:
+        if (t.get("one_shot") and t["state"] == "complete" and t.get("accuracy") is not None
+                and t.get("costs") and t.get("genotype")):  # fmt: skip
+            judged.setdefault(t["genotype"], t)  # one per architecture, the first judged
+    pool = sorted(judged.values(), key=lambda t: (t["costs"]["latency_ms"], t["number"]))
+    if len(pool) < args.subnets:
+        raise SystemExit(f"{results_path} holds {len(pool)} judged subnets, fewer than asked")
+    picks = spread(pool, args.subnets)
+    data, data_info = describe_data(args.data, split_seed, args.cache)
+    settings = {
+        "subnets": args.subnets, "rank_epochs": args.rank_epochs, "seed": seed,
+        "split_seed": split_seed, "oneshot_run": {"date": source["date"],
+                                                  "results": source["search"]["results"]},
+        "judged_subnets": len(pool),
+    }  # fmt: skip
+    record = new_record("ranking", args, settings)
+    # Pairs already trained by an interrupted run with the same settings are kept.
+    progress = results_path.parent / (
+        f"bench-ranking-n{args.subnets}-e{args.rank_epochs}-s{seed}.partial.json"
+    )
+    done: dict[int, dict[str, Any]] = {}
+    if progress.exists():
+        done = {p["trial"]: p for p in json.loads(progress.read_text())}
+    pairs = []
+    for i, t in enumerate(picks, 1):
+        if t["number"] in done:
+            pairs.append(done[t["number"]])
+            continue
+        print(f"[{i}/{len(picks)}] trial {t['number']} ({t['costs']['latency_ms']:.3f} ms) "
+              f"from scratch, {args.rank_epochs} epoch(s)", flush=True)  # fmt: skip
+        _, result, train_seconds = train_from_scratch(t["genotype"], data, args.rank_epochs, seed)
+        pairs.append(
+            {
+                "trial": t["number"],
+                "genotype": t["genotype"],
+                "latency_ms": t["costs"]["latency_ms"],
+                "inherited_accuracy": t["accuracy"],
+                "scratch_accuracy": result.accuracy,
+                "epochs": result.epochs,
+                "status": result.status,
+                "train_seconds": train_seconds,
+            }
+        )
+        progress.write_text(json.dumps(pairs, indent=2) + "\n")
+    inherited = [p["inherited_accuracy"] for p in pairs]
+    scratch = [p["scratch_accuracy"] for p in pairs]
+    tau, p_value = kendalltau(inherited, scratch)
+    record = {
+        **record,
+        "data": data_info,
+        "pairs": pairs,
+        "resumed_pairs": len([p for p in picks if p["number"] in done]),
+        "n": len(pairs),
+        "kendall": "tau-b (scipy.stats.kendalltau)",
+        "kendall_tau": None if tau != tau else float(tau),  # NaN when one side is constant
+        "p_value": None if p_value != p_value else float(p_value),
+        "wall_seconds": time.perf_counter() - started,
+    }
+    progress.unlink(missing_ok=True)
+    return record
+
+
+def part_specialise(args: argparse.Namespace) -> Record:
+    from edgenas.cost import parse_latency
+
+    started = time.perf_counter()
+    limit = parse_latency(args.max_latency)
+    source = latest(located(args.results), "oneshot", args.data)
+    supernet = located(source["settings"]["out"]) / "supernet.pt"
+    profile = source["profile"]["path"]
+    seed = int(source["settings"]["seed"]) if args.seed is None else args.seed
+    out = fresh_out(args.out or f"runs/bench-oneshot-{args.max_latency}", args.resume)
+    _, data_info = describe_data(args.data, seed)
+    settings = {
+        "max_latency": args.max_latency, "max_latency_ms": limit, "epochs": args.epochs,
+        "subnets": args.subnets, "finetune": args.finetune, "seed": seed, "out": stored(out),
+        "supernet": stored(supernet), "profile": profile,
+        "oneshot_run": {"date": source["date"], "out": source["settings"]["out"],
+                        "max_latency": source["settings"]["max_latency"]},
+        "resumed": args.resume,
+    }  # fmt: skip
+    record = new_record("specialise", args, settings)
+    command = ["search", args.data, "--one-shot", "--supernet", stored(supernet),
+               "--device", profile, "--max-latency", args.max_latency,
+               "--epochs", str(args.epochs), "--subnets", str(args.subnets),
+               "--seed", str(seed), "--out", stored(out), "--json"]  # fmt: skip
+    if args.finetune is not None:
+        command += ["--finetune", str(args.finetune)]
+    if source["settings"].get("resolution"):  # the space must lie within the supernet's
+        command += ["--resolution", str(source["settings"]["resolution"])]
+    log = out.parent / f"{out.name}.log"
+    results, search_wall = run_json(command, log)
+    one_shot = one_shot_of(results)
+    ready, judging = one_shot["ready_seconds"], one_shot["search_seconds"]
+    return {
+        **record,
+        "data": data_info,
+        "search": {
+            "command": shlex.join(["edgenas", *command]),
+            "wall_seconds": search_wall,
+            "results": stored(out / "results.json"),
+            "log": stored(log),
+            "summary": summary_of(results),
+        },
+        "wall_seconds": time.perf_counter() - started,
+        "seconds_to_finetuning": None if ready is None or judging is None else ready + judging,
+        **one_shot,
+        "best": best_of(results, limit),
+    }
+
+
+# -- the section --------------------------------------------------------------------------------
+def pct(x: float | None) -> str:
+    return "–" if x is None else f"{100 * x:.1f}%"
+
+
+def with_interval(accuracy: float | None, interval: Sequence[float] | None) -> str:
+    if accuracy is None or not interval:
+        return pct(accuracy)
+    return f"{pct(accuracy)} [{100 * interval[0]:.1f}, {100 * interval[1]:.1f}]"
+
+
+def took(s: float | None) -> str:
+    if s is None:
+        return "–"
+    if s < 120:
+        return f"{s:.0f} s"
+    if s < 7200:
+        return f"{s / 60:.1f} min"
+    return f"{s / 3600:.2f} h"
+
+
+def ms(x: float | None) -> str:
+    return "–" if x is None else f"{x:.3f}"
+
+
+def meets(ok: bool | None, limit: str) -> str:
+    return "–" if ok is None else f"{'yes' if ok else 'no'} ({limit})"
+
+
+def epochs(n: int | None) -> str:
+    return f"{n} epoch" if n == 1 else f"{n} epochs"
+
+
+def day(record: Record) -> str:
+    return str(record["date"])[:10]
+
+
+def start_words(start: str | None) -> str:
+    return {"inherited": "fine-tuned from inherited weights", "scratch": "from scratch"}.get(
+        start or "", str(start)
+    )
+
+
+def section(results: Path, data: str) -> str:
+    runs = {p: [r for r in records(results, p) if r["data"]["name"] == data] for p in PARTS}
+    every = [r for p in PARTS for r in runs[p]]
+    title = "ELPV" if data == "elpv" else f"{data} (a test of the script, not ELPV)"
+    lines = [
+        f"## {title}: one-shot search against per-candidate search and baselines",
+        "",
+        "Written by `benchmarks/oneshot_elpv.py` from every run recorded in "
+        f"`{stored(results)}/` (every run is kept, not the best).",
+        "",
+    ]
+    machines = sorted({_machine_words(r["machine"]) for r in every})
+    lines.append(f"Machine: {'; '.join(machines) if machines else '(not run yet)'}.")
+    dates = [
+        f"{p} {', '.join(day(r) for r in runs[p]) if runs[p] else '(not run yet)'}" for p in PARTS
+    ]
+    lines.append(f"Runs: {'; '.join(dates)}.")
+    splits = {}
+    for r in every:
+        d = r["data"]
+        splits[d["seed"]] = d
+    for seed, d in sorted(splits.items()):
+        classes = ", ".join(f"{n} {c}" for c, n in d["holdout_classes"].items())
+        lines.append(
+            f"\nSplit seed {seed}: {d['holdout_images']} holdout images ({classes}) that no search "
+            f"saw, {d['validation_images']} validation images. Intervals are 95% Wilson."
+        )
+    if not splits:
+        lines.append("Holdout images: (not run yet).")
+    lines += [
+        "",
+        "| method | date | wall-clock | holdout acc [95%] | val acc | latency ms (measured) "
+        "| ≤ limit |",
+        "| --- | --- | ---: | ---: | ---: | ---: | :---: |",
+    ]
+    for r in runs["oneshot"]:
+        s, b = r["settings"], r["best"]
+        name = (
+            f"one-shot (budget {s['budget']}, supernet {r['supernet']['epochs']} ep, "
+            f"final {s['epochs']} ep)"
+        )
+        wall = took(r["wall_seconds"]) + (" (resumed)" if s.get("resumed") else "")
+        if not r["within_budget"]:
+            wall += " (over the budget)"
+        lines.append(_row(name, day(r), wall, b, s["max_latency"]))
+    if not runs["oneshot"]:
+        lines.append("| one-shot | (not run yet) | | | | | |")
+    for r in runs["tpe"]:
+        s, b = r["settings"], r["best"]
+        trained = r["search"]["summary"].get("trained")
+        name = f"per-candidate TPE ({s['epochs']} ep at {s['resolution']}, {trained} trained)"
+        wall = took(r["wall_seconds"]) + (" (resumed)" if s.get("resumed") else "")
+        lines.append(_row(name, day(r), wall, b, s["max_latency"]))
+    if not runs["tpe"]:
+        lines.append("| per-candidate TPE | (not run yet) | | | | | |")
+    for r in runs["baselines"]:
+        s = r["settings"]
+        for m in r["models"]:
+            name = f"{m['name']} ({s['epochs']} ep at {s['resolution']}, seed {s['seed']})"
+            lines.append(
+                f"| {name} | {day(r)} | {took(m['train_seconds'])} "
+                f"| {with_interval(m['holdout_accuracy'], m['holdout_interval'])} "
+                f"| {pct(m['validation_accuracy'])} | {ms(m['latency_ms_measured'])} "
+                f"| {meets(m['meets_limit'], s['max_latency'])} |"
+            )
+    if not runs["baselines"]:
+        lines.append("| baselines | (not run yet) | | | | | |")
+    for seed, d in sorted(splits.items()):
+        lines.append(
+            f"| always the majority class ({d['majority_class']}, split seed {seed}) | | "
+            f"| {with_interval(d['majority_accuracy'], d['majority_interval'])} | | | |"
+        )
+    lines += ["", "Wall-clock of a baseline is its training time; latency is ONNX Runtime, "
+              "1 thread, batch 1, measured on the machine above after training.", ""]  # fmt: skip
+
+    lines += ["### Commands", ""]
+    for p in PARTS:
+        for r in runs[p]:
+            extra = f" (runs `{r['search']['command']}`)" if "search" in r else ""
+            lines.append(f"- {p}, {r['date']}: `{r['command']}`{extra}")
+    if not every:
+        lines.append("- (not run yet)")
+
+    lines += ["", "### One-shot search: supernet, judging, final trainings", ""]
+    for r in runs["oneshot"]:
+        lines.append(_oneshot_details(r))
+    if not runs["oneshot"]:
+        lines.append("(not run yet)")
+
+    lines += [
+        "",
+        "### Ranking: inherited weights against training from scratch",
+        "",
+        "Subnets the one-shot search judged, taken at evenly spaced quantiles of their latency, "
+        "each trained from scratch; Kendall's τ between their validation accuracy with "
+        "inherited weights and from scratch.",
+        "",
+    ]
+    if runs["ranking"]:
+        lines += [
+            "| date | one-shot run | subnets | epochs from scratch | Kendall τ | p | time |",
+            "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for r in runs["ranking"]:
+            s = r["settings"]
+            tau = "–" if r["kendall_tau"] is None else f"{r['kendall_tau']:.2f}"
+            p = "–" if r["p_value"] is None else f"{r['p_value']:.3f}"
+            lines.append(
+                f"| {day(r)} | {s['oneshot_run']['date'][:10]} | {r['n']} of "
+                f"{s['judged_subnets']} | {s['rank_epochs']} | {tau} | {p} "
+                f"| {took(r['wall_seconds'])} |"
+            )
+    else:
+        lines.append("(not run yet)")
+
+    lines += [
+        "",
+        "### Specialising: the supernet reused for another latency limit",
+        "",
+    ]
+    if runs["specialise"]:
+        lines += [
+            "| date | limit | supernet of | until final trainings | wall-clock | subnets judged "
+            "| holdout acc [95%] | val acc | latency ms (measured) | ≤ limit |",
+            "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | :---: |",
+        ]
+        for r in runs["specialise"]:
+            s, b = r["settings"], r["best"] or {}
+            lines.append(
+                f"| {day(r)} | {s['max_latency']} | one-shot run {s['oneshot_run']['date'][:10]} "
+                f"({s['oneshot_run']['max_latency']}) | {took(r['seconds_to_finetuning'])} "
+                f"| {took(r['wall_seconds'])} | {r['subnets_judged']} "
+                f"| {with_interval(b.get('holdout_accuracy'), b.get('holdout_interval'))} "
+                f"| {pct(b.get('validation_accuracy'))} | {ms(b.get('latency_ms_measured'))} "
+                f"| {meets(b.get('meets_limit'), s['max_latency']) if b else 'no best'} |"
+            )
+    else:
+        lines.append("(not run yet)")
+    return "\n".join(lines)
+
+
+def _machine_words(m: dict[str, Any]) -> str:
+    return f"{m['cpu']}, {m['cores']} cores, torch {m['torch']}"
+
+
+def _row(name: str, date: str, wall: str, best: dict[str, Any] | None, limit: str) -> str:
+    if not best:
+        return f"| {name} | {date} | {wall} | no candidate met the limit | | | |"
+    return (
+        f"| {name}, best trial {best['trial']} | {date} | {wall} "
+        f"| {with_interval(best['holdout_accuracy'], best['holdout_interval'])} "
+        f"| {pct(best['validation_accuracy'])} | {ms(best['latency_ms_measured'])} "
+        f"| {meets(best['meets_limit'], limit)} |"
+    )
+
+
+def _oneshot_details(r: Record) -> str:
+    s, sn, b = r["settings"], r["supernet"], r["best"]
+    p = r["profile"]
+    profile = (
+        f"device profile made in {took(p['seconds'])}"
+        if p["made"]
+        else f"device profile {p['path']} given"
+    )
+    finals = "; ".join(
+        f"trial {f['trial']} (of trial {f['finetune_of']}, {start_words(f['start'])}) "
+        f"{pct(f['validation_accuracy'])}" + ("" if f["state"] == "complete" else f" {f['state']}")
+        for f in r["final_trainings"]
+    )
+    rate = r["subnets_per_hour"]
+    text = (
+        f"- {r['date']}, limit {s['max_latency']}, budget {s['budget']}: {profile}; supernet "
+        f"{epochs(sn['epochs'])} in {took(sn['seconds'])}, its largest subnet (the teacher) "
+        f"{pct(sn['teacher_accuracy'])} and its smallest {pct(sn['smallest_accuracy'])} on "
+        f"validation after the last epoch; {r['subnets_judged']} subnets judged by inherited "
+        f"weights in {took(r['search_seconds'])} ({'–' if rate is None else f'{rate:,}'} per "
+        f"hour); final trainings of {epochs(s['epochs'])} (validation): {finals or 'none'}."
+    )
+    if b:
+        text += (
+            f" Best: trial {b['trial']} ({start_words(b['start'])}), "
+            f"`{b['genotype']}`; in all {took(r['wall_seconds'])} of the "
+            f"{took(s['budget_seconds'])} budget."
+        )
+    return text
+
+
+# -- the command line ---------------------------------------------------------------------------
+def parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--data", default="elpv", help="elpv, or synthetic to test the script")
+    common.add_argument("--results", default=str(RESULTS), help="where the run records are")
+    common.add_argument("--no-write", action="store_true", help="print, leave BENCHMARKS.md")
+    common.add_argument("--cache", default="runs/bench-cache", help="decoded images (trainings)")
+
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parts = p.add_subparsers(dest="part", required=True)
+
+    o = parts.add_parser("oneshot", parents=[common], help="the one-shot search in a budget")
+    o.add_argument("--budget", default="2h", help="wall-clock of everything, profile included")
+    o.add_argument("--max-latency", default="1ms")
+    o.add_argument("--epochs", type=int, default=30, help="epochs of each final training")
+    o.add_argument("--seed", type=int, default=0)
+    o.add_argument("--profile", help="a device profile of this machine (default: make one)")
+    o.add_argument("--profile-quick", action="store_true", help="a small profile (tests)")
+    o.add_argument("--out", default="runs/bench-oneshot")
+    o.add_argument("--supernet-epochs", type=int, help="search --supernet-epochs")
+    o.add_argument("--subnets", type=int, help="search --subnets")
+    o.add_argument("--finetune", type=int, help="search --finetune")
+    o.add_argument("--resolution", help="search --resolution, such as 64,96 (default: the space's)")
+    o.add_argument("--resume", action="store_true", help="finish the run in --out")
+
+    t = parts.add_parser("tpe", parents=[common], help="per-candidate TPE search")
+    t.add_argument("--budget", default="same", help="seconds, a duration, or same (as oneshot)")
+    t.add_argument("--max-latency", default="1ms")
+    t.add_argument("--tpe-epochs", type=int, default=6)
+    t.add_argument("--tpe-resolution", type=int, default=64)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--out", default="runs/bench-tpe")
+    t.add_argument("--resume", action="store_true", help="finish the run in --out")
+
+    b = parts.add_parser("baselines", parents=[common], help="hand-designed baselines")
+    b.add_argument("--epochs", type=int, default=30)
+    b.add_argument("--resolution", default="same", help="pixels, or same (one-shot best's)")
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--models", nargs="+", default=list(BASELINE_MODELS))
+    b.add_argument("--max-latency", help="the limit they are held to (default: oneshot's)")
+
+    r = parts.add_parser("ranking", parents=[common], help="inherited vs scratch ranking")
+    r.add_argument("--subnets", type=int, default=MIN_RANKED)
+    r.add_argument("--rank-epochs", type=int, default=10)
+    r.add_argument("--seed", type=int, help="training seed (default: the one-shot run's)")
+    r.add_argument("--allow-fewer", action="store_true", help=f"fewer than {MIN_RANKED} subnets")
+
+    s = parts.add_parser("specialise", parents=[common], help="reuse the supernet, new limit")
+    s.add_argument("--max-latency", default="0.5ms")
+    s.add_argument("--epochs", type=int, default=30)
+    s.add_argument("--subnets", type=int, default=2000)
+    s.add_argument("--finetune", type=int, help="search --finetune")
+    s.add_argument("--seed", type=int, help="default: the one-shot run's")
+    s.add_argument("--out", help="default: runs/bench-oneshot-<max latency>")
+    s.add_argument("--resume", action="store_true", help="finish the run in --out")
+
+    parts.add_parser("section", parents=[common], help="only write the section again")
+    return p
+
+
+def main() -> None:
+    args = parser().parse_args()
+    results = located(stored(args.results))
+    run = {
+        "oneshot": part_oneshot,
+        "tpe": part_tpe,
+        "baselines": part_baselines,
+        "ranking": part_ranking,
+        "specialise": part_specialise,
+    }.get(args.part)
+    if run is not None:
+        path = append(results, args.part, run(args))
+        print(f"recorded in {stored(path)}", flush=True)
+    text = section(results, args.data)
+    print(text)
+    if not args.no_write:
+        write_section(MARK, text)
+
+
+if __name__ == "__main__":
+    main()
