@@ -204,10 +204,13 @@ class Supernet(nn.Module):
         if isinstance(genotype, str):
             genotype = Genotype.parse(genotype)
         tensors = self.subnet_tensors(genotype)
-        device = self.stem.conv.weight.device
-        network = Network(genotype, self.in_channels, self.num_classes, dropout=self.dropout)
-        network.load_state_dict({k: v.detach().clone() for k, v in tensors.items()})
-        return network.to(device).eval()
+        # Built without storage and given the copies as its own: no initialisation to throw
+        # away (which took longer than the copy).
+        with torch.device("meta"):
+            network = Network(genotype, self.in_channels, self.num_classes, dropout=self.dropout)
+        copies = {k: v.detach().clone() for k, v in tensors.items()}
+        network.load_state_dict(copies, assign=True)
+        return network.eval()
 
     def largest_genotype(self, resolution: int | None = None) -> Genotype:
         """The largest subnet (see :func:`largest_subnet`)."""
