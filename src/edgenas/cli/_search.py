@@ -230,7 +230,7 @@ def search_command(
             "instead of training each, then train the best --finetune of them again "
             "(--epochs each), fine-tuned and from scratch, and keep the best on validation. "
             "Needs a staged space (edge). A --time-budget is shared out: the supernet up to "
-            "55%, the search 10% more, the final trainings the rest.",
+            "50%, the search 15% more, the final trainings the rest.",
         ),
     ] = False,
     supernet: Annotated[

@@ -61,8 +61,8 @@ __all__ = [
 log = logging.getLogger("edgenas.search")
 
 #: Shares of a time budget: the supernet's training, then the search of subnets.
-SUPERNET_SHARE = 0.55
-SEARCH_SHARE = 0.10
+SUPERNET_SHARE = 0.50
+SEARCH_SHARE = 0.15
 # Random subnets drawn to find the largest and smallest the limits allow (and, when latency is
 # measured rather than predicted, the only ones the supernet trains besides those two).
 _POOL_CHEAP = 3000
