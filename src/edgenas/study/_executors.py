@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from edgenas.study._config import SearchProgress
     from edgenas.study._setup import SearchSetup
 
-__all__ = ["Ended", "Executor", "InProcess", "Job", "Reporter", "make_executor"]
+__all__ = ["Ended", "Executor", "InProcess", "Job", "Reporter", "Sequential", "make_executor"]
 
 #: Answers one epoch of a training (epoch, validation accuracy): True to go on.
 Reporter = Callable[[int, float], bool]
@@ -74,16 +74,15 @@ class Executor(Protocol):
         ...
 
 
-class InProcess:
-    """Trains in this process: `submit` trains the job to its end and `wait` returns it.
+class Sequential:
+    """An executor that works in this process, one job at a time: `submit` runs the job to its
+    end (`run`, for subclasses to say what running is) and `wait` returns it.
 
-    An exception out of the training (Ctrl-C included) leaves `submit` with the job dropped,
-    for the search to record against its trial.
+    An exception out of the job (Ctrl-C included) leaves `submit` with the job dropped, for the
+    search to record against its trial.
     """
 
-    def __init__(self, data: Any, fidelity: Fidelity) -> None:
-        self._data = data
-        self._fidelity = fidelity
+    def __init__(self) -> None:
         self._job: Job | None = None
         self._ended: Ended | None = None
 
@@ -94,17 +93,18 @@ class InProcess:
     def in_flight(self) -> list[Job]:
         return [] if self._job is None else [self._job]
 
+    def run(self, job: Job, reporter: Reporter) -> tuple[Any, ...]:
+        """Do ``job``; returns ``(TrainResult, state_dict or None)``."""
+        raise NotImplementedError
+
     def submit(self, job: Job, reporter: Reporter) -> None:
         self._job = job
         try:
-            result, state = train_one(
-                self._data, self._fidelity, str(job.genotype), job.train_config, job.seed,
-                reporter,
-            )  # fmt: skip
+            payload = self.run(job, reporter)
         except BaseException:
             self._job = None
             raise
-        self._ended = (job, "done", (result, state))
+        self._ended = (job, "done", payload)
 
     def wait(self) -> list[Ended]:
         ended, self._ended, self._job = self._ended, None, None
@@ -112,6 +112,20 @@ class InProcess:
 
     def close(self) -> None:
         self._job = self._ended = None
+
+
+class InProcess(Sequential):
+    """Trains in this process, one candidate at a time."""
+
+    def __init__(self, data: Any, fidelity: Fidelity) -> None:
+        super().__init__()
+        self._data = data
+        self._fidelity = fidelity
+
+    def run(self, job: Job, reporter: Reporter) -> tuple[Any, ...]:
+        return train_one(
+            self._data, self._fidelity, str(job.genotype), job.train_config, job.seed, reporter
+        )
 
 
 def make_executor(setup: SearchSetup, progress: SearchProgress) -> Executor:

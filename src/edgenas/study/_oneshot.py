@@ -43,7 +43,7 @@ from edgenas.oneshot import (
 from edgenas.space import StagedSpace
 from edgenas.study import _records as R
 from edgenas.study._config import SearchProgress
-from edgenas.study._executors import Ended, Job, Reporter
+from edgenas.study._executors import Job, Reporter, Sequential
 from edgenas.study._setup import SearchSetup
 from edgenas.train import Fidelity, TrainResult, fit
 
@@ -245,87 +245,42 @@ def _device(setup: SearchSetup) -> torch.device:
     return resolve_device(setup.train_config.device)
 
 
-class JudgeExecutor:
+class JudgeExecutor(Sequential):
     """Judges each job by the weights its subnet inherits, in this process (an `Executor`)."""
 
     def __init__(self, one_shot: OneShot) -> None:
+        super().__init__()
         self._one_shot = one_shot
-        self._job: Job | None = None
-        self._ended: Ended | None = None
         self.count = 0
-        self.seconds = 0.0
 
-    @property
-    def free(self) -> int:
-        return int(self._job is None)
-
-    def in_flight(self) -> list[Job]:
-        return [] if self._job is None else [self._job]
-
-    def submit(self, job: Job, reporter: Reporter) -> None:
-        self._job = job
+    def run(self, job: Job, reporter: Reporter) -> tuple[Any, ...]:
         started = time.perf_counter()
-        try:
-            accuracy = self._one_shot.judge.accuracy(job.genotype)
-        except BaseException:
-            self._job = None
-            raise
-        seconds = time.perf_counter() - started
+        accuracy = self._one_shot.judge.accuracy(job.genotype)
         self.count += 1
-        self.seconds += seconds
-        result = TrainResult(accuracy, (accuracy,), 0, seconds, "complete", None)
-        self._ended = (job, "done", (result, None))
-
-    def wait(self) -> list[Ended]:
-        ended, self._ended, self._job = self._ended, None, None
-        return [] if ended is None else [ended]
-
-    def close(self) -> None:
-        self._job = self._ended = None
+        seconds = time.perf_counter() - started
+        return TrainResult(accuracy, (accuracy,), 0, seconds, "complete", None), None
 
 
-class FinishExecutor:
+class FinishExecutor(Sequential):
     """Trains a one-shot search's final candidates in this process (an `Executor`): from the
     weights they inherit (``start`` "inherited") or from scratch ("scratch")."""
 
     def __init__(self, one_shot: OneShot) -> None:
+        super().__init__()
         self._one_shot = one_shot
-        self._job: Job | None = None
-        self._ended: Ended | None = None
 
-    @property
-    def free(self) -> int:
-        return int(self._job is None)
-
-    def in_flight(self) -> list[Job]:
-        return [] if self._job is None else [self._job]
-
-    def submit(self, job: Job, reporter: Reporter) -> None:
-        self._job = job
+    def run(self, job: Job, reporter: Reporter) -> tuple[Any, ...]:
         setup = self._one_shot.setup
         data, genotype = setup.data, job.genotype
-        try:
-            if job.start == "inherited":
-                model = self._one_shot.judge.network(genotype).cpu()
-            else:
-                torch.manual_seed(job.seed)
-                model = build_model(genotype, data.channels, data.num_classes, data.mean,
-                                    data.std)  # fmt: skip
-            fidelity = Fidelity(epochs=setup.config.epochs)
-            result = fit(model, data, fidelity, resolution=genotype.resolution, seed=job.seed,
-                         config=job.train_config, report=reporter)  # fmt: skip
-            state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-        except BaseException:
-            self._job = None
-            raise
-        self._ended = (job, "done", (result, state))
-
-    def wait(self) -> list[Ended]:
-        ended, self._ended, self._job = self._ended, None, None
-        return [] if ended is None else [ended]
-
-    def close(self) -> None:
-        self._job = self._ended = None
+        if job.start == "inherited":
+            model = self._one_shot.judge.network(genotype).cpu()
+        else:
+            torch.manual_seed(job.seed)
+            model = build_model(genotype, data.channels, data.num_classes, data.mean, data.std)
+        result = fit(model, data, Fidelity(epochs=setup.config.epochs),
+                     resolution=genotype.resolution, seed=job.seed, config=job.train_config,
+                     report=reporter)  # fmt: skip
+        return result, {k: v.detach().cpu() for k, v in model.state_dict().items()}
 
 
 def finish_candidates(records: list[R.TrialRecord], setup: SearchSetup) -> list[R.TrialRecord]:
