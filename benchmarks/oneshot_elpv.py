@@ -24,7 +24,7 @@ images of the trainings run here) and ``--no-write``. Settings to test the scrip
 
     python benchmarks/oneshot_elpv.py oneshot --data synthetic --budget 8m --epochs 1 \
         --max-latency 5ms --profile-quick --supernet-epochs 1 --subnets 30 --finetune 1 \
-        --resolution 32 --out /tmp/bo --results /tmp/bres --no-write
+        --resolution 32 --out runs/test-oneshot --results runs/test-results --no-write
 
 - ``oneshot``: the whole one-shot search within ``--budget`` of wall-clock, everything
   included: without ``--profile`` a device profile of this machine is made first (``edgenas
