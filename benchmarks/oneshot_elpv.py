@@ -265,6 +265,20 @@ def run_json(command: list[str], log: Path) -> tuple[dict[str, Any], float]:
     return json.loads("".join(out)), wall
 
 
+def run_search(command: list[str], out: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Run an ``edgenas search ... --json`` whose run directory is ``out`` (its log beside it);
+    returns its results.json and what a record says of the search."""
+    log = out.parent / f"{out.name}.log"
+    results, wall = run_json(command, log)
+    return results, {
+        "command": shlex.join(["edgenas", *command]),
+        "wall_seconds": wall,
+        "results": stored(out / "results.json"),
+        "log": stored(log),
+        "summary": summary_of(results),
+    }
+
+
 def run_plain(command: list[str], log: Path) -> float:
     """Run an edgenas command, its output kept in ``log``; returns the wall seconds."""
     shown = shlex.join(["edgenas", *command])
@@ -407,20 +421,13 @@ def part_oneshot(args: argparse.Namespace) -> Record:
                           ("--resolution", args.resolution)):  # fmt: skip
         if value is not None:
             command += [option, str(value)]
-    results, search_wall = run_json(command, log)
+    results, search = run_search(command, out)
     wall = time.perf_counter() - started
     return {
         **record,
         "data": data_info,
         "profile": profile_info,
-        "search": {
-            "command": shlex.join(["edgenas", *command]),
-            "time_budget_seconds": int(rest),
-            "wall_seconds": search_wall,
-            "results": stored(out / "results.json"),
-            "log": stored(log),
-            "summary": summary_of(results),
-        },
+        "search": {**search, "time_budget_seconds": int(rest)},
         "wall_seconds": wall,
         "within_budget": wall <= budget,
         **one_shot_of(results),
@@ -452,18 +459,11 @@ def part_tpe(args: argparse.Namespace) -> Record:
                "--time-budget", f"{int(budget)}s", "--epochs", str(args.tpe_epochs),
                "--resolution", str(args.tpe_resolution), "--trials", "100000",
                "--seed", str(args.seed), "--out", stored(out), "--json"]  # fmt: skip
-    log = out.parent / f"{out.name}.log"
-    results, search_wall = run_json(command, log)
+    results, search = run_search(command, out)
     return {
         **record,
         "data": data_info,
-        "search": {
-            "command": shlex.join(["edgenas", *command]),
-            "wall_seconds": search_wall,
-            "results": stored(out / "results.json"),
-            "log": stored(log),
-            "summary": summary_of(results),
-        },
+        "search": search,
         "wall_seconds": time.perf_counter() - started,
         "best": best_of(results, limit),
     }
@@ -663,20 +663,13 @@ def part_specialise(args: argparse.Namespace) -> Record:
         command += ["--finetune", str(args.finetune)]
     if source["settings"].get("resolution"):  # the space must lie within the supernet's
         command += ["--resolution", str(source["settings"]["resolution"])]
-    log = out.parent / f"{out.name}.log"
-    results, search_wall = run_json(command, log)
+    results, search = run_search(command, out)
     one_shot = one_shot_of(results)
     ready, judging = one_shot["ready_seconds"], one_shot["search_seconds"]
     return {
         **record,
         "data": data_info,
-        "search": {
-            "command": shlex.join(["edgenas", *command]),
-            "wall_seconds": search_wall,
-            "results": stored(out / "results.json"),
-            "log": stored(log),
-            "summary": summary_of(results),
-        },
+        "search": search,
         "wall_seconds": time.perf_counter() - started,
         "seconds_to_finetuning": None if ready is None or judging is None else ready + judging,
         **one_shot,

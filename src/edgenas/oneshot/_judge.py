@@ -62,5 +62,4 @@ class SubnetJudge:
         network = self.network(genotype)
         _, val = self._split_images(genotype.resolution)
         self.judged += 1
-        with torch.inference_mode():
-            return evaluate(network, val, self._labels)
+        return evaluate(network, val, self._labels)

@@ -45,7 +45,7 @@ from edgenas.study import _records as R
 from edgenas.study._config import SearchProgress
 from edgenas.study._executors import Job, Reporter, Sequential
 from edgenas.study._setup import SearchSetup
-from edgenas.train import Fidelity, TrainResult, fit
+from edgenas.train import Fidelity, TrainResult, fit, resolve_device
 
 __all__ = [
     "SEARCH_SHARE",
@@ -154,7 +154,7 @@ class OneShot:
             "smallest": saved.smallest,
             "history": list(saved.history),
         }
-        return supernet.to(_device(setup)).eval(), info
+        return supernet.to(resolve_device(setup.train_config.device)).eval(), info
 
     def _train(
         self, feasible: Callable[[Genotype], bool], deadline: float | None
@@ -237,12 +237,6 @@ class OneShot:
         """Record which one-shot trials are trained again."""
         self.info["trained_again"] = candidates
         self._save()
-
-
-def _device(setup: SearchSetup) -> torch.device:
-    from edgenas.train import resolve_device
-
-    return resolve_device(setup.train_config.device)
 
 
 class JudgeExecutor(Sequential):

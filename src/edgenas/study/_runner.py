@@ -51,6 +51,8 @@ log = logging.getLogger("edgenas.search")
 
 # Trainings in a row that fail before the search stops.
 MAX_FAILURES = 3
+# Seconds between writes of results.json while a one-shot search judges subnets.
+RESULTS_EVERY_S = 5.0
 
 
 def _spent(records: list[R.TrialRecord]) -> int:
@@ -104,6 +106,7 @@ class _Search:
             config.stop_when_stable,
         )  # fmt: skip
         self.results = ResultsFile(setup, self.study, self.front)
+        self._written = -math.inf  # when results.json was last written (monotonic seconds)
         self.judge = Evaluator(setup, self.study, self.front, progress)
         previous = len(self.study.get_trials(deepcopy=False))
         # A sampler restarted with the seed it had would propose the same first candidates
@@ -152,8 +155,8 @@ class _Search:
             return self._run_one_shot(records, outside_baselines, started, deadline)
         max_rejected = config.max_rejected or 50 * config.trials + 200
 
-        def stop(streaks: _Streaks) -> str | None:
-            trained = _spent(R.records_from_study(self.study))
+        def stop(streaks: _Streaks, records: list[R.TrialRecord]) -> str | None:
+            trained = _spent(records)
             return self._stop_reason(trained, config.trials, deadline, streaks, max_rejected)
 
         executor = make_executor(setup, self.progress)
@@ -163,17 +166,19 @@ class _Search:
     def _loop(
         self,
         executor: Executor,
-        stop: Callable[[_Streaks], str | None],
+        stop: Callable[[_Streaks, list[R.TrialRecord]], str | None],
         outside_baselines: list[tuple[str, Genotype]],
     ) -> str | None:
-        """Propose, judge and record candidates through ``executor`` until ``stop`` gives a
-        reason and nothing is in flight; returns the reason."""
+        """Propose, judge and record candidates through ``executor`` until ``stop`` (given
+        the streaks and the records as of the last candidate that ended) gives a reason and
+        nothing is in flight; returns the reason."""
         streaks = _Streaks()
         reason: str | None = None
+        records = R.records_from_study(self.study)
         try:
             with T.keep_alive(self.study, lambda: [job.trial for job in executor.in_flight()]):
                 while True:
-                    reason = stop(streaks)
+                    reason = stop(streaks, records)
                     finished: list[tuple[T.SearchTrial, str]] = []
                     if reason is None and executor.free:
                         trial, genotype = self._next_trial(outside_baselines)
@@ -191,7 +196,7 @@ class _Search:
                         break
                     for trial, outcome in finished:
                         streaks.count(trial, outcome)
-                        self._recorded(trial)
+                        records = self._recorded(trial)
         except KeyboardInterrupt:
             for job in executor.in_flight():
                 self._interrupt(job.trial)
@@ -224,8 +229,7 @@ class _Search:
             self.judge.one_shot = True
             judge = JudgeExecutor(one_shot)
 
-            def stop_search(streaks: _Streaks) -> str | None:
-                records = R.records_from_study(self.study)
+            def stop_search(streaks: _Streaks, records: list[R.TrialRecord]) -> str | None:
                 judged = sum(r.one_shot for r in records)
                 # However late the supernet's training ended, the finish gets candidates:
                 # judging one takes seconds.
@@ -252,14 +256,14 @@ class _Search:
                 f"epoch(s) each, from inherited weights and from scratch"
             )
 
-        def stop_finish(streaks: _Streaks) -> str | None:
+        def stop_finish(streaks: _Streaks, records: list[R.TrialRecord]) -> str | None:
             waiting = self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
             if not waiting:
                 return "the final trainings are done"
             if deadline is not None:
                 # Another final training starts only if one takes no longer than the time
                 # left, judging by the slowest of those done.
-                took = [r.train_seconds for r in R.records_from_study(self.study) if r.start]
+                took = [r.train_seconds for r in records if r.start]
                 if time.monotonic() + max(took, default=0.0) > deadline:
                     return "the time budget would not hold another final training"
             return None
@@ -317,14 +321,21 @@ class _Search:
             return T.DirectTrial(len(self.study.get_trials(deepcopy=False)), label), genotype
         return T.ask(self.study, self.setup.distributions, self.driver), None
 
-    def _recorded(self, trial: T.SearchTrial) -> int:
-        """Show and write what the study holds after ``trial`` ended; returns the trainings
-        the budget counts (of every search process on the study, those under way included)."""
+    def _recorded(self, trial: T.SearchTrial) -> list[R.TrialRecord]:
+        """Show and write what the study holds after ``trial`` ended; returns the records (of
+        every search process on the study, those under way included).
+
+        While subnets are judged (seconds each, thousands of them) results.json is written
+        at most every few seconds; it follows the study again at the next training and at
+        the end."""
         records = R.records_from_study(self.study)
         record = next(r for r in reversed(records) if r.number == trial.number)
         self.progress.on_trial_end(record, records)
-        self.results.write(records)
-        return _spent(records)
+        now = time.monotonic()
+        if not self.judge.one_shot or now - self._written >= RESULTS_EVERY_S:
+            self.results.write(records)
+            self._written = now
+        return records
 
     def _stop_reason(
         self,
