@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from edgenas._io import write_bytes
 from edgenas.arch._blocks import BLOCKS, ConvBnAct
 from edgenas.arch._genotype import Genotype
 
@@ -155,6 +156,5 @@ def export_module(
     module.train(was_training)
     data = buffer.getvalue()
     if path is not None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_bytes(data)
+        write_bytes(Path(path), data)
     return data

@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from edgenas._io import replacing
 from edgenas.arch import Genotype, Network, build_model
 from edgenas.compress._costs import network_of
 from edgenas.errors import ConfigError
@@ -47,9 +48,8 @@ def save_pruned(model: Network, path: str | Path) -> None:
         "modules": shapes,
         "state_dict": {k: v.detach().cpu().clone() for k, v in net.state_dict().items()},
     }
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(payload, path)
+    with replacing(Path(path)) as tmp:
+        torch.save(payload, tmp)
 
 
 def load_pruned(

@@ -7,6 +7,8 @@ import datetime as _dt
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from edgenas._io import write_text
+
 if TYPE_CHECKING:
     from edgenas.finalize._result import FinalResult
 
@@ -170,7 +172,7 @@ def write_model_card(path: Path, result: FinalResult, spec: dict[str, Any], data
     warnings = [c.gap_warning for c in result.candidates if c.gap_warning]
     if warnings:
         lines += ["", "## Warnings", "", *(f"- {w}" for w in warnings)]
-    path.write_text("\n".join(lines) + "\n")
+    write_text(path, "\n".join(lines) + "\n")
 
 
 def _describe(step: Any) -> str:

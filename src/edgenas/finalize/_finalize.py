@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from edgenas._io import json_default, write_json
+from edgenas._io import json_default, write_bytes, write_json, write_text
 from edgenas.arch import Genotype, Network, build_model, export_onnx, onnx_max_abs_diff
 from edgenas.errors import ConfigError, EdgenasError
 from edgenas.finalize._card import write_model_card
@@ -252,7 +252,7 @@ def finalize(
     images = data.images(Genotype.parse(best.genotype).resolution)
     diff = onnx_max_abs_diff(model, onnx_bytes, images[holdout[:_ONNX_CHECK_IMAGES]])
     best = FinalCandidate(**{**best.__dict__, "onnx_max_abs_diff": diff})
-    (final / "genotype.txt").write_text(best.genotype + "\n")
+    write_text(final / "genotype.txt", best.genotype + "\n")
     out = FinalResult(
         run_dir, [best, *(c for c, _ in results[1:])], options=options,
         constraints=constraints.to_dict(),
@@ -316,7 +316,7 @@ def finalize(
     export_onnx(final_model, final / "model.onnx")
     save_pruned(final_model, final / "model.pt")
     if int8 is not None:
-        (final / "model.int8.onnx").write_bytes(int8)
+        write_bytes(final / "model.int8.onnx", int8)
     save(pipeline.steps)
     write_model_card(final / "MODEL_CARD.md", out, spec, data)
     return out

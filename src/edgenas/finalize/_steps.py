@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from edgenas._io import write_bytes
 from edgenas.arch import Genotype, Network
 from edgenas.cost import Constraints, Costs, parse_latency, parse_size
 from edgenas.errors import ConfigError
@@ -310,8 +311,7 @@ class Measurer:
             measure_onnx_memory,
         )
 
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(onnx)
+        write_bytes(path, onnx)
         val_acc = self.accuracy(onnx, resolution, self.val)
         hold_acc = self.accuracy(onnx, resolution, self.holdout)
         latency = measure_onnx_latency(

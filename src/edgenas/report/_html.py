@@ -15,6 +15,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from edgenas._io import write_text
 from edgenas.arch import Genotype
 from edgenas.errors import EdgenasError
 from edgenas.report._diagram import architecture_svg
@@ -495,5 +496,5 @@ def write_report(run_dir: Path, out: Path | None = None) -> Path:
     page = render_report(run)
     if path.parent and not path.parent.exists():
         raise EdgenasError(f"cannot write {path}: the folder {path.parent} does not exist")
-    path.write_text(page, encoding="utf-8")
+    write_text(path, page)
     return path
