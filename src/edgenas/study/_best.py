@@ -36,19 +36,22 @@ class ResultsFile:
         self._study = study
         self._front = front
 
-    def write(
-        self, records: list[R.TrialRecord], best: R.BestCheck | None = None
-    ) -> dict[str, Any]:
-        """Write the file; ``best`` is the chosen best's check (default: as the study records
-        it, if chosen yet). Returns what was written."""
-        if best is None:
-            best = R.BestCheck.from_json(self._study.user_attrs.get(R.STUDY_BEST))
-        measured = {int(k): v for k, v in self._study.user_attrs.get(R.STUDY_FRONT, {}).items()}
-        one_shot = self._study.user_attrs.get(R.STUDY_ONE_SHOT)
-        results = R.results_dict(records, self._setup.config.constraints, best,
-                                 run_info(self._setup), measured, self._front.summary(),
-                                 one_shot)  # fmt: skip
-        write_json(self._setup.run.results, results, indent=2, default=json_default)
+    def write(self, best: R.BestCheck | None = None) -> dict[str, Any]:
+        """Write the file from the study as it is now, holding the run directory's writer lock,
+        so that whichever search process on the study writes last writes the newest state;
+        ``best`` is the chosen best's check (default: as the study records it, if chosen yet).
+        Returns what was written."""
+        study = self._study
+        with self._setup.run.writing():
+            records = R.records_from_study(study)
+            attrs = study.user_attrs
+            if best is None:
+                best = R.BestCheck.from_json(attrs.get(R.STUDY_BEST))
+            measured = {int(k): v for k, v in attrs.get(R.STUDY_FRONT, {}).items()}
+            results = R.results_dict(records, self._setup.config.constraints, best,
+                                     run_info(self._setup), measured, self._front.summary(),
+                                     attrs.get(R.STUDY_ONE_SHOT))  # fmt: skip
+            write_json(self._setup.run.results, results, indent=2, default=json_default)
         return results
 
 
@@ -146,7 +149,9 @@ def _check_best(
     progress.on_phase(f"trial {record.number}: holdout accuracy and ONNX export")
     data, run = setup.data, setup.run
     model = build_model(genotype, data.channels, data.num_classes, data.mean, data.std)
-    model.load_state_dict(torch.load(run.trial_model(record.number)))
+    model.load_state_dict(
+        torch.load(run.trial_model(record.number), map_location="cpu", weights_only=True)
+    )
     model.eval()
     images = data.images(genotype.resolution)
     holdout = torch.as_tensor(data.splits.holdout)

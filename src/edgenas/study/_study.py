@@ -1,11 +1,22 @@
 """A run directory and its study: where every file of a run lives, and opening the study.
 
 The study storage is the source of truth of a run; the files beside it (its spec, results.json,
-the best model's ONNX file, the weights of each trained candidate) are written from it.
+the best model's ONNX file, the weights of each trained candidate) are written from it, each
+atomically, and the summaries (results.json, best.onnx) by one process at a time
+(`RunDir.writing`), each from the study as it is at that moment. So two searches on one run
+directory (or several on one study through ``--storage``) never write a summary from an
+out-of-date view, and results.json never goes backwards.
+
+A run directory whose study.db is missing, empty or damaged while the files beside it show that
+a search ran there is refused (`check_study_file`): it is never silently started over.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import sqlite3
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,14 +31,22 @@ __all__ = [
     "FINAL_DIR",
     "RunDir",
     "check_spec",
+    "check_study_file",
+    "check_study_matches",
     "load_result",
     "open_run_study",
     "open_study",
     "redact",
 ]
 
+log = logging.getLogger("edgenas.search")
+
 STUDY_NAME = "edgenas"
 FINAL_DIR = "final"  # what edgenas finalize writes
+# Files that show a search ran in a run directory: they summarise a study that must be there.
+EVIDENCE = ("results.json", "best.onnx", "trials", FINAL_DIR)
+# Seconds a process waits for another's summary writing before it says that it waits.
+LOCK_PATIENCE_S = 10.0
 # Settings that change what a trial's numbers mean: a resumed run must keep them.
 # (The data is compared by its fingerprint, so ./parts and parts are the same data.)
 SPEC_KEYS = ("data_fingerprint", "space", "constraints", "objective", "epochs", "data_fraction",
@@ -106,6 +125,37 @@ class RunDir:
         """The study's name: alone in its study.db, or named after the run in a shared one."""
         return f"{STUDY_NAME}:{self.root.resolve().name}" if shared_storage else STUDY_NAME
 
+    def evidence(self) -> list[str]:
+        """The names of the files here that show a search ran in this directory."""
+        return [name for name in EVIDENCE if (self.root / name).exists()]
+
+    @property
+    def lock_file(self) -> Path:
+        """Held by the process that writes the run's summaries (see `writing`)."""
+        return self.root / ".edgenas.lock"
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[None]:
+        """Hold the run directory's writer lock: while it is held, no other process writes
+        results.json or best.onnx here. Re-entrant within a process; other processes wait."""
+        from filelock import FileLock, Timeout
+
+        self.root.mkdir(parents=True, exist_ok=True)
+        # One lock object per file in this process (is_singleton), so nesting re-enters it.
+        lock = FileLock(self.lock_file, is_singleton=True)
+        try:
+            lock.acquire(timeout=LOCK_PATIENCE_S)
+        except Timeout:
+            log.warning(
+                "waiting for another edgenas process to finish writing the summaries of %s",
+                self.root,
+            )
+            lock.acquire()
+        try:
+            yield
+        finally:
+            lock.release()
+
 
 def redact(url: str) -> str:
     """A database URL without its password, fit to print and to record."""
@@ -137,6 +187,8 @@ def open_study(
     kwargs: dict[str, Any] = (
         {"connect_args": {"timeout": 60}} if sqlite else {"pool_pre_ping": True}
     )
+    if storage is None:
+        check_study_file(run)
     try:
         rdb = optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
         if directions is None:
@@ -144,6 +196,18 @@ def open_study(
         return optuna.create_study(
             study_name=name, storage=rdb, directions=directions, load_if_exists=True
         )
+    except KeyError:  # optuna.load_study: no study of that name
+        where = f"{run.root}/study.db" if storage is None else shown
+        raise ConfigError(
+            f"{where} holds no edgenas study named {name!r}: "
+            + (
+                "the database is not this run's. Restore the run's study.db, or choose "
+                "another directory"
+                if storage is None
+                else "check the run directory's name (it names the study in a shared "
+                "database) and the URL"
+            )
+        ) from None
     except ModuleNotFoundError as exc:
         extra = " (pip install 'edgenas[postgres]')" if url.startswith("postgres") else ""
         raise ConfigError(
@@ -171,6 +235,60 @@ def open_study(
             "(or the file's folder exists) and the URL; a password goes in PGPASSWORD or "
             "~/.pgpass rather than the URL"
         ) from None
+    except sqlalchemy.exc.DatabaseError as exc:
+        first = str(exc.orig or exc).strip().splitlines()[0] if str(exc) else type(exc).__name__
+        raise ConfigError(f"the study database {shown} is damaged ({first}){_RECOVER}") from None
+
+
+_RECOVER = (
+    ": the study is the record of every trial, so edgenas starts nothing over it. Restore it "
+    "from a backup, or choose another run directory (--out) to start again"
+)
+
+
+def _sqlite_problem(db: Path) -> str | None:
+    """Why the SQLite file ``db`` cannot be a sound database, or None (a quick check: the
+    header, then SQLite's own ``PRAGMA quick_check``, read-only)."""
+    try:
+        with db.open("rb") as f:
+            header = f.read(16)
+    except OSError as exc:
+        return f"it cannot be read: {exc.strerror or exc}"
+    if header != b"SQLite format 3\x00":
+        return "it is not a SQLite database"
+    try:
+        connection = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True, timeout=60)
+        try:
+            rows = connection.execute("PRAGMA quick_check").fetchall()
+        finally:
+            connection.close()
+    except sqlite3.DatabaseError as exc:
+        return str(exc)
+    problems = [str(r[0]) for r in rows if r and r[0] != "ok"]
+    return "; ".join(problems[:2]) if problems else None
+
+
+def check_study_file(run: RunDir) -> None:
+    """Refuse a run directory whose own study.db is damaged, or missing or empty while the
+    files beside it show that a search ran there (opening it would start a search over).
+
+    Raises:
+        ConfigError: what is wrong with study.db, and how to recover.
+    """
+    db = run.study_db
+    size = db.stat().st_size if db.exists() else None
+    if size:
+        problem = _sqlite_problem(db)
+        if problem:
+            raise ConfigError(f"{db} is damaged ({problem}){_RECOVER}")
+        return
+    evidence = run.evidence()
+    if evidence:
+        state = "missing" if size is None else "empty (0 bytes)"
+        raise ConfigError(
+            f"{db} is {state}, but {', '.join(evidence)} in {run.root} show that a search ran "
+            f"there{_RECOVER}"
+        )
 
 
 def open_run_study(run_dir: Path) -> optuna.Study:
@@ -178,12 +296,31 @@ def open_run_study(run_dir: Path) -> optuna.Study:
     run = RunDir(run_dir)
     spec = read_json(run.spec)
     storage = spec.get("storage") if isinstance(spec, dict) else None
-    if storage is None and not run.study_db.exists():
+    if storage is None and not run.study_db.exists() and not run.evidence():
         raise ConfigError(
             f"{run_dir} holds no search (no study.db); give the directory a search wrote, "
             "such as runs/synthetic"
         )
     return open_study(run.root, storage=storage)
+
+
+def check_study_matches(run: RunDir, study: optuna.Study) -> None:
+    """Refuse a study that holds fewer trials than the run's results.json lists: the database
+    was replaced by an older copy or another run's, and a search would write over the record.
+
+    Raises:
+        ConfigError: the counts, and how to recover.
+    """
+    results = read_json(run.results)
+    listed = results.get("trials") if isinstance(results, dict) else None
+    if not isinstance(listed, list):
+        return
+    held = len(study.get_trials(deepcopy=False))
+    if held < len(listed):
+        raise ConfigError(
+            f"the study of {run.root} holds {held} trial(s), but its results.json lists "
+            f"{len(listed)}: the database is older than the run, or another run's{_RECOVER}"
+        )
 
 
 def check_spec(run: RunDir, spec: dict[str, Any]) -> None:
