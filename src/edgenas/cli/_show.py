@@ -30,6 +30,7 @@ def show_command(
         STUDY_FRONT,
         STUDY_ONE_SHOT,
         BestCheck,
+        left_running,
         load_result,
         results_dict,
     )
@@ -55,8 +56,15 @@ def show_command(
     one_shot = study.user_attrs.get(STUDY_ONE_SHOT)
     if one_shot:
         console.print(one_shot_line(one_shot), highlight=False)
-    running = [r.number for r in records if r.state == "running"]
+    gone = left_running(study)
+    running = [r.number for r in records if r.state == "running" and r.number not in gone]
     if running:
         console.print(f"running now: trial {', '.join(map(str, running))}")
+    if gone:
+        console.print(
+            f"left unfinished by a search process that is gone: trial "
+            f"{', '.join(map(str, sorted(gone)))} (the next edgenas search on {run} trains "
+            f"{'it' if len(gone) == 1 else 'them'} again)"
+        )
     console.print(front_table(records, predicted=bool(spec.get("latency_profile"))))
     print_best(console, best, run)

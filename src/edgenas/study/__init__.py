@@ -36,7 +36,7 @@ from edgenas.study._strategies import (
 )
 from edgenas.study._study import FINAL_DIR, RunDir, load_result, open_run_study, open_study
 from edgenas.study._training_space import TRAINING_CHOICES, TrainingSpace
-from edgenas.study._trials import study_storage, trial_seed
+from edgenas.study._trials import left_running, study_storage, trial_seed
 from edgenas.study._warm import WarmStart, warm_start
 
 __all__ = [
@@ -68,6 +68,7 @@ __all__ = [
     "WarmStart",
     "config_from_options",
     "hypervolume_2d",
+    "left_running",
     "load_result",
     "make_sampler",
     "open_run_study",

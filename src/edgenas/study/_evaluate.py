@@ -11,12 +11,14 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import optuna
 import torch
 from optuna.trial import TrialState
 
+from edgenas._io import replacing
 from edgenas.arch import Genotype
 from edgenas.cost import Costs
 from edgenas.study import _records as R
@@ -26,6 +28,7 @@ from edgenas.study._early_stop import EpochCurve
 from edgenas.study._executors import Ended, Executor, Job, Reporter
 from edgenas.study._fidelity import RungEntry
 from edgenas.study._front import FrontTracker
+from edgenas.study._reach import analytic_excess
 from edgenas.study._setup import SearchSetup
 from edgenas.study._training_space import TrainingSpace
 from edgenas.train import TrainConfig, TrainResult
@@ -36,6 +39,8 @@ log = logging.getLogger("edgenas.search")
 
 # A candidate whose worker process dies this many times is recorded as failed.
 MAX_LOST = 3
+# A limit (ms) no network meets: asks the cost model for a rough latency (warm-up runs only).
+ROUGH_LIMIT_MS = 1e-9
 
 
 def _identity(genotype: str, params: dict[str, Any]) -> str:
@@ -157,7 +162,14 @@ class Evaluator:
         if prior is not None and prior.costs is not None:
             return self._repeat(trial, prior, prior.costs)
 
-        costs = setup.cost.estimate(genotype, limit_ms=limits.max_latency_ms)
+        analytic = setup.cost.analytic(genotype)
+        # A candidate the analytic costs already rule out gets only a rough latency (the
+        # warm-up runs): timing it properly would only delay its rejection.
+        ruled_out = bool(analytic_excess(limits, analytic))
+        latency = setup.cost.latency_ms(
+            genotype, limit_ms=ROUGH_LIMIT_MS if ruled_out else limits.max_latency_ms
+        )
+        costs = replace(analytic, latency_ms=latency)
         violations = limits.violations(costs)
         T.set_costs(trial, costs, violations)
         self.front.saw(costs)
@@ -271,9 +283,8 @@ class Evaluator:
             return "pruned"
         # Weights first, then the verdict: a crash in between only means training again.
         if state_dict is not None:
-            path = self.setup.run.trial_model(trial.number)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            torch.save(dict(state_dict), path)
+            with replacing(self.setup.run.trial_model(trial.number)) as path:
+                torch.save(dict(state_dict), path)
         trial.set_user_attr(R.ATTR_STATUS, "complete")
         self.front.note(trial, result.accuracy, costs)
         T.tell(self.study, trial, self.objective.values(result.accuracy, costs))

@@ -11,7 +11,7 @@ from optuna.samplers import BaseSampler
 from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 
-from edgenas.study._samplers import JointSampler, Params, StrategyContext, note_redrawn
+from edgenas.study._samplers import JointSampler, Params, Redraws, StrategyContext
 
 __all__ = ["PrefilteredSampler"]
 
@@ -52,7 +52,7 @@ class PrefilteredSampler(JointSampler):
             if t.params and all(k in t.params for k in self.codec.labels)
         }
         first: Params | None = None
-        redrawn = 0
+        redraws = Redraws(study, trial)
         for _ in range(min(self.ctx.max_redraws, self.REDRAWS)):
             params = dict(self.delegate.sample_relative(study, trial, inner_space))
             for label, dist in self.codec.dists.items():
@@ -61,9 +61,9 @@ class PrefilteredSampler(JointSampler):
             first = first or params
             if self.codec.key(params) not in tried:
                 if self._feasible(params):
-                    note_redrawn(study, trial, redrawn)
+                    redraws.note()
                     return params
-                redrawn += 1
+                redraws.add()
         # The sampler keeps proposing infeasible or tried candidates: a uniform feasible one
         # instead (the sampler learns from it like from its own).
         rng = np.random.default_rng([self.ctx.seed & 0xFFFFFFFF, trial.number])
@@ -71,10 +71,10 @@ class PrefilteredSampler(JointSampler):
             params = self.codec.random(rng)
             if self.codec.key(params) not in tried:
                 if self._feasible(params):
-                    note_redrawn(study, trial, redrawn)
+                    redraws.note()
                     return params
-                redrawn += 1
-        note_redrawn(study, trial, redrawn)
+                redraws.add()
+        redraws.note()
         return first or {}
 
     def before_trial(self, study: Study, trial: FrozenTrial) -> None:

@@ -40,9 +40,10 @@ from edgenas.study._oneshot import (
     finish_candidates,
     queue_finish,
 )
+from edgenas.study._reach import RejectionStreak, analytic_excess
 from edgenas.study._setup import prepare_search
 from edgenas.study._strategies import Check, make_sampler
-from edgenas.study._study import open_study
+from edgenas.study._study import check_study_matches, open_study
 from edgenas.study._warm import queue_baselines, queue_warm_start
 
 __all__ = ["run_search"]
@@ -101,6 +102,7 @@ class _Search:
         self.setup = setup = prepare_search(config, progress)
         self.objective = setup.objective
         self.study = open_study(setup.run.root, self.objective.directions, config.storage)
+        check_study_matches(setup.run, self.study)
         self.front = FrontTracker(
             self.study, self.objective, config.constraints.max_latency_ms,
             config.stop_when_stable,
@@ -108,6 +110,7 @@ class _Search:
         self.results = ResultsFile(setup, self.study, self.front)
         self._written = -math.inf  # when results.json was last written (monotonic seconds)
         self.judge = Evaluator(setup, self.study, self.front, progress)
+        self.streak = RejectionStreak(config.constraints)
         previous = len(self.study.get_trials(deepcopy=False))
         # A sampler restarted with the seed it had would propose the same first candidates
         # again; offsetting by the trials already told keeps a resumed search moving forward.
@@ -122,18 +125,24 @@ class _Search:
             or (config.constraints.max_latency_ms is None and not self.objective.uses_latency),
         )
 
-    def _check(self, params: Mapping[str, Any]) -> Check:
+    def _check(self, params: Mapping[str, Any], *, streak: bool = True) -> Check:
         """What a strategy may know of an assignment before training: whether its predicted
-        (or already measured) costs meet the constraints, and its latency."""
+        (or already measured) costs meet the constraints, and its latency. With ``streak``,
+        rejections in a row are counted, and explained when they go on."""
         limits, cost = self.config.constraints, self.setup.cost
         genotype = self.setup.space.decode(params)
         analytic = cost.analytic(genotype)  # microseconds; latency may take a measurement
-        if any(v > 0 for v in limits.violations(replace(analytic, latency_ms=0.0)).values()):
-            return Check(False, math.nan)
-        if limits.max_latency_ms is None and not self.objective.uses_latency:
-            return Check(True, math.nan)
-        latency = cost.latency_ms(genotype, limit_ms=limits.max_latency_ms)
-        return Check(limits.max_latency_ms is None or latency <= limits.max_latency_ms, latency)
+        costs = replace(analytic, latency_ms=0.0)
+        feasible, latency = not analytic_excess(limits, costs), math.nan
+        if feasible and (limits.max_latency_ms is not None or self.objective.uses_latency):
+            latency = cost.latency_ms(genotype, limit_ms=limits.max_latency_ms)
+            costs = replace(costs, latency_ms=latency)
+            feasible = limits.max_latency_ms is None or latency <= limits.max_latency_ms
+        if streak and feasible:
+            self.streak.feasible()
+        elif streak:
+            self.streak.rejected(costs)
+        return Check(feasible, latency)
 
     def run(self) -> SearchResult:
         config, setup = self.config, self.setup
@@ -220,7 +229,8 @@ class _Search:
             return None if budget is None else started + share * budget
 
         def feasible(genotype: Genotype) -> bool:
-            return self._check(self.setup.space.encode(genotype)).feasible
+            # The supernet's pool of subnets is drawn at random: rejections are expected.
+            return self._check(self.setup.space.encode(genotype), streak=False).feasible
 
         one_shot = OneShot(self.setup, self.study, self.progress, feasible, at(SUPERNET_SHARE))
         search_deadline = at(SUPERNET_SHARE + SEARCH_SHARE)
@@ -333,7 +343,7 @@ class _Search:
         self.progress.on_trial_end(record, records)
         now = time.monotonic()
         if not self.judge.one_shot or now - self._written >= RESULTS_EVERY_S:
-            self.results.write(records)
+            self.results.write()
             self._written = now
         return records
 
@@ -393,12 +403,15 @@ class _Search:
             return  # not in the study yet: the next run evaluates it again
         with contextlib.suppress(Exception):  # else the next run finds it RUNNING
             T.requeue(self.study, trial)
-            self.results.write(R.records_from_study(self.study))
+            self.results.write()
 
     def _finish(self, stopped_because: str) -> SearchResult:
-        records = R.records_from_study(self.study)
-        best, best_check = choose_best(self.setup, self.study, records, self.progress)
-        results = self.results.write(records, best_check)
+        # One process at a time chooses the best, exports best.onnx and writes results.json,
+        # each from the study as it is then (another search on the study may have added to it).
+        with self.setup.run.writing():
+            records = R.records_from_study(self.study)
+            best, best_check = choose_best(self.setup, self.study, records, self.progress)
+            results = self.results.write(best_check)
         front = R.pareto_front(records)
         return SearchResult(
             self.setup.run.root, records, front, best, best_check, results, stopped_because

@@ -17,6 +17,7 @@ wrapper that makes Optuna's own samplers redraw is in ``_prefilter``.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -45,6 +46,7 @@ __all__ = [
     "Params",
     "PastTrial",
     "RandomFeasibleSampler",
+    "Redraws",
     "ReinforceSampler",
     "StrategyContext",
     "WholeSampler",
@@ -260,7 +262,7 @@ class WholeSampler(JointSampler):
     def __init__(self, ctx: StrategyContext) -> None:
         super().__init__(ctx, RandomSampler(seed=ctx.seed))
         self._checks: dict[str, tuple[bool, float]] = {}
-        self._redrawn = 0  # predicted-infeasible candidates replaced for the current proposal
+        self._redraws: Redraws | None = None  # those replaced for the current proposal
 
     # -- Optuna's sampler interface -----------------------------------------------------------
     def sample_relative(
@@ -270,9 +272,9 @@ class WholeSampler(JointSampler):
             return {}
         rng = np.random.default_rng([self.ctx.seed & 0xFFFFFFFF, trial.number])
         history = self._history(study)
-        self._redrawn = 0
+        self._redraws = Redraws(study, trial)
         params = self.propose(study, history, rng)
-        note_redrawn(study, trial, self._redrawn)
+        self._redraws.note()
         return params
 
     # -- for subclasses -----------------------------------------------------------------------
@@ -330,7 +332,8 @@ class WholeSampler(JointSampler):
             feasible, latency = self.check(params, key)
             if feasible and (accept is None or accept(params, latency)):
                 return params
-            self._redrawn += not feasible
+            if not feasible and self._redraws is not None:
+                self._redraws.add()
             checks += 1
             if checks >= self.ctx.max_checks:
                 break
@@ -362,6 +365,33 @@ def note_redrawn(study: Study, trial: FrozenTrial, n: int) -> None:
     """Record on the trial how many candidates were replaced as infeasible before it."""
     if n:
         set_system_attr(study, trial, REDRAWN_ATTR, int(n))
+
+
+class Redraws:
+    """The candidates replaced as infeasible before one proposal, recorded on its trial as
+    they happen (at most every `EVERY_S` seconds, and at the end), so that ``edgenas show``
+    counts them while a proposal takes long (each check may be a latency measurement)."""
+
+    EVERY_S = 2.0
+
+    def __init__(self, study: Study, trial: FrozenTrial) -> None:
+        self._study = study
+        self._trial = trial
+        self.count = 0
+        self._noted = 0
+        self._at = time.monotonic()
+
+    def add(self) -> None:
+        self.count += 1
+        if time.monotonic() - self._at >= self.EVERY_S:
+            self.note()
+
+    def note(self) -> None:
+        """Record the count now (if it changed)."""
+        if self.count != self._noted:
+            note_redrawn(self._study, self._trial, self.count)
+            self._noted = self.count
+        self._at = time.monotonic()
 
 
 class RandomFeasibleSampler(WholeSampler):

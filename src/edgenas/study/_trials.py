@@ -154,6 +154,16 @@ def recover_interrupted(study: optuna.Study) -> int:
     return n
 
 
+def left_running(study: optuna.Study) -> set[int]:
+    """The trials still RUNNING in the study whose search process is gone (killed, or stopped
+    before it could record them); the next search on the study trains them again."""
+    return {
+        t.number
+        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        if abandoned(t.user_attrs)
+    }
+
+
 def _beat(study: optuna.Study, trials: Iterable[SearchTrial]) -> None:
     now = time.time()
     for trial in trials:
