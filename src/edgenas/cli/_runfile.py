@@ -126,9 +126,18 @@ def read_run_file(path: Path, commands: Mapping[str, Any]) -> RunFile:
             "path of an existing one"
         )
     try:
-        data = tomllib.loads(path.read_text())
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}; fix that line") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"config file {path} is not UTF-8 text (byte {exc.start} is not); save it as UTF-8"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(
+            f"config file {path} cannot be read ({exc.strerror or type(exc).__name__}); check "
+            "its permissions, or give another file"
+        ) from None
     keys = {name: option_keys(commands[name]) for name in COMMANDS}
     top: dict[str, Any] = {}
     tables: dict[str, dict[str, Any]] = {name: {} for name in TABLES}

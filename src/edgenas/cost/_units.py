@@ -9,6 +9,8 @@ from edgenas.errors import ConfigError
 __all__ = ["parse_count", "parse_duration", "parse_energy", "parse_latency", "parse_size"]
 
 _NUMBER = r"(?P<num>\d+(?:\.\d*)?|\.\d+)"
+# A sign is read so that "-5ms" is refused as not positive rather than as not understood.
+_SIGN = r"(?:\+|(?P<sign>[-−]))?\s*"
 
 _LATENCY_UNITS = {"": 1.0, "ms": 1.0, "s": 1e3, "us": 1e-3, "µs": 1e-3, "μs": 1e-3}
 _SIZE_UNITS = {
@@ -26,16 +28,16 @@ def _parse(text: str | float, units: dict[str, float], what: str, example: str) 
     if isinstance(text, (int, float)):
         value = float(text)
     else:
-        match = re.fullmatch(_NUMBER + r"\s*(?P<unit>[a-zA-Zµμ]*)", str(text).strip())
+        match = re.fullmatch(_SIGN + _NUMBER + r"\s*(?P<unit>[a-zA-Zµμ]*)", str(text).strip())
         unit = match["unit"].lower() if match else None
         if not match or unit not in units:
             known = ", ".join(u for u in units if u)
             raise ConfigError(
                 f"{what} {text!r} is not understood; write it like {example} ({known})"
             )
-        value = float(match["num"]) * units[unit]
+        value = float(match["num"]) * units[unit] * (-1.0 if match["sign"] else 1.0)
     if not value > 0 or value != value or value == float("inf"):
-        raise ConfigError(f"{what} {text!r} must be a positive number")
+        raise ConfigError(f"{what} {text!r} must be positive, such as {example}")
     return value
 
 
@@ -62,10 +64,15 @@ def parse_count(text: str | float) -> float:
 def parse_duration(text: str | float) -> float:
     """Seconds from ``"30m"``, ``"2h"``, ``"90s"``, ``"1h30m"``; a bare number is minutes."""
     if isinstance(text, (int, float)):
-        return _parse(text * 60.0, {"": 1.0}, "duration", "30m")
-    parts = re.findall(_NUMBER + r"\s*([a-zA-Z]*)", text.strip())
+        if not 0 < text < float("inf"):
+            raise ConfigError(f"duration {text!r} must be positive, such as 30m")
+        return float(text) * 60.0
+    signed = re.fullmatch(_SIGN + r"(?P<body>.*)", text.strip(), re.DOTALL)
+    assert signed is not None  # every text matches: the sign is optional
+    body = signed["body"]
+    parts = re.findall(_NUMBER + r"\s*([a-zA-Z]*)", body)
     joined = "".join(f"{n}{u}" for n, u in parts)
-    if not parts or joined != re.sub(r"\s+", "", text.strip()):
+    if not parts or joined != re.sub(r"\s+", "", body):
         raise ConfigError(f"duration {text!r} is not understood; write it like 30m, 2h or 1h30m")
     total = 0.0
     for number, unit in parts:
@@ -73,6 +80,6 @@ def parse_duration(text: str | float) -> float:
         if unit not in _DURATION_UNITS:
             raise ConfigError(f"duration {text!r}: unit {unit!r} unknown; use s, m, h or d")
         total += float(number) * _DURATION_UNITS[unit]
-    if total <= 0:
-        raise ConfigError(f"duration {text!r} must be positive")
+    if signed["sign"] or not 0 < total < float("inf"):
+        raise ConfigError(f"duration {text!r} must be positive, such as 30m")
     return total

@@ -23,9 +23,12 @@ The keys may also sit under a ``[space]`` table of a larger file.
 from __future__ import annotations
 
 import importlib
+import inspect
 import sys
 from pathlib import Path
 from typing import Any
+
+from optuna.distributions import CategoricalDistribution, IntDistribution
 
 from edgenas.errors import ConfigError
 from edgenas.space._base import SearchSpace
@@ -43,6 +46,15 @@ SPACE_KEYS = {
     "skips", "stages", "name",
 }  # fmt: skip
 
+# Input resolutions a search may choose. Below 8 pixels no network can be built (the smallest
+# a Genotype takes); above 1024 a dataset's resized copy and a training batch outgrow the
+# memory of most machines (2,000 RGB images at 1024 are 6 GB before any activation).
+MIN_RESOLUTION = 8
+MAX_RESOLUTION = 1024
+# The options that narrow a space, as the command line names them.
+_OPTIONS = {"blocks": "--blocks", "kernels": "--kernels", "max_depth": "--max-depth",
+            "resolutions": "--resolution"}  # fmt: skip
+
 
 def load_space(
     spec: str | SearchSpace = "edge",
@@ -55,7 +67,8 @@ def load_space(
     """The space ``spec`` names, narrowed by the command-line options given.
 
     ``spec`` is ``edge`` (the default space), a ``.toml`` file (see this module's docstring),
-    ``module:attribute`` naming a `SearchSpace` or a function returning one, or a space.
+    ``module:attribute`` naming a `SearchSpace`, a subclass of it, or a function of no
+    arguments that returns one (nothing else is called), or a space.
 
     Example:
         >>> load_space("edge", blocks="ir,ds", max_depth=2).block_types
@@ -66,7 +79,9 @@ def load_space(
     given: dict[str, Any] = {k: v for k, v in narrowing.items() if v is not None}
     if isinstance(spec, SearchSpace):
         space = spec
+        where = f"the space {space.name!r}: resolutions"
     elif spec == "edge":
+        _check_narrowing(given)
         return edge_space(**given)
     elif spec == "nb201":
         raise ConfigError(
@@ -75,28 +90,71 @@ def load_space(
             "space (--space edge)"
         )
     elif spec.endswith(".toml"):
+        _check_narrowing(given)
         return _space_from_toml(Path(spec), given)
     elif ":" in spec:
         space = _space_from_python(spec)
+        where = f"--space {spec}: resolutions"
     else:
         raise ConfigError(
             f"space {spec!r} is not understood; use edge, a .toml file, or module:attribute"
         )
     if given:
         raise ConfigError(
-            f"--{next(iter(given)).replace('_', '-')} narrows the edge space or a TOML space; "
+            f"{_OPTIONS[next(iter(given))]} narrows the edge space or a TOML space; "
             f"the space {spec!r} is given in Python, narrow it there"
         )
+    _check_resolutions(_offered_resolutions(space), where)
     return space
 
 
+def _check_narrowing(given: dict[str, Any]) -> None:
+    """Each narrowing option checked alone, so that the one at fault is named as typed."""
+    for key, value in given.items():
+        option = _OPTIONS[key]
+        try:
+            narrowed = edge_space(**{key: value})
+        except ConfigError as exc:
+            message = str(exc)
+            raise ConfigError(message if option in message else f"{option}: {message}") from None
+        if key == "resolutions":
+            _check_resolutions(narrowed.resolutions, f"--resolution {value}")
+
+
+def _check_resolutions(resolutions: Any, where: str) -> None:
+    bad = [r for r in resolutions if not MIN_RESOLUTION <= r <= MAX_RESOLUTION]
+    if bad:
+        raise ConfigError(
+            f"{where}: {', '.join(str(r) for r in bad)} is outside {MIN_RESOLUTION}–"
+            f"{MAX_RESOLUTION} pixels, the input sizes the networks are built for; choose "
+            "resolutions within it, such as 64,96"
+        )
+
+
+def _offered_resolutions(space: SearchSpace) -> list[int]:
+    """The input resolutions a space's ``res`` label offers (none for a space without it)."""
+    dist = space.distributions().get("res")
+    if isinstance(dist, CategoricalDistribution):
+        return [r for r in dist.choices if isinstance(r, int) and not isinstance(r, bool)]
+    if isinstance(dist, IntDistribution):
+        return [dist.low, dist.high]
+    return []
+
+
 def _space_from_toml(path: Path, given: dict[str, Any]) -> SearchSpace:
-    if not path.exists():
-        raise ConfigError(f"space file {path} does not exist")
+    if not path.is_file():
+        what = "is a folder, not a file" if path.is_dir() else "does not exist"
+        raise ConfigError(f"space file {path} {what}")
     try:
-        data = tomllib.loads(path.read_text())
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"space file {path} is not valid TOML: {exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"space file {path} is not UTF-8 text; save it as UTF-8") from None
+    except OSError as exc:
+        raise ConfigError(
+            f"space file {path} cannot be read ({exc.strerror or type(exc).__name__})"
+        ) from None
     data = data.get("space", data)
     unknown = set(data) - SPACE_KEYS
     if unknown:
@@ -141,18 +199,60 @@ def _space_from_toml(path: Path, given: dict[str, Any]) -> SearchSpace:
         "stages", "resolutions", "stems", "heads", "block_types", "kernels", "expansions", "se",
         "activations", "residuals", "skips")}  # fmt: skip
     fields.update(changes)
+    if "resolutions" in data:
+        _check_resolutions(base.resolutions, f"space file {path}: resolutions")
     return StagedSpace(**fields)
 
 
 def _space_from_python(spec: str) -> SearchSpace:
+    """The space ``module:attribute`` names: a `SearchSpace`, or a `SearchSpace` subclass or a
+    function called without arguments. Nothing else is called."""
     module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise ConfigError(
+            f"--space {spec}: write module:attribute, such as mypackage.spaces:my_space"
+        )
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise ConfigError(f"space {spec!r}: cannot import {module_name} ({exc})") from None
-    obj = getattr(module, attr, None)
-    if callable(obj) and not isinstance(obj, SearchSpace):
-        obj = obj()
-    if not isinstance(obj, SearchSpace):
-        raise ConfigError(f"space {spec!r} is not a SearchSpace (got {type(obj).__name__})")
-    return obj
+        raise ConfigError(f"--space {spec}: cannot import {module_name} ({exc})") from None
+    except Exception as exc:  # the module's own code failed as it ran
+        raise ConfigError(
+            f"--space {spec}: importing {module_name} failed: {type(exc).__name__}: {exc}"
+        ) from None
+    if not hasattr(module, attr):
+        raise ConfigError(f"--space {spec}: the module {module_name} has no attribute {attr}")
+    obj = getattr(module, attr)
+    if isinstance(obj, SearchSpace):
+        return obj
+    kind = "SearchSpace subclass" if isinstance(obj, type) else "function"
+    if not (
+        (isinstance(obj, type) and issubclass(obj, SearchSpace))
+        or (callable(obj) and not isinstance(obj, type))
+    ):
+        what = f"the class {obj.__name__}" if isinstance(obj, type) else f"a {type(obj).__name__}"
+        raise ConfigError(
+            f"--space {spec} is {what}, not a SearchSpace, a SearchSpace subclass or a function "
+            "returning one"
+        )
+    try:
+        inspect.signature(obj).bind()
+    except ValueError:  # no signature to read (some built-ins): not called blindly
+        raise ConfigError(
+            f"--space {spec}: cannot tell whether {attr} can be called without arguments; "
+            "name a SearchSpace, or a function of none that returns one"
+        ) from None
+    except TypeError as exc:
+        raise ConfigError(
+            f"--space {spec}: the {kind} {attr} needs arguments ({exc}); name a SearchSpace, "
+            "or a function of none that returns one"
+        ) from None
+    try:
+        space = obj()
+    except Exception as exc:
+        raise ConfigError(f"--space {spec}: {attr}() failed: {type(exc).__name__}: {exc}") from None
+    if not isinstance(space, SearchSpace):
+        raise ConfigError(
+            f"--space {spec}: {attr}() returned a {type(space).__name__}, not a SearchSpace"
+        )
+    return space

@@ -10,16 +10,24 @@ from typing import Any, Protocol
 from edgenas.arch import baseline
 from edgenas.cost import Constraints, Costs, EnergyModel
 from edgenas.errors import ConfigError
-from edgenas.space import SearchSpace, StagedSpace, edge_space
+from edgenas.space import SearchSpace, StagedSpace, edge_space, load_space
 from edgenas.study._fidelity import FidelitySchedule
-from edgenas.study._objectives import Objective
+from edgenas.study._objectives import OBJECTIVES, Objective
 from edgenas.study._records import BestCheck, TrialRecord
-from edgenas.study._study import RunDir
+from edgenas.study._strategies import STRATEGIES
+from edgenas.study._study import RunDir, redact
+from edgenas.train import TrainConfig
 
 __all__ = ["SearchConfig", "SearchProgress", "SearchResult", "SilentProgress"]
 
 EXECUTORS = ("local", "ray")
 TRAINING_DEVICES = ("auto", "cpu", "cuda")
+# More threads than any edge device has, or than one training uses well; beyond it a typo
+# (such as 1000 for 100) would start that many threads.
+MAX_THREADS = 256
+# Optuna's samplers take seeds below 2**32, and a resumed search adds 7919 per trial already
+# told to its seed: 2**31 - 1 leaves room for any resumption.
+MAX_SEED = 2**31 - 1
 
 
 @dataclass
@@ -93,13 +101,33 @@ class SearchConfig:
     def __post_init__(self) -> None:
         # In the order the options are best corrected in: what is optimised, then the budget,
         # then how candidates are trained and where.
+        if self.objective not in OBJECTIVES:
+            raise ConfigError(
+                f"--objective {self.objective!r} is unknown; choose from {', '.join(OBJECTIVES)}"
+            )
         self.parsed_objective()
-        if self.trials < 1:
-            raise ConfigError(f"--trials must be at least 1, got {self.trials}")
-        if self.epochs < 1:
-            raise ConfigError(f"--epochs must be at least 1, got {self.epochs}")
-        if not 0 < self.data_fraction <= 1:
-            raise ConfigError(f"--data-fraction must be within (0, 1], got {self.data_fraction}")
+        if self.strategy not in STRATEGIES:
+            raise ConfigError(
+                f"--strategy {self.strategy!r} is unknown; choose from "
+                f"{', '.join(sorted(STRATEGIES))}"
+            )
+        load_space(self.space)  # a space made in Python: its resolutions are checked too
+        if not _whole(self.trials):
+            raise ConfigError(f"--trials must be at least 1, got {self.trials!r}")
+        if self.time_budget_s is not None and not (
+            _number(self.time_budget_s) and 0 < self.time_budget_s < float("inf")
+        ):
+            raise ConfigError(
+                f"--time-budget must be positive, such as 30m, got {self.time_budget_s!r} s"
+            )
+        if self.max_rejected is not None and not _whole(self.max_rejected):
+            raise ConfigError(
+                f"max_rejected must be a whole number >= 1, got {self.max_rejected!r}"
+            )
+        if not _whole(self.epochs):
+            raise ConfigError(f"--epochs must be at least 1, got {self.epochs!r}")
+        if not (_number(self.data_fraction) and 0 < self.data_fraction <= 1):
+            raise ConfigError(f"--data-fraction must be within (0, 1], got {self.data_fraction!r}")
         schedule = self.parsed_schedule()
         if schedule.active and not self.early_stopping:
             raise ConfigError(
@@ -111,6 +139,7 @@ class SearchConfig:
                 f"--stop-when-stable must be a whole number of trainings >= 1, got "
                 f"{self.stop_when_stable!r}"
             )
+        self._check_training()
         if not _whole(self.workers):
             raise ConfigError(f"--workers must be a whole number >= 1, got {self.workers!r}")
         if self.executor not in EXECUTORS:
@@ -120,6 +149,13 @@ class SearchConfig:
         for name in self.baselines:
             baseline(name)  # an unknown name is named before any work
         self._check_one_shot()
+        if not _whole(self.latency_threads, high=MAX_THREADS):
+            raise ConfigError(
+                f"--latency-threads must be a whole number from 1 to {MAX_THREADS} (the "
+                f"threads of the device's runtime), got {self.latency_threads!r}"
+            )
+        if self.storage is not None:
+            _check_storage(self.storage)
         text = str(self.device)
         if self.device is not None and (text in TRAINING_DEVICES or text.startswith("cuda:")):
             raise ConfigError(
@@ -127,6 +163,23 @@ class SearchConfig:
                 "device profile such as pi4.json. Choose the training device with --train-device "
                 "(train_device=)."
             )
+
+    def _check_training(self) -> None:
+        if not _whole(self.seed, low=0, high=MAX_SEED):
+            raise ConfigError(
+                f"--seed must be a whole number from 0 to {MAX_SEED}, got {self.seed!r}"
+            )
+        if self.threads is not None and not _whole(self.threads, high=MAX_THREADS):
+            raise ConfigError(
+                f"--threads must be a whole number from 1 to {MAX_THREADS} (leave it out to "
+                f"use every core), got {self.threads!r}"
+            )
+        # TrainConfig holds the rules (a batch of one breaks BatchNorm); the option is named.
+        try:
+            TrainConfig(batch_size=self.batch_size, device=self.train_device)
+        except ConfigError as exc:
+            message = str(exc).replace("TrainConfig.batch_size", "--batch-size")
+            raise ConfigError(message.replace("TrainConfig.device", "--train-device")) from None
 
     def _check_one_shot(self) -> None:
         if self.supernet is not None and not self.one_shot:
@@ -172,9 +225,48 @@ class SearchConfig:
         return Path(self.out) if self.out else Path("runs") / data_name
 
 
-def _whole(value: Any) -> bool:
-    """Whether ``value`` is a whole number >= 1 (and not a bool, which Python counts as one)."""
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+def _whole(value: Any, low: int = 1, high: int | None = None) -> bool:
+    """Whether ``value`` is a whole number from ``low`` to ``high`` (and not a bool, which
+    Python counts as one)."""
+    return (
+        isinstance(value, int)
+        and not isinstance(value, bool)
+        and value >= low
+        and (high is None or value <= high)
+    )
+
+
+def _number(value: Any) -> bool:
+    """Whether ``value`` is a real number (not a bool, and not text such as ``"0.5"``)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_storage(url: str) -> None:
+    """A ``--storage`` URL that parses and names a driver installed here, checked before
+    anything is written (reaching the server is left to opening the study)."""
+    import sqlalchemy.exc
+
+    shown = redact(url)
+    try:
+        dialect = sqlalchemy.engine.make_url(url).get_dialect()
+        # Importing the driver, as opening the study would (dbapi() before SQLAlchemy 2).
+        load_driver: Any = getattr(dialect, "import_dbapi", None) or dialect.dbapi
+        load_driver()
+    except sqlalchemy.exc.NoSuchModuleError:
+        raise ConfigError(
+            f"--storage {shown}: SQLAlchemy has no driver for it installed; install the driver "
+            "the URL names (for PostgreSQL: pip install 'edgenas[postgres]')"
+        ) from None
+    except sqlalchemy.exc.ArgumentError:
+        raise ConfigError(
+            f"--storage {shown} is not a database URL; write one such as "
+            "postgresql+psycopg://user@host:5432/edgenas"
+        ) from None
+    except ModuleNotFoundError as exc:
+        extra = " (pip install 'edgenas[postgres]')" if url.startswith("postgres") else ""
+        raise ConfigError(
+            f"--storage {shown}: its database driver {exc.name!r} is not installed{extra}"
+        ) from None
 
 
 class SearchProgress(Protocol):

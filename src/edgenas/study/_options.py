@@ -3,15 +3,27 @@ with units, a space by name, durations and weights as text."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from edgenas.cost import Constraints, EnergyModel, parse_duration
+from edgenas.errors import ConfigError
 from edgenas.space import SearchSpace, load_space
 from edgenas.study._objectives import parse_weights
 from edgenas.study._runner import SearchConfig
 
 __all__ = ["config_from_options"]
+
+
+@contextmanager
+def _named(key: str) -> Iterator[None]:
+    """Name the option (``--max-latency``) in the error of the value given for ``key``."""
+    try:
+        yield
+    except ConfigError as exc:
+        raise ConfigError(f"--{key.replace('_', '-')}: {exc}") from None
 
 
 def config_from_options(
@@ -49,13 +61,20 @@ def config_from_options(
     """
     # In the order the command line has always read them: of several bad options, the same
     # one is named.
-    constraints = Constraints.parse(max_latency, max_memory, max_size, max_macs, max_energy)
+    limits = {"max_latency": max_latency, "max_memory": max_memory, "max_size": max_size,
+              "max_macs": max_macs, "max_energy": max_energy}  # fmt: skip
+    for key, value in limits.items():
+        if value is not None:
+            with _named(key):
+                Constraints.parse(**{key: value})
+    constraints = Constraints.parse(**limits)
     search_space = load_space(
         space, blocks=blocks, kernels=kernels, max_depth=max_depth, resolutions=resolutions
     )
     parsed_weights = parse_weights(weights) if weights else None
     if isinstance(time_budget, str):
-        time_budget = parse_duration(time_budget) if time_budget else None
+        with _named("time_budget"):
+            time_budget = parse_duration(time_budget) if time_budget else None
     return SearchConfig(
         data=str(data),
         out=Path(out) if out is not None else None,

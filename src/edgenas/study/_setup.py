@@ -15,11 +15,14 @@ from typing import TYPE_CHECKING, Any
 
 from edgenas.arch import Genotype, baseline
 from edgenas.cost import CostModel, LatencyPredictor
+from edgenas.errors import ConfigError
 from edgenas.space import SearchSpace
 from edgenas.study._config import SearchConfig, SearchProgress
 from edgenas.study._early_stop import EarlyStopping
 from edgenas.study._fidelity import FidelitySchedule
 from edgenas.study._objectives import Objective
+from edgenas.study._reach import check_reachable
+from edgenas.study._strategies import make_sampler
 from edgenas.study._study import RunDir, check_spec, redact
 from edgenas.study._training_space import TrainingSpace
 from edgenas.study._warm import WarmStart, warm_start
@@ -142,6 +145,19 @@ def prepare_search(config: SearchConfig, progress: SearchProgress) -> SearchSetu
         else config.space
     )
     distributions = space.distributions()
+    # Nothing is written in the run directory before every setting is known to work: a
+    # strategy that cannot search this space (grid over a large one) is named now, not once
+    # the study exists, and so is a supernet that is not there.
+    try:
+        make_sampler(config.strategy, space, config.seed, objective.multi)
+    except ConfigError as exc:
+        raise ConfigError(f"--strategy {config.strategy}: {exc}") from None
+    supernet = Path(str(config.supernet)) if config.supernet is not None else None
+    if supernet is not None and not supernet.is_file():
+        what = "is a folder, not a file" if supernet.is_dir() else "does not exist"
+        raise ConfigError(
+            f"--supernet {supernet} {what}; give the supernet.pt of an earlier one-shot search"
+        )
     # A bad warm-start source is named before the data loads.
     warm = (
         warm_start(str(config.warm_start), space, baseline_resolution(distributions))
@@ -158,6 +174,8 @@ def prepare_search(config: SearchConfig, progress: SearchProgress) -> SearchSetu
         holdout_fraction=config.holdout_fraction,
     )
     cost = _cost_model(config, profile, data, run)
+    # A limit no architecture meets stops here, before the run directory records anything.
+    check_reachable(space, config.constraints, cost, seed=config.seed)
     stopping = EarlyStopping(
         enabled=config.early_stopping and config.epochs > 1 and not schedule.active,
         cost_aware=objective.multi or objective.kind == "weighted",
