@@ -135,7 +135,11 @@ def test_interrupted_profile_resumes_where_it_stopped(
 
 def test_resume_with_other_threads_is_refused(plan: Path, tmp_path: Path) -> None:
     out = tmp_path / "p.json"
-    out.write_text(json.dumps({"plan": {"sha256": read_plan(plan)[2]}, "threads": 4}))
+    out.write_text(
+        json.dumps(
+            {"format": "edgenas-profile", "plan": {"sha256": read_plan(plan)[2]}, "threads": 4}
+        )
+    )
     with pytest.raises(PlanError, match="thread count"):
         profile_plan(plan, out, threads=1)
 

@@ -14,7 +14,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edgenas.data._sources import PixelSource, Source, open_source, worker_count
+from edgenas.data._sources import (
+    PixelSource,
+    Source,
+    open_source,
+    quiet_large_images,
+    unreadable_reason,
+    worker_count,
+)
 from edgenas.data._split import Splits, check_fractions, stratified_split
 from edgenas.errors import ConfigError, DataError
 
@@ -155,14 +162,15 @@ class ImageDataset:
                     pixels = self._pixels.read(i, resolution, mode)
                 except Exception as exc:  # PIL raises many types for a broken file
                     raise DataError(
-                        f"cannot read image {self._pixels.describe(i)} ({exc}) although it was "
+                        f"cannot read image {self._pixels.describe(i)} "
+                        f"({unreadable_reason(exc)}) although it was "
                         f"readable when {self._origin} was loaded; replace or remove the file "
                         f"and start again"
                     ) from exc
                 out[i] = pixels[None] if channels == 1 else pixels.transpose(2, 0, 1)
 
         # PIL releases the GIL while decoding and resizing, so threads use all the cores.
-        with ThreadPoolExecutor(max_workers=worker_count()) as pool:
+        with quiet_large_images(), ThreadPoolExecutor(max_workers=worker_count()) as pool:
             for future in [pool.submit(decode_chunk, s) for s in range(0, count, _CHUNK)]:
                 future.result()
         _log.info(

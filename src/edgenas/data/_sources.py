@@ -7,9 +7,12 @@ time, so they never surface in the middle of a search.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import logging
 import os
+import re
+import warnings
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -32,6 +35,8 @@ __all__ = [
     "PixelSource",
     "Source",
     "open_source",
+    "quiet_large_images",
+    "unreadable_reason",
     "worker_count",
 ]
 
@@ -393,7 +398,7 @@ def _from_files(
     allow_flips: bool = False,
 ) -> Source:
     """Check every candidate file, drop (with one warning) the unreadable ones, build a Source."""
-    with ThreadPoolExecutor(max_workers=min(32, 4 * worker_count())) as pool:
+    with quiet_large_images(), ThreadPoolExecutor(max_workers=min(32, 4 * worker_count())) as pool:
         probes = list(pool.map(_probe, [c.path for c in candidates]))
     bad = [
         f"{c.where} ({p})" for c, p in zip(candidates, probes, strict=True) if isinstance(p, str)
@@ -447,8 +452,42 @@ def _probe(path: Path) -> _Probe | str:
     # PIL reports broken files through many exception types (OSError, SyntaxError, ValueError,
     # struct.error, DecompressionBombError, ...); any of them means "skip this file".
     except Exception as exc:
-        return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        return unreadable_reason(exc)
     return _Probe(stat.st_size, stat.st_mtime_ns, gray)
+
+
+@contextlib.contextmanager
+def quiet_large_images() -> Iterator[None]:
+    """Silence PIL's DecompressionBombWarning while images are probed or decoded.
+
+    PIL warns, in words meant for servers ("DOS attack"), about images over
+    ``Image.MAX_IMAGE_PIXELS`` and refuses those over twice that. A large image the user chose
+    loads without a word; one over the hard limit is skipped with `unreadable_reason`. The
+    limits stay as PIL sets them. Enter this in the thread that starts the decoding threads:
+    warning filters are shared by all threads, and workers entering it each would restore
+    each other's filters."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        yield
+
+
+_BOMB_SIZE = re.compile(r"\((\d+) pixels\) exceeds limit of (\d+) pixels")
+
+
+def unreadable_reason(exc: Exception) -> str:
+    """Why PIL could not read an image, in words for a warning or an error message."""
+    if isinstance(exc, Image.DecompressionBombError):
+        # PIL's message carries the numbers; its wording ("DOS attack") does not fit a dataset.
+        found = _BOMB_SIZE.search(str(exc))
+        if found is None:
+            return "over PIL's size limit for one image: downscale it"
+        pixels, limit = int(found[1]) / 1e6, int(found[2]) / 1e6
+        digits = 0 if round(pixels) > round(limit) else 1  # never "179 over 179"
+        return (
+            f"{pixels:.{digits}f} megapixels, over the {limit:.{digits}f}-megapixel limit for "
+            "one image: downscale it"
+        )
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
 def _is_gray(image: Image.Image) -> bool:

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from edgenas._eta import TimeLeft
-from edgenas._io import read_json, write_json
+from edgenas._io import write_json
 from edgenas.device._memory import InputSpec, MemoryMeasurementError, measure_onnx_memory
 from edgenas.device._timing import LatencyMeasurement, measure_onnx_latency
 
@@ -138,14 +138,20 @@ def profile_plan(
     measured too, in a fresh process per network (:func:`measure_onnx_memory`), and stored in
     its entry as ``peak_memory_mb``; ``memory_progress`` then hears of each (MB instead of ms).
     """
+    plan, out = Path(plan), Path(out)
+    if _same_file(plan, out):
+        raise PlanError(
+            f"--out {out} is the plan itself; give another --out for the profile, such as "
+            f"{plan.with_name(plan.stem + '.profile.json')}"
+        )
     header, entries, digest = read_plan(plan)
+    old = _earlier_profile(out)
     measurements: dict[str, Any] = {}
-    old = read_json(out)
-    if isinstance(old, dict):
+    if old is not None:
         if old.get("plan", {}).get("sha256") != digest or old.get("threads") != threads:
             raise PlanError(
-                f"{out} holds a profile of another plan or thread count; "
-                "give another --out, or delete it to start again"
+                f"--out {out} holds a profile of another plan or thread count; "
+                f"give another --out, or move {out} away to start again"
             )
         measurements = dict(old.get("measurements", {}))
     profile: dict[str, Any] = {
@@ -178,19 +184,71 @@ def profile_plan(
             f"it {_MEMORY_RUNS} times at batch 1, minus the same process without the model",
             "unit": "MB",
         }
+
+    def save() -> None:
+        # Atomic (a temporary file renamed over --out): an interrupted run leaves the last
+        # whole profile, never half of one, so running again resumes it.
+        try:
+            write_json(out, profile)
+        except OSError as exc:
+            raise PlanError(
+                f"cannot write --out {out}: {exc.strerror or exc}; give another --out"
+            ) from None
+
     try:
         _time_entries(plan, entries, measurements, profile["anchors"], threads, max_seconds,
-                      progress, lambda: write_json(out, profile))  # fmt: skip
+                      progress, save)  # fmt: skip
         if memory:
-            _measure_memory(plan, entries, measurements, threads, memory_progress,
-                            lambda: write_json(out, profile))  # fmt: skip
+            _measure_memory(plan, entries, measurements, threads, memory_progress, save)
     except BaseException:
-        write_json(out, profile)  # keep what was timed, whatever stopped us
+        save()  # keep what was timed, whatever stopped us
         raise
     profile["complete"] = True
     profile["finished"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-    write_json(out, profile)
+    save()
     return profile
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name one file, however they are spelled (links, ``..``, case)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (yet)
+        return a.resolve() == b.resolve()
+
+
+def _earlier_profile(out: Path) -> dict[str, Any] | None:
+    """The profile at ``out`` that this run resumes, or None when there is no file there.
+
+    Anything else at ``out`` is refused before a byte is written: a file that is not a profile
+    (a README, the plan, unrelated JSON) is not ours to replace, and a damaged profile is
+    evidence the user may want to keep."""
+    try:
+        raw = out.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:  # a folder, no permission
+        raise PlanError(
+            f"cannot read --out {out}: {exc.strerror or exc}; give another --out"
+        ) from None
+    try:
+        old = json.loads(raw)
+    except ValueError as exc:  # also UnicodeDecodeError: a zip, an image
+        # A profile names its format in its first line or two: this one was cut short.
+        if PROFILE_FORMAT.encode() in raw[:200]:
+            where = f" at line {exc.lineno}" if isinstance(exc, json.JSONDecodeError) else ""
+            raise PlanError(
+                f"--out {out} is a damaged profile (invalid JSON{where}, as when a copy stops "
+                "short): its measurements cannot be read back, and nothing was written; "
+                f"move {out} away, or give another --out, and run again to time the plan afresh"
+            ) from None
+        old = None
+    if not isinstance(old, dict) or old.get("format") != PROFILE_FORMAT:
+        raise PlanError(
+            f"--out {out} exists and is not a profile written by edgenas-device; "
+            f"give another --out, or move {out} away"
+        )
+    return old
 
 
 #: Every this many lone operators is timed a second time after the first pass; the spread of

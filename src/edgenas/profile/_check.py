@@ -33,8 +33,9 @@ def load_profile(path: Path, *, threads: int | None = None) -> dict[str, Any]:
         raise ConfigError(f"cannot read the profile {path}: {exc.strerror}") from None
     except ValueError as exc:
         raise ConfigError(
-            f"{path} is not valid JSON ({exc}); it may be truncated: run edgenas-device again "
-            "with the same arguments to finish it"
+            f"{path} is not valid JSON ({exc}): the profile is damaged (cut short by a copy, "
+            "perhaps). edgenas-device writes profiles whole, so its own copy on the device is "
+            "sound: copy it again, or move this file away and time the plan again"
         ) from None
     if not isinstance(profile, dict) or profile.get("format") != "edgenas-profile":
         raise ConfigError(f"{path} is not an edgenas profile (written by edgenas-device)")
