@@ -133,7 +133,7 @@ def test_metrics() -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ('{"format": "edgenas-profile", "measurements": {', "truncated"),
+        ('{"format": "edgenas-profile", "measurements": {', "damaged"),
         ('{"format": "something-else"}', "not an edgenas profile"),
         ('{"format": "edgenas-profile", "version": 1}', "lacks"),
         (
