@@ -5,8 +5,8 @@ and limits nothing can meet. Writes the BENCHMARKS.md section ``faults``.
         [--work runs/bench-faults] [--no-write]
 
 1. **Kills.** A small search (synthetic data, random strategy) is started and killed with
-   SIGKILL after a random 1–12 s, again and again until ``--kills`` kills landed while it ran;
-   then it runs to its end. Between kills the study is read: a completed trial that is no
+   SIGKILL a random 0–20 s after it began a training, again and again until ``--kills`` kills
+   landed while it ran; then it runs to its end. Between kills the study is read: a completed trial that is no
    longer complete (or whose accuracy changed) counts as lost. A thread reads results.json every
    20 ms the whole time: each read that does not parse, and each that lists fewer completed
    trials than the read before, is counted.
@@ -93,6 +93,25 @@ def completed(run: Path) -> dict[int, float]:
     }
 
 
+def training(run: Path, proc: subprocess.Popen[bytes], patience: float = 300.0) -> None:
+    """Wait until a trial of the search in ``run`` is RUNNING (or the process ended)."""
+    from optuna.trial import TrialState
+
+    from edgenas.errors import EdgenasError
+    from edgenas.study import open_study
+
+    deadline = time.monotonic() + patience
+    while proc.poll() is None and time.monotonic() < deadline:
+        if (run / "study.db").exists():
+            try:
+                states = {t.state for t in open_study(run).get_trials(deepcopy=False)}
+            except EdgenasError:  # the study is being created
+                states = set()
+            if TrialState.RUNNING in states:
+                return
+        time.sleep(0.2)
+
+
 def kills(args: argparse.Namespace) -> dict[str, Any]:
     run = Path(args.work) / "killed"
     shutil.rmtree(run, ignore_errors=True)
@@ -112,7 +131,11 @@ def kills(args: argparse.Namespace) -> dict[str, Any]:
             starts += 1
             proc = subprocess.Popen(command(), stdout=subprocess.DEVNULL,
                                     stderr=subprocess.DEVNULL)  # fmt: skip
-            time.sleep(rng.uniform(1.0, 12.0))
+            # The kill lands at a random moment once the search trains (start-up alone takes
+            # seconds, more on a busy machine): within a training, between two, or while one
+            # is recorded.
+            training(run, proc)
+            time.sleep(rng.uniform(0.0, 20.0))
             if proc.poll() is None:
                 proc.send_signal(signal.SIGKILL)
                 landed += 1
@@ -241,7 +264,7 @@ def write(args: argparse.Namespace, k: dict[str, Any], c: dict[str, Any],
         "",
         f"A search (synthetic data, random strategy, {args.epochs} epochs at 64 px, a budget "
         f"of {args.trials} trainings, raised by as many whenever it finished between two kills) "
-        "killed with SIGKILL after a random 1–12 s, again and again, then run to its end; a "
+        "killed with SIGKILL a random 0–20 s after it began a training, again and again, then run to its end; a "
         "thread read results.json every 20 ms throughout. A completed trial is lost when a "
         "later read of the study no longer holds it complete with the same accuracy.",
         "",

@@ -248,7 +248,7 @@ _RECOVER = (
 
 def _sqlite_problem(db: Path) -> str | None:
     """Why the SQLite file ``db`` cannot be a sound database, or None (a quick check: the
-    header, then SQLite's own ``PRAGMA quick_check``, read-only)."""
+    header, then SQLite's own ``PRAGMA quick_check``)."""
     try:
         with db.open("rb") as f:
             header = f.read(16)
@@ -257,7 +257,9 @@ def _sqlite_problem(db: Path) -> str | None:
     if header != b"SQLite format 3\x00":
         return "it is not a SQLite database"
     try:
-        connection = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True, timeout=60)
+        # Read-write, not read-only: a process killed mid-write leaves a journal that SQLite
+        # rolls back on the next open, which a read-only connection cannot do.
+        connection = sqlite3.connect(f"{db.resolve().as_uri()}?mode=rw", uri=True, timeout=60)
         try:
             rows = connection.execute("PRAGMA quick_check").fetchall()
         finally:
