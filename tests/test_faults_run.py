@@ -369,3 +369,31 @@ def test_an_unexpected_error_in_a_real_command_is_one_line_and_a_log(tmp_path: P
     shown = subprocess.run([*args, "--verbose"], capture_output=True, text=True, timeout=600,
                            env=env)  # fmt: skip
     assert "Traceback" in shown.stderr and "the space broke" in shown.stderr
+
+
+def test_a_study_left_mid_write_by_a_killed_process_is_not_taken_for_damaged(
+    tmp_path: Path,
+) -> None:
+    """SIGKILL during a write leaves a journal; the next open rolls it back, so the study is
+    sound, not damaged."""
+    from edgenas.study._study import RunDir, check_study_file
+
+    db = tmp_path / "study.db"
+    writer = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sqlite3, time\n"
+         f"c = sqlite3.connect({str(db)!r}, isolation_level=None)\n"
+         "c.execute('create table t(x)')\n"
+         "c.execute('pragma cache_size=1'); c.execute('begin')\n"
+         "c.executemany('insert into t values (?)', [(i,) for i in range(20000)])\n"
+         "print('mid-write', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert writer.stdout is not None and writer.stdout.readline().strip() == "mid-write"
+        writer.kill()  # SIGKILL inside the transaction
+        writer.wait()
+    finally:
+        writer.kill()
+    assert (tmp_path / "study.db-journal").exists()  # the fault is set up: a hot journal
+    check_study_file(RunDir(tmp_path))  # no error: SQLite rolls the journal back
