@@ -15,7 +15,7 @@ from edgenas.study._fidelity import FidelitySchedule
 from edgenas.study._objectives import OBJECTIVES, Objective
 from edgenas.study._records import BestCheck, TrialRecord
 from edgenas.study._strategies import STRATEGIES
-from edgenas.study._study import RunDir, redact
+from edgenas.study._study import RunDir, redact, url_error
 from edgenas.train import TrainConfig
 
 __all__ = ["SearchConfig", "SearchProgress", "SearchResult", "SilentProgress"]
@@ -252,21 +252,12 @@ def _check_storage(url: str) -> None:
         # Importing the driver, as opening the study would (dbapi() before SQLAlchemy 2).
         load_driver: Any = getattr(dialect, "import_dbapi", None) or dialect.dbapi
         load_driver()
-    except sqlalchemy.exc.NoSuchModuleError:
-        raise ConfigError(
-            f"--storage {shown}: SQLAlchemy has no driver for it installed; install the driver "
-            "the URL names (for PostgreSQL: pip install 'edgenas[postgres]')"
-        ) from None
-    except sqlalchemy.exc.ArgumentError:
-        raise ConfigError(
-            f"--storage {shown} is not a database URL; write one such as "
-            "postgresql+psycopg://user@host:5432/edgenas"
-        ) from None
-    except ModuleNotFoundError as exc:
-        extra = " (pip install 'edgenas[postgres]')" if url.startswith("postgres") else ""
-        raise ConfigError(
-            f"--storage {shown}: its database driver {exc.name!r} is not installed{extra}"
-        ) from None
+    except (
+        ModuleNotFoundError,
+        sqlalchemy.exc.NoSuchModuleError,
+        sqlalchemy.exc.ArgumentError,
+    ) as exc:
+        raise url_error(exc, url, f"--storage {shown}") from None
 
 
 class SearchProgress(Protocol):

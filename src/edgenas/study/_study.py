@@ -208,21 +208,12 @@ def open_study(
                 "database) and the URL"
             )
         ) from None
-    except ModuleNotFoundError as exc:
-        extra = " (pip install 'edgenas[postgres]')" if url.startswith("postgres") else ""
-        raise ConfigError(
-            f"{shown}: its database driver {exc.name!r} is not installed{extra}"
-        ) from None
-    except sqlalchemy.exc.NoSuchModuleError:
-        raise ConfigError(
-            f"{shown}: SQLAlchemy has no driver for it installed; install the driver the URL "
-            "names (for PostgreSQL: pip install 'edgenas[postgres]')"
-        ) from None
-    except sqlalchemy.exc.ArgumentError:
-        raise ConfigError(
-            f"{shown} is not a database URL; write one such as "
-            "postgresql+psycopg://user@host:5432/edgenas"
-        ) from None
+    except (
+        ModuleNotFoundError,
+        sqlalchemy.exc.NoSuchModuleError,
+        sqlalchemy.exc.ArgumentError,
+    ) as exc:
+        raise url_error(exc, url, shown) from None
     except sqlalchemy.exc.OperationalError as exc:
         first = str(exc.orig or exc).strip().splitlines()[0] if str(exc) else type(exc).__name__
         if "locked" in first:
@@ -238,6 +229,25 @@ def open_study(
     except sqlalchemy.exc.DatabaseError as exc:
         first = str(exc.orig or exc).strip().splitlines()[0] if str(exc) else type(exc).__name__
         raise ConfigError(f"the study database {shown} is damaged ({first}){_RECOVER}") from None
+
+
+def url_error(exc: Exception, url: str, shown: str) -> ConfigError:
+    """The message for a database URL that does not parse or whose driver is missing
+    (``exc`` from SQLAlchemy or the driver's import); ``shown`` names the URL."""
+    import sqlalchemy.exc
+
+    if isinstance(exc, ModuleNotFoundError):
+        extra = " (pip install 'edgenas[postgres]')" if url.startswith("postgres") else ""
+        return ConfigError(f"{shown}: its database driver {exc.name!r} is not installed{extra}")
+    if isinstance(exc, sqlalchemy.exc.NoSuchModuleError):
+        return ConfigError(
+            f"{shown}: SQLAlchemy has no driver for it installed; install the driver the URL "
+            "names (for PostgreSQL: pip install 'edgenas[postgres]')"
+        )
+    return ConfigError(
+        f"{shown} is not a database URL; write one such as "
+        "postgresql+psycopg://user@host:5432/edgenas"
+    )
 
 
 _RECOVER = (
