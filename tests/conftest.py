@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
+
+# Every edgenas command a test starts inherits this, before torch reads it. The test processes
+# already share the cores between them; a command that also starts one OpenMP thread per core
+# has them spin-waiting for each other on a busy machine, and its tiny models train several
+# times slower (a finalize that takes 40 s alone took over 10 minutes beside the slow tests).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import pytest
 import torch

@@ -281,23 +281,32 @@ def test_search_on_a_cluster_survives_a_killed_worker_and_counts_each_training_o
     command = [*EDGENAS, "search", "synthetic", "--executor", "ray", "--address", cluster,
                "--workers", "1", "--threads", "1", "--trials", "2", "--strategy", "random",
                "--no-early-stop", "--out", str(run), *QUICK[:-1], "4"]  # fmt: skip
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # stderr to a file, not a pipe: nobody reads a pipe while the search runs, and a full one
+    # would stop the search mid-way
+    log = tmp_path / "stderr.txt"
+    with log.open("w") as sink:
+        proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=sink, text=True)
     killed = None
+    study = None
     deadline = time.monotonic() + 300
     while killed is None and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.5)
         if not (run / "study.db").exists():
             continue
         with contextlib.suppress(Exception):
-            trials = open_study(run).get_trials()
+            # opened once: on a busy machine, opening it at every look could miss the training
+            study = study or open_study(run)
+            trials = study.get_trials()
             if any(t.state == TrialState.RUNNING and t.user_attrs.get(R.ATTR_HISTORY)
                    for t in trials):  # fmt: skip
                 pids = _actor_pids()
                 if pids:
                     os.kill(pids[0], signal.SIGKILL)  # the worker training it dies
                     killed = pids[0]
-    _, err = proc.communicate(timeout=600)
-    assert killed is not None, "no training was seen under way"
+    proc.wait(timeout=600)
+    err = log.read_text()
+    tail = "\n".join(err.strip().splitlines()[-15:])
+    assert killed is not None, f"no training was seen under way (exit {proc.returncode}):\n{tail}"
     assert proc.returncode == 0, err
     trials = open_study(run).get_trials()
     assert sum(t.state == TrialState.COMPLETE for t in trials) == 2
