@@ -159,6 +159,7 @@ def kills(args: argparse.Namespace) -> dict[str, Any]:
         "lost": lost,
         "budget": budget,
         "trained": summary["trained"],
+        "complete": summary["complete"],
         "interrupted": summary["interrupted"],
         "unparsable": watch.unparsable,
         "backwards": watch.backwards,
@@ -233,10 +234,12 @@ def write(args: argparse.Namespace, k: dict[str, Any], c: dict[str, Any],
         f"0 {goal(k['unparsable'] == 0)} |",
         f"| results.json reads with fewer completed trials than the read before | "
         f"{k['backwards']} | 0 {goal(k['backwards'] == 0)} |",
-        f"| trainings repeated because of the kills (interrupted, queued again) | "
-        f"{k['interrupted']} | — |",
-        f"| trainings in the end / budget | {k['trained']} / {k['budget']} | "
-        f"{k['budget']} {goal(k['trained'] == k['budget'])} |",
+        f"| trials a kill interrupted (queued to run again) | {k['interrupted']} | — |",
+        f"| trainings completed / budget | {k['complete']} / {k['budget']} | "
+        f"= budget {goal(k['complete'] == k['budget'])} |",
+        f"| trainings begun in all | {k['trained']} | — |",
+        f"| trainings repeated because of the kills (begun − completed) | "
+        f"{k['trained'] - k['complete']} | — |",
     ]
     shared = [
         "| measure | figure | goal |",
@@ -262,7 +265,8 @@ def write(args: argparse.Namespace, k: dict[str, Any], c: dict[str, Any],
         f"--epochs {args.epochs} --seed {args.seed}` · one run, {k['seconds'] / 60:.0f} min "
         "of kills",
         "",
-        f"A search (synthetic data, random strategy, {args.epochs} epochs at 64 px, a budget "
+        f"A search (synthetic data, random strategy, {args.epochs} "
+        f"epoch{'' if args.epochs == 1 else 's'} at 64 px, a budget "
         f"of {args.trials} trainings, raised by as many whenever it finished between two kills) "
         "killed with SIGKILL a random 0–20 s after it began a training, again and again, then run to its end; a "
         "thread read results.json every 20 ms throughout. A completed trial is lost when a "
