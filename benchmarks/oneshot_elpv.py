@@ -14,6 +14,7 @@ written again from all the records (``--no-write``: only print it).
     python benchmarks/oneshot_elpv.py ranking [--subnets 12] [--rank-epochs 10] [--seed S]
     python benchmarks/oneshot_elpv.py specialise [--max-latency 0.5ms] [--epochs 30]
         [--subnets 2000] [--out runs/bench-oneshot-0.5ms]
+    python benchmarks/oneshot_elpv.py finetune [--epochs 30] [--recipes default,low-lr,...]
     python benchmarks/oneshot_elpv.py section
 
 Every part takes ``--data`` (default elpv; ``synthetic`` for a quick test), ``--results DIR``
@@ -40,6 +41,12 @@ images of the trainings run here) and ``--no-write``. Settings to test the scrip
   scratch (validation, both).
 - ``specialise``: the latest ``oneshot`` run's supernet reused for another latency limit
   (``--supernet``): how long until the final trainings start, and what it finds.
+- ``finetune``: how to train the inherited weights of the latest ``oneshot`` run's final
+  candidates again. Each candidate, extracted from that run's supernet, is fine-tuned once per
+  recipe (``--recipes``): ``default`` (the trainer's recipe, as the search uses it),
+  ``low-lr`` (a tenth of its peak learning rate), ``low-lr-kd`` (the same, distilled from the
+  supernet's largest subnet); ``inherited`` is the candidate as judged, not trained. Validation
+  accuracy only: the recipe is chosen on it, so the holdout stays unseen.
 - ``section``: only write the section again from the records.
 
 A bare number of seconds or a duration (``90s``, ``30m``, ``2h``) is accepted by ``--budget``.
@@ -70,9 +77,12 @@ if TYPE_CHECKING:
 MARK = "oneshot_elpv"
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path("benchmarks/results/oneshot_elpv")
-PARTS = ("oneshot", "tpe", "baselines", "ranking", "specialise")
+PARTS = ("oneshot", "tpe", "baselines", "ranking", "specialise", "finetune")
 BASELINE_MODELS = ("mobilenetv2:0.5", "mobilenetv3-small")
 MIN_RANKED = 12  # subnets the ranking trains unless fewer are asked for explicitly
+# Ways to train a one-shot candidate's inherited weights again (part ``finetune``).
+RECIPES = ("inherited", "default", "low-lr", "low-lr-kd")
+LOW_LR_SHARE = 0.1  # low-lr: this share of the trainer's default peak learning rate
 
 Record = dict[str, Any]
 
@@ -677,6 +687,92 @@ def part_specialise(args: argparse.Namespace) -> Record:
     }
 
 
+def part_finetune(args: argparse.Namespace) -> Record:
+    import dataclasses
+
+    import torch
+    from torch import nn
+
+    from edgenas.arch import Genotype
+    from edgenas.oneshot import SubnetJudge, Supernet, read_checkpoint
+    from edgenas.train import Distillation, Fidelity, TrainConfig, fit
+
+    recipes = [r.strip() for r in args.recipes.split(",") if r.strip()]
+    unknown = sorted(set(recipes) - set(RECIPES))
+    if unknown or not recipes:
+        raise SystemExit(f"--recipes: {', '.join(unknown) or 'none given'}; choose from "
+                         f"{', '.join(RECIPES)}")  # fmt: skip
+    started = time.perf_counter()
+    source = latest(located(args.results), "oneshot", args.data)
+    results_path = located(source["search"]["results"])
+    results = json.loads(results_path.read_text())
+    by_number = {t["number"]: t for t in results["trials"]}
+    candidates = [by_number[n] for n in source["trained_again"]]
+    path = located(source["settings"]["out"]) / "supernet.pt"
+    saved = read_checkpoint(path)
+    seed = int(source["settings"]["seed"])
+    data, data_info = describe_data(args.data, seed, args.cache)
+    supernet = Supernet(saved.space, saved.in_channels, saved.num_classes, saved.mean, saved.std)
+    supernet.load_state_dict(saved.state["supernet"])
+    supernet.eval()
+    judge = SubnetJudge(supernet, data, seed=seed)  # as the search judged its subnets
+    teacher = Genotype.parse(saved.teacher)
+
+    class ToTeacher(nn.Module):
+        """The teacher, fed the student's batch resized to the teacher's resolution."""
+
+        def __init__(self, model: nn.Module) -> None:
+            super().__init__()
+            self.model = model.eval()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            side = teacher.resolution
+            if x.shape[-1] != side or x.shape[-2] != side:
+                x = nn.functional.interpolate(x, size=(side, side), mode="bilinear",
+                                              antialias=True)  # fmt: skip
+            return self.model(x)
+
+    default = TrainConfig()
+    low = dataclasses.replace(default, lr=default.lr * LOW_LR_SHARE)
+    configs = {"default": default, "low-lr": low, "low-lr-kd": low}
+    settings = {
+        "epochs": args.epochs, "recipes": recipes, "seed": seed, "default_lr": default.lr,
+        "low_lr": default.lr * LOW_LR_SHARE, "supernet": stored(path), "teacher": saved.teacher,
+        "oneshot_run": {"date": source["date"], "results": source["search"]["results"]},
+    }  # fmt: skip
+    record = new_record("finetune", args, settings)
+    runs = []
+    for i, candidate in enumerate(candidates, 1):
+        genotype = Genotype.parse(candidate["genotype"])
+        for recipe in recipes:
+            print(f"[{i}/{len(candidates)}] trial {candidate['number']}: {recipe}", flush=True)
+            if recipe == "inherited":
+                accuracy = judge.accuracy(genotype)
+                runs.append({"trial": candidate["number"], "recipe": recipe,
+                             "validation_accuracy": accuracy, "train_seconds": 0.0})  # fmt: skip
+                continue
+            distill = None
+            if recipe.endswith("-kd"):
+                distill = Distillation(teacher=ToTeacher(judge.network(teacher).cpu()))
+            model = judge.network(genotype).cpu()
+            torch.manual_seed(seed)
+            result = fit(model, data, Fidelity(epochs=args.epochs), resolution=genotype.resolution,
+                         seed=seed, config=configs[recipe], distill=distill)  # fmt: skip
+            runs.append({"trial": candidate["number"], "recipe": recipe,
+                         "validation_accuracy": result.accuracy, "history": list(result.history),
+                         "status": result.status, "train_seconds": result.seconds})  # fmt: skip
+    return {
+        **record,
+        "data": data_info,
+        "candidates": [
+            {"trial": c["number"], "genotype": c["genotype"], "judged_accuracy": c.get("accuracy")}
+            for c in candidates
+        ],
+        "runs": runs,
+        "wall_seconds": time.perf_counter() - started,
+    }
+
+
 # -- the section --------------------------------------------------------------------------------
 def pct(x: float | None) -> str:
     return "–" if x is None else f"{100 * x:.1f}%"
@@ -858,7 +954,53 @@ def section(results: Path, data: str) -> str:
             )
     else:
         lines.append("(not run yet)")
+
+    lines += [
+        "",
+        "### Fine-tuning the inherited weights: which recipe",
+        "",
+        "The final candidates of a one-shot run, each extracted from its supernet and trained "
+        "again once per recipe: `inherited` is the candidate as judged (BatchNorm recalibrated, "
+        "no training); `default` is the trainer's recipe, which the search uses; `low-lr` the "
+        f"same at {LOW_LR_SHARE:g}× its peak learning rate; `low-lr-kd` that, distilled from the "
+        "supernet's largest subnet. Validation accuracy: the recipe is chosen on it, so no "
+        "holdout figure is taken.",
+        "",
+    ]
+    for r in runs["finetune"]:
+        lines += _finetune_table(r)
+    if not runs["finetune"]:
+        lines.append("(not run yet)")
     return "\n".join(lines)
+
+
+def _finetune_table(r: Record) -> list[str]:
+    s = r["settings"]
+    recipes = list(s["recipes"])
+    names = {"default": f"default (lr {s['default_lr']:g})", "low-lr": f"low-lr ({s['low_lr']:g})"}
+    head = " | ".join(names.get(x, x) for x in recipes)
+    lines = [
+        f"{day(r)}, one-shot run of {s['oneshot_run']['date'][:10]}, {epochs(s['epochs'])} per "
+        f"training, seed {s['seed']}, {r['data']['validation_images']} validation images, "
+        f"{len(r['candidates'])} candidates; in all {took(r['wall_seconds'])}:",
+        "",
+        f"| candidate | judged in the search | {head} |",
+        f"| --- | ---: | {' | '.join('---:' for _ in recipes)} |",
+    ]
+    cell = {(x["trial"], x["recipe"]): x for x in r["runs"]}
+    for c in r["candidates"]:
+        row = [pct(cell[c["trial"], x]["validation_accuracy"]) if (c["trial"], x) in cell else "–"
+               for x in recipes]  # fmt: skip
+        lines.append(f"| trial {c['trial']} | {pct(c['judged_accuracy'])} | {' | '.join(row)} |")
+    means = []
+    for x in recipes:
+        values = [cell[c["trial"], x]["validation_accuracy"] for c in r["candidates"]
+                  if (c["trial"], x) in cell]  # fmt: skip
+        means.append(pct(sum(values) / len(values)) if values else "–")
+    judged = [c["judged_accuracy"] for c in r["candidates"] if c["judged_accuracy"] is not None]
+    mean_judged = pct(sum(judged) / len(judged)) if judged else "–"
+    lines += [f"| mean of {len(r['candidates'])} | {mean_judged} | {' | '.join(means)} |", ""]
+    return lines
 
 
 def _machine_words(m: dict[str, Any]) -> str:
@@ -965,6 +1107,10 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--out", help="default: runs/bench-oneshot-<max latency>")
     s.add_argument("--resume", action="store_true", help="finish the run in --out")
 
+    f = parts.add_parser("finetune", parents=[common], help="recipes for inherited weights")
+    f.add_argument("--epochs", type=int, default=30, help="epochs of each training")
+    f.add_argument("--recipes", default=",".join(RECIPES), help=f"of {', '.join(RECIPES)}")
+
     parts.add_parser("section", parents=[common], help="only write the section again")
     return p
 
@@ -978,6 +1124,7 @@ def main() -> None:
         "baselines": part_baselines,
         "ranking": part_ranking,
         "specialise": part_specialise,
+        "finetune": part_finetune,
     }.get(args.part)
     if run is not None:
         path = append(results, args.part, run(args))
