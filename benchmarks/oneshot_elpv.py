@@ -964,7 +964,11 @@ def section(results: Path, data: str) -> str:
         "no training); `default` is the trainer's recipe, which the search uses; `low-lr` the "
         f"same at {LOW_LR_SHARE:g}× its peak learning rate; `low-lr-kd` that, distilled from the "
         "supernet's largest subnet. Validation accuracy: the recipe is chosen on it, so no "
-        "holdout figure is taken.",
+        "holdout figure is taken. The candidates are those whose inherited weights scored best "
+        "of every subnet judged on these same validation images, so the `judged` and "
+        "`inherited` columns are biased upward (the winner of many draws); the trained columns "
+        "are fresh measurements and compare with each other fairly. One training seed and a "
+        "few candidates: differences of a point or two are within chance.",
         "",
     ]
     for r in runs["finetune"]:
