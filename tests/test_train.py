@@ -13,6 +13,7 @@ from torch import nn
 from edgenas.arch import build_model, export_onnx
 from edgenas.errors import ConfigError, DataError
 from edgenas.train import (
+    Distillation,
     Fidelity,
     TrainConfig,
     TrainData,
@@ -429,6 +430,35 @@ def test_cuda_trains_in_mixed_precision_channels_last(data: FakeData) -> None:
 
 
 # --- augmentation -------------------------------------------------------------------------
+
+
+class SizeTeacher(nn.Module):
+    """A teacher that records the side of every batch it is given, and predicts class 0."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sides: set[tuple[int, int]] = set()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.sides.add((x.shape[-2], x.shape[-1]))
+        return torch.tensor([[4.0, -4.0]]).expand(x.shape[0], 2)
+
+
+@pytest.mark.parametrize(("resolution", "seen"), [(None, (SIDE, SIDE)), (24, (24, 24))])
+def test_distillation_feeds_the_teacher_at_its_resolution(
+    data: FakeData, resolution: int | None, seen: tuple[int, int]
+) -> None:
+    teacher = SizeTeacher()
+    distill = Distillation(teacher, resolution=resolution)
+    result = fit(make_model(), data, Fidelity(epochs=1, data_fraction=0.2), resolution=SIDE,
+                 seed=0, config=FAST, distill=distill)  # fmt: skip
+    assert result.status == "complete"
+    assert teacher.sides == {seen}
+
+
+def test_distillation_rejects_a_bad_resolution() -> None:
+    with pytest.raises(ConfigError, match="Distillation.resolution"):
+        Distillation(SizeTeacher(), resolution=0)
 
 
 @pytest.mark.parametrize("strength", [0.0, 1.0, 3.0])

@@ -28,7 +28,6 @@ from edgenas.finalize._steps import (
     latency_side_by_side,
     onnx_agreement,
     parse_target,
-    teacher_for,
 )
 from edgenas.train import Distillation, Fidelity, TrainConfig, evaluate, fit
 
@@ -118,13 +117,13 @@ class Pipeline:
 
     def _fit(
         self, label: str, model: nn.Module, epochs: int, *, lr_scale: float = 1.0,
-        seed_offset: int = 0, teacher: nn.Module | None = None, hooks: Any = None,
+        seed_offset: int = 0, teacher: Network | None = None, hooks: Any = None,
     ) -> None:  # fmt: skip
         config = replace(self.config, lr=self.config.lr * lr_scale)
         result = fit(
             model, self.data, Fidelity(epochs=epochs), resolution=self.resolution,
             seed=self.seed + seed_offset, config=config,
-            distill=Distillation(teacher_for(teacher, self.genotype)) if teacher else None,  # type: ignore[arg-type]
+            distill=self._distillation(teacher),
             hooks=hooks, report=self.clock.reporter(label, epochs),
         )  # fmt: skip
         if result.status == "diverged":
@@ -132,6 +131,12 @@ class Pipeline:
                 f"training diverged ({result.reason}); try a lower learning rate or fewer "
                 "compression steps"
             )
+
+    def _distillation(self, teacher: Network | None) -> Distillation | None:
+        """Distillation from ``teacher``, fed at its own resolution; None without one."""
+        if teacher is None:
+            return None
+        return Distillation(teacher, resolution=teacher.genotype.resolution)
 
     # -- the steps -------------------------------------------------------------------------
 

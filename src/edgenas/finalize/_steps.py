@@ -25,10 +25,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from edgenas._io import write_bytes
-from edgenas.arch import Genotype, Network
+from edgenas.arch import Network
 from edgenas.cost import Constraints, Costs, parse_latency, parse_size
 from edgenas.errors import ConfigError
 
@@ -245,28 +244,6 @@ def latency_side_by_side(
         q = statistics.quantiles(medians, n=4) if len(medians) > 1 else [medians[0]] * 3
         out.append((statistics.median(medians), q[2] - q[0]))
     return out
-
-
-class Resized(nn.Module):
-    """A teacher trained at another resolution, fed the student's batch resized to its own."""
-
-    def __init__(self, model: nn.Module, resolution: int) -> None:
-        super().__init__()
-        self.model = model
-        self.resolution = resolution
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.shape[-1] != self.resolution or x.shape[-2] != self.resolution:
-            x = nn.functional.interpolate(
-                x, size=(self.resolution, self.resolution), mode="bilinear", antialias=True
-            )
-        return self.model(x)
-
-
-def teacher_for(model: Network, student: Genotype) -> nn.Module:
-    """The teacher as the student's training loop can call it."""
-    g = model.genotype
-    return model if g.resolution == student.resolution else Resized(model, g.resolution)
 
 
 @dataclass

@@ -176,11 +176,16 @@ class StepHooks(Protocol):
 class Distillation:
     """Knowledge distillation (Hinton et al., 2015): the loss is ``(1 - alpha)`` times the
     label-smoothed cross-entropy plus ``alpha * T²`` times the KL divergence between the
-    teacher's and the student's softened (temperature ``T``) predictions."""
+    teacher's and the student's softened (temperature ``T``) predictions.
+
+    A teacher that works at another input size than the student (a supernet's largest subnet,
+    say) is given ``resolution``: the student's batch is resized to it (bilinear, antialiased)
+    before the teacher sees it."""
 
     teacher: nn.Module  # maps the student's input batch to logits; kept in eval mode
     alpha: float = 0.5
     temperature: float = 4.0
+    resolution: int | None = None  # the teacher's input side, when it differs from the student's
 
     def __post_init__(self) -> None:
         if not _finite(self.alpha) or not 0 <= self.alpha <= 1:
@@ -189,11 +194,20 @@ class Distillation:
             raise ConfigError(
                 f"Distillation.temperature must be a number > 0, got {self.temperature!r}"
             )
+        if self.resolution is not None and (_not_int(self.resolution) or self.resolution < 1):
+            raise ConfigError(
+                f"Distillation.resolution must be an integer >= 1 or None, got {self.resolution!r}"
+            )
 
     def loss(
         self, logits: torch.Tensor, inputs: torch.Tensor, hard_loss: torch.Tensor
     ) -> torch.Tensor:
+        side = self.resolution
         with torch.no_grad():
+            if side is not None and inputs.shape[-2:] != (side, side):
+                inputs = nn.functional.interpolate(
+                    inputs, size=(side, side), mode="bilinear", antialias=True
+                )
             teacher_logits = self.teacher(inputs)
         t = self.temperature
         soft = nn.functional.kl_div(
