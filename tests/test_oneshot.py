@@ -17,6 +17,11 @@ from _cli import EDGENAS, run_cli
 SMALL = ["--resolution", "32", "--max-depth", "1", "--epochs", "1", "--seed", "3"]
 
 
+def model_file(run: Path, trial: dict[str, object]) -> Path:
+    """Where a trial's weights are saved."""
+    return run / "trials" / f"{trial['number']:05d}" / "model.pt"
+
+
 @pytest.fixture(scope="module")
 def one_shot_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("oneshot") / "syn"
@@ -36,13 +41,21 @@ def test_one_shot_search_judges_subnets_and_trains_the_best_again(one_shot_run: 
     assert len(judged) == 12 and results["summary"]["one_shot"] == 12
     # judged by inherited weights: an accuracy, costs, no training and no weights on disk
     assert all(t["accuracy"] is not None and not t["trained"] for t in judged)
-    assert not any((one_shot_run / "trials" / str(t["number"])).exists() for t in judged)
+    assert not any(model_file(one_shot_run, t).exists() for t in judged)
     again = [t for t in trials if t.get("start")]
-    assert sorted(t["start"] for t in again) == ["inherited", "inherited", "scratch", "scratch"]
+    assert sorted(t["start"] for t in again) == sorted(["judged", "inherited", "scratch"] * 2)
+    # as judged: no training, the weights it was judged with, on disk and scoring the same
+    for t in (t for t in again if t["start"] == "judged"):
+        source = next(j for j in judged if j["number"] == t["finetune_of"])
+        assert t["epochs"] == 0 and t["accuracy"] == source["accuracy"]
+        assert model_file(one_shot_run, t).is_file()
     info = results["one_shot"]
     assert info["subnets_judged"] == 12 and info["subnets_per_hour"] > 0
     assert info["epochs"] == 2 and info["seconds"] > 0 and not info["reused"]
     assert sorted({t["finetune_of"] for t in again}) == sorted(info["trained_again"])
+    # the fine-tunings ran at a tenth of the learning rate, distilled from the largest subnet
+    recipe = info["finetune_recipe"]
+    assert recipe["distilled_from"] == info["teacher"] and recipe["lr"] == pytest.approx(3e-4)
     # the two trained again are the two best judged (by validation accuracy)
     best_judged = sorted(judged, key=lambda t: -t["accuracy"])[:2]
     assert {t["accuracy"] for t in best_judged} == {

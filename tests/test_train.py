@@ -457,7 +457,7 @@ def test_distillation_feeds_the_teacher_at_its_resolution(
 
 
 def test_distillation_rejects_a_bad_resolution() -> None:
-    with pytest.raises(ConfigError, match="Distillation.resolution"):
+    with pytest.raises(ConfigError, match=r"Distillation\.resolution"):
         Distillation(SizeTeacher(), resolution=0)
 
 

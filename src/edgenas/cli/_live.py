@@ -22,6 +22,13 @@ from edgenas.study import BestCheck, TrialRecord, pareto_front, stable_for
 
 __all__ = ["LiveView", "front_table", "one_shot_line", "print_best", "summary_table"]
 
+# How a one-shot search's final model was made, by its ``start``.
+_START_WORDS = {
+    "judged": "as judged, no training",
+    "inherited": "fine-tuned",
+    "scratch": "trained from scratch",
+}
+
 
 def _pct(value: float | None) -> str:
     return "—" if value is None else f"{100 * value:.1f}%"
@@ -65,8 +72,7 @@ def front_table(
         if r.one_shot:
             label = " (one-shot: inherited weights)"
         elif r.start:
-            how = "fine-tuned" if r.start == "inherited" else "trained from scratch"
-            label = f" ({how}, trial {r.finetune_of} again)"
+            label = f" ({_START_WORDS.get(r.start, r.start)}, trial {r.finetune_of} again)"
         genotypes.add_row(f"{r.number}", f"{r.genotype}{label}")
     if len(front) > limit:
         table.caption = f"… and {len(front) - limit} more"
@@ -116,7 +122,7 @@ def _state(record: TrialRecord) -> str:
     if record.one_shot:
         return "judged"
     if record.start:
-        return "fine-tuned" if record.start == "inherited" else "scratch"
+        return {"judged": "as judged", "inherited": "fine-tuned"}.get(record.start, record.start)
     return record.state
 
 

@@ -366,7 +366,7 @@ _COMMENTS = {
         "supernet": "With one_shot: reuse the supernet.pt of an earlier one-shot search.",
         "supernet_epochs": "With one_shot: epochs of the supernet's training (fewer if the time budget is short).",
         "subnets": "With one_shot: subnets judged by the weights they inherit.",
-        "finetune": "With one_shot: the best subnets trained again, fine-tuned and from scratch.",
+        "finetune": "With one_shot: the best subnets made into models: as judged, fine-tuned and from scratch.",
     },
     "finalize": {
         "top": 'With pick = "best": retrain the K best feasible trials.',

@@ -227,8 +227,10 @@ def search_command(
             "--one-shot",
             help="Train one weight-sharing supernet over the space (RUN/supernet.pt, "
             "checkpointed every epoch), judge --subnets subnets by the weights they inherit "
-            "instead of training each, then train the best --finetune of them again "
-            "(--epochs each), fine-tuned and from scratch, and keep the best on validation. "
+            "instead of training each, then make three models of each of the best --finetune: "
+            "as judged (no training), fine-tuned from its inherited weights (a tenth of the "
+            "learning rate, distilled from the supernet's largest subnet) and trained from "
+            "scratch (--epochs each), and keep the best on validation. "
             "Needs a staged space (edge). A --time-budget is shared out: the supernet up to "
             "50%, the search 15% more, the final trainings the rest.",
         ),
@@ -254,8 +256,8 @@ def search_command(
     finetune: Annotated[
         int,
         typer.Option(
-            help="With --one-shot: the best subnets trained again at the end, each "
-            "fine-tuned from its inherited weights and from scratch."
+            help="With --one-shot: the best subnets made into models at the end, each as "
+            "judged, fine-tuned from its inherited weights and trained from scratch."
         ),
     ] = 3,
     out: Annotated[

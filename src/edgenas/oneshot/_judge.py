@@ -59,7 +59,10 @@ class SubnetJudge:
 
     def accuracy(self, genotype: Genotype) -> float:
         """Validation accuracy (0..1) of the subnet with inherited weights."""
-        network = self.network(genotype)
-        _, val = self._split_images(genotype.resolution)
+        return self.score(self.network(genotype))
+
+    def score(self, network: Network) -> float:
+        """Validation accuracy (0..1) of ``network`` (a subnet from `network`) as it is."""
+        _, val = self._split_images(network.genotype.resolution)
         self.judged += 1
         return evaluate(network, val, self._labels)

@@ -94,8 +94,8 @@ class SearchConfig:
     supernet: Path | str | None = None
     supernet_epochs: int = 60  # epochs of the supernet's training (fewer if the time is short)
     subnets: int = 2000  # subnets judged by inherited weights in a one-shot search
-    # One-shot candidates trained at the end, each fine-tuned from its inherited weights and
-    # retrained from scratch; the better on validation is kept.
+    # One-shot candidates made into models at the end, each as judged, fine-tuned from its
+    # inherited weights and retrained from scratch; the best on validation is kept.
     finetune: int = 3
 
     def __post_init__(self) -> None:

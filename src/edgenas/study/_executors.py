@@ -39,8 +39,9 @@ class Job:
     train_config: TrainConfig
     bracket: int
     seed: int
-    # A one-shot search's final training: from the weights the subnet inherits from the
-    # supernet ("inherited") or from scratch ("scratch"); None for any other training.
+    # A one-shot search's final model: the subnet as judged ("judged", no training), fine-tuned
+    # from the weights it inherits ("inherited") or trained from scratch ("scratch"); None for
+    # any other training.
     start: str | None = None
 
 

@@ -8,10 +8,13 @@ A one-shot search runs in three phases, all recorded in the study:
    reject what breaks a limit, and `JudgeExecutor` takes the place of training: the subnet's
    validation accuracy with inherited weights (BatchNorm recalibrated) is its score. Each is a
    trial with ``one_shot: true``, and no weights are saved (the supernet holds them).
-3. **The finish.** The best few one-shot candidates are trained again with the trainer, each
-   twice: fine-tuned from its inherited weights and from scratch (`FinishExecutor`). Those are
-   ordinary trials (``start``, ``finetune_of``), and the best is chosen among them as in any
-   search, on validation, and checked on the holdout.
+3. **The finish.** Each of the best few one-shot candidates becomes three deliverable models
+   (`FinishExecutor`): as judged (``start`` "judged": the inherited weights with BatchNorm
+   recalibrated, no training, as Once-for-All and BigNAS deliver subnets), fine-tuned from
+   the inherited weights ("inherited": `FINETUNE_LR_SHARE` of the learning rate, distilled
+   from the supernet's largest subnet) and trained from scratch ("scratch", the trainer's
+   recipe). Those are ordinary trials (``start``, ``finetune_of``) with weights on disk, and
+   the best is chosen among them as in any search, on validation, and checked on the holdout.
 
 A time budget is shared out: the supernet may take `SUPERNET_SHARE` of it, the search runs
 until `SEARCH_SHARE` more has passed, and the finish has the rest.
@@ -22,6 +25,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -45,10 +49,12 @@ from edgenas.study import _records as R
 from edgenas.study._config import SearchProgress
 from edgenas.study._executors import Job, Reporter, Sequential
 from edgenas.study._setup import SearchSetup
-from edgenas.train import Fidelity, TrainResult, fit, resolve_device
+from edgenas.train import Distillation, Fidelity, TrainResult, fit, resolve_device
 
 __all__ = [
+    "FINETUNE_LR_SHARE",
     "SEARCH_SHARE",
+    "STARTS",
     "SUPERNET_SHARE",
     "FinishExecutor",
     "JudgeExecutor",
@@ -63,6 +69,11 @@ log = logging.getLogger("edgenas.search")
 #: Shares of a time budget: the supernet's training, then the search of subnets.
 SUPERNET_SHARE = 0.50
 SEARCH_SHARE = 0.15
+#: The final models made of each candidate, in the order they are made (cheapest first).
+STARTS = ("judged", "inherited", "scratch")
+#: Fine-tuning from inherited weights runs at this share of the trainer's peak learning rate
+#: (the weights are trained already; `benchmarks/oneshot_elpv.py finetune` compares recipes).
+FINETUNE_LR_SHARE = 0.1
 # Random subnets drawn to find the largest and smallest the limits allow (and, when latency is
 # measured rather than predicted, the only ones the supernet trains besides those two).
 _POOL_CHEAP = 3000
@@ -233,6 +244,21 @@ class OneShot:
         self.info["subnets_per_hour"] = round(3600 * total / spent) if spent > 0 else None
         self._save()
 
+    def teacher(self) -> Distillation:
+        """Distillation from the supernet's largest subnet (inherited weights, BatchNorm
+        recalibrated), fed at its own resolution: the teacher of the fine-tunings."""
+        genotype = Genotype.parse(str(self.info["teacher"]))
+        network = self.judge.network(genotype).cpu()
+        distill = Distillation(network, resolution=genotype.resolution)
+        self.info["finetune_recipe"] = {
+            "lr": self.setup.train_config.lr * FINETUNE_LR_SHARE,
+            "distilled_from": str(genotype),
+            "alpha": distill.alpha,
+            "temperature": distill.temperature,
+        }
+        self._save()
+        return distill
+
     def finishing(self, candidates: list[int]) -> None:
         """Record which one-shot trials are trained again."""
         self.info["trained_again"] = candidates
@@ -256,24 +282,38 @@ class JudgeExecutor(Sequential):
 
 
 class FinishExecutor(Sequential):
-    """Trains a one-shot search's final candidates in this process (an `Executor`): from the
-    weights they inherit (``start`` "inherited") or from scratch ("scratch")."""
+    """Makes a one-shot search's final models in this process (an `Executor`), by the job's
+    ``start``: "judged" (inherited weights, BatchNorm recalibrated, no training), "inherited"
+    (fine-tuned from them with distillation from the supernet's largest subnet) or "scratch"."""
 
     def __init__(self, one_shot: OneShot) -> None:
         super().__init__()
         self._one_shot = one_shot
+        self._teacher: Distillation | None = None
 
     def run(self, job: Job, reporter: Reporter) -> tuple[Any, ...]:
-        setup = self._one_shot.setup
+        setup, judge = self._one_shot.setup, self._one_shot.judge
         data, genotype = setup.data, job.genotype
+        config, distill = job.train_config, None
+        if job.start == "judged":
+            started = time.perf_counter()
+            model = judge.network(genotype)
+            accuracy = judge.score(model)
+            seconds = time.perf_counter() - started
+            result = TrainResult(accuracy, (accuracy,), 0, seconds, "complete", None)
+            return result, {k: v.detach().cpu() for k, v in model.state_dict().items()}
         if job.start == "inherited":
-            model = self._one_shot.judge.network(genotype).cpu()
+            model = judge.network(genotype).cpu()
+            config = replace(config, lr=config.lr * FINETUNE_LR_SHARE)
+            if self._teacher is None:
+                self._teacher = self._one_shot.teacher()
+            distill = self._teacher
         else:
             torch.manual_seed(job.seed)
             model = build_model(genotype, data.channels, data.num_classes, data.mean, data.std)
         result = fit(model, data, Fidelity(epochs=setup.config.epochs),
-                     resolution=genotype.resolution, seed=job.seed, config=job.train_config,
-                     report=reporter)  # fmt: skip
+                     resolution=genotype.resolution, seed=job.seed, config=config,
+                     report=reporter, distill=distill)  # fmt: skip
         return result, {k: v.detach().cpu() for k, v in model.state_dict().items()}
 
 
@@ -294,15 +334,16 @@ def finish_candidates(records: list[R.TrialRecord], setup: SearchSetup) -> list[
 def queue_finish(
     study: optuna.Study, records: list[R.TrialRecord], chosen: list[R.TrialRecord]
 ) -> int:
-    """Queue the final trainings of ``chosen`` not yet done or queued (all fine-tunings first,
-    then the trainings from scratch); returns how many were queued."""
+    """Queue the final models of ``chosen`` not yet made or queued, by `STARTS` (every
+    candidate as judged first, then the fine-tunings, then the trainings from scratch);
+    returns how many were queued."""
     done = {(r.finetune_of, r.start) for r in records if r.start and r.state != "failed"}
     waiting = {
         (t.user_attrs.get(R.ATTR_FINETUNE_OF), t.user_attrs.get(R.ATTR_START))
         for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
     }
     queued = 0
-    for start in ("inherited", "scratch"):
+    for start in STARTS:
         for r in chosen:
             if (r.number, start) in done or (r.number, start) in waiting:
                 continue

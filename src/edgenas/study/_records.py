@@ -55,7 +55,7 @@ ATTR_BRACKET = "fidelity_bracket"  # the Hyperband bracket the candidate was tra
 REDRAWN_ATTR = "edgenas:redrawn"
 ATTR_WARM_START = "warm_start"  # where a warm-start candidate came from
 ATTR_ONE_SHOT = "one_shot"  # judged by the weights it inherits from the supernet, not trained
-ATTR_START = "start"  # a one-shot search's final training: "inherited" or "scratch" weights
+ATTR_START = "start"  # a one-shot search's final model: "judged", "inherited" or "scratch"
 ATTR_FINETUNE_OF = "finetune_of"  # the one-shot trial a final training trains again
 
 STUDY_BEST = "best"  # study user attribute: the chosen best with its final checks
@@ -163,7 +163,7 @@ class TrialRecord:
     warm_start: str | None = None
     redrawn: int = 0  # candidates the strategy replaced as infeasible before proposing this one
     one_shot: bool = False  # judged by inherited weights (its accuracy is the supernet's)
-    start: str | None = None  # a final training of a one-shot search: "inherited" or "scratch"
+    start: str | None = None  # a final model of a one-shot search: "judged", "inherited", "scratch"
     finetune_of: int | None = None  # and the one-shot trial it trained again
 
     @property

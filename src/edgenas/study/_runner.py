@@ -33,6 +33,7 @@ from edgenas.study._executors import Executor, make_executor
 from edgenas.study._front import FrontTracker
 from edgenas.study._oneshot import (
     SEARCH_SHARE,
+    STARTS,
     SUPERNET_SHARE,
     FinishExecutor,
     JudgeExecutor,
@@ -262,8 +263,9 @@ class _Search:
         queued = queue_finish(self.study, records, chosen)
         if queued:
             self.progress.on_phase(
-                f"one-shot: training the best {len(chosen)} subnet(s) again, {config.epochs} "
-                f"epoch(s) each, from inherited weights and from scratch"
+                f"one-shot: making models of the best {len(chosen)} subnet(s): as judged, "
+                f"fine-tuned from inherited weights and from scratch ({config.epochs} "
+                f"epoch(s) each)"
             )
 
         def stop_finish(streaks: _Streaks, records: list[R.TrialRecord]) -> str | None:
@@ -289,8 +291,8 @@ class _Search:
             "data": setup.data.name,
             "images": len(setup.data),
             "classes": setup.data.class_names,
-            # trainings: in a one-shot search, the final ones (fine-tuned and from scratch)
-            "trials": 2 * config.finetune if config.one_shot else config.trials,
+            # trainings: in a one-shot search, the final models (one per start)
+            "trials": len(STARTS) * config.finetune if config.one_shot else config.trials,
             "trained_before": trained,
             "deadline": deadline,
             "constraints": config.constraints.describe(),
