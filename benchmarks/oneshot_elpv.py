@@ -691,10 +691,9 @@ def part_finetune(args: argparse.Namespace) -> Record:
     import dataclasses
 
     import torch
-    from torch import nn
 
     from edgenas.arch import Genotype
-    from edgenas.oneshot import SubnetJudge, Supernet, read_checkpoint
+    from edgenas.oneshot import SubnetJudge, load_supernet
     from edgenas.train import Distillation, Fidelity, TrainConfig, fit
 
     recipes = [r.strip() for r in args.recipes.split(",") if r.strip()]
@@ -709,28 +708,11 @@ def part_finetune(args: argparse.Namespace) -> Record:
     by_number = {t["number"]: t for t in results["trials"]}
     candidates = [by_number[n] for n in source["trained_again"]]
     path = located(source["settings"]["out"]) / "supernet.pt"
-    saved = read_checkpoint(path)
+    supernet, saved = load_supernet(path)
     seed = int(source["settings"]["seed"])
     data, data_info = describe_data(args.data, seed, args.cache)
-    supernet = Supernet(saved.space, saved.in_channels, saved.num_classes, saved.mean, saved.std)
-    supernet.load_state_dict(saved.state["supernet"])
-    supernet.eval()
     judge = SubnetJudge(supernet, data, seed=seed)  # as the search judged its subnets
     teacher = Genotype.parse(saved.teacher)
-
-    class ToTeacher(nn.Module):
-        """The teacher, fed the student's batch resized to the teacher's resolution."""
-
-        def __init__(self, model: nn.Module) -> None:
-            super().__init__()
-            self.model = model.eval()
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            side = teacher.resolution
-            if x.shape[-1] != side or x.shape[-2] != side:
-                x = nn.functional.interpolate(x, size=(side, side), mode="bilinear",
-                                              antialias=True)  # fmt: skip
-            return self.model(x)
 
     default = TrainConfig()
     low = dataclasses.replace(default, lr=default.lr * LOW_LR_SHARE)
@@ -753,7 +735,7 @@ def part_finetune(args: argparse.Namespace) -> Record:
                 continue
             distill = None
             if recipe.endswith("-kd"):
-                distill = Distillation(teacher=ToTeacher(judge.network(teacher).cpu()))
+                distill = Distillation(judge.network(teacher).cpu(), resolution=teacher.resolution)
             model = judge.network(genotype).cpu()
             torch.manual_seed(seed)
             result = fit(model, data, Fidelity(epochs=args.epochs), resolution=genotype.resolution,

@@ -3,7 +3,12 @@ sandwich rule, and judging subnets by the weights they inherit."""
 
 from __future__ import annotations
 
-from edgenas.oneshot._checkpoint import SupernetFile, read_checkpoint, write_checkpoint
+from edgenas.oneshot._checkpoint import (
+    SupernetFile,
+    load_supernet,
+    read_checkpoint,
+    write_checkpoint,
+)
 from edgenas.oneshot._judge import CALIBRATION_IMAGES, SubnetJudge
 from edgenas.oneshot._supernet import Supernet, largest_subnet, smallest_subnet, stage_positions
 from edgenas.oneshot._train import (
@@ -24,6 +29,7 @@ __all__ = [
     "SupernetResult",
     "SupernetTraining",
     "largest_subnet",
+    "load_supernet",
     "read_checkpoint",
     "smallest_subnet",
     "stage_positions",

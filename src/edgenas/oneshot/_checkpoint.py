@@ -15,10 +15,11 @@ from typing import Any
 import torch
 
 from edgenas.errors import ConfigError
+from edgenas.oneshot._supernet import Supernet
 from edgenas.space import StagedSpace, StageSpec
 
-__all__ = ["FORMAT", "SupernetFile", "read_checkpoint", "space_from_json", "space_to_json",
-           "write_checkpoint"]  # fmt: skip
+__all__ = ["FORMAT", "SupernetFile", "load_supernet", "read_checkpoint", "space_from_json",
+           "space_to_json", "write_checkpoint"]  # fmt: skip
 
 FORMAT = "edgenas-supernet"
 VERSION = 1
@@ -132,3 +133,16 @@ def read_checkpoint(path: Path) -> SupernetFile:
         history=tuple(payload["history"]),
         state=payload["state"],
     )
+
+
+def load_supernet(path: Path) -> tuple[Supernet, SupernetFile]:
+    """The supernet a ``supernet.pt`` holds, with its weights, on the CPU in eval mode, and
+    what the file says of it (whether its training finished is ``file.complete``).
+
+    Raises:
+        ConfigError: the file is missing, damaged or not a supernet.
+    """
+    saved = read_checkpoint(path)
+    supernet = Supernet(saved.space, saved.in_channels, saved.num_classes, saved.mean, saved.std)
+    supernet.load_state_dict(saved.state["supernet"])
+    return supernet.eval(), saved

@@ -41,7 +41,7 @@ from edgenas.oneshot import (
     Supernet,
     SupernetEpoch,
     SupernetTraining,
-    read_checkpoint,
+    load_supernet,
     train_supernet,
 )
 from edgenas.space import StagedSpace
@@ -132,7 +132,7 @@ class OneShot:
     # -- the supernet ---------------------------------------------------------------------------
     def _load(self, path: Path) -> tuple[Supernet, dict[str, Any]]:
         setup, data = self.setup, self.setup.data
-        saved = read_checkpoint(path)
+        supernet, saved = load_supernet(path)
         if not saved.complete:
             raise ConfigError(
                 f"the supernet {path} is trained for {saved.epoch} of its {saved.epochs} epochs; "
@@ -150,9 +150,6 @@ class OneShot:
         why = space_within(setup.space, saved.space)
         if why:
             raise ConfigError(f"the search space does not fit the supernet {path}: {why}")
-        supernet = Supernet(saved.space, saved.in_channels, saved.num_classes, saved.mean,
-                            saved.std)  # fmt: skip
-        supernet.load_state_dict(saved.state["supernet"])
         self.progress.on_phase(
             f"supernet {path}: {saved.epochs} epoch(s), trained in {duration(saved.seconds)}"
         )
