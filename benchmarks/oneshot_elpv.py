@@ -15,6 +15,8 @@ written again from all the records (``--no-write``: only print it).
     python benchmarks/oneshot_elpv.py specialise [--max-latency 0.5ms] [--epochs 30]
         [--subnets 2000] [--out runs/bench-oneshot-0.5ms]
     python benchmarks/oneshot_elpv.py finetune [--epochs 30] [--recipes default,low-lr,...]
+    python benchmarks/oneshot_elpv.py recipe [--model mobilenetv3-small] [--resolution 128]
+        [--epochs 30] [--variants default,no-aug,...] [--seeds 0,1] [--parallel 2]
     python benchmarks/oneshot_elpv.py section
 
 Every part takes ``--data`` (default elpv; ``synthetic`` for a quick test), ``--results DIR``
@@ -47,6 +49,11 @@ images of the trainings run here) and ``--no-write``. Settings to test the scrip
   ``low-lr`` (a tenth of its peak learning rate), ``low-lr-kd`` (the same, distilled from the
   supernet's largest subnet); ``inherited`` is the candidate as judged, not trained. Validation
   accuracy only: the recipe is chosen on it, so the holdout stays unseen.
+- ``recipe``: what each change to the trainer's recipe buys on one fixed network (a baseline,
+  trained from scratch), ``--seeds`` training seeds per variant (``--variants``, of
+  `VARIANTS`), run ``--parallel`` at a time with one thread each, side by side. Training
+  accuracy (the training images without augmentation) says whether a recipe under- or
+  overfits; validation accuracy says what it buys. No holdout figure is taken.
 - ``section``: only write the section again from the records.
 
 A bare number of seconds or a duration (``90s``, ``30m``, ``2h``) is accepted by ``--budget``.
@@ -77,12 +84,23 @@ if TYPE_CHECKING:
 MARK = "oneshot_elpv"
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path("benchmarks/results/oneshot_elpv")
-PARTS = ("oneshot", "tpe", "baselines", "ranking", "specialise", "finetune")
+PARTS = ("oneshot", "tpe", "baselines", "ranking", "specialise", "finetune", "recipe")
 BASELINE_MODELS = ("mobilenetv2:0.5", "mobilenetv3-small")
 MIN_RANKED = 12  # subnets the ranking trains unless fewer are asked for explicitly
 # Ways to train a one-shot candidate's inherited weights again (part ``finetune``).
 RECIPES = ("inherited", "default", "low-lr", "low-lr-kd")
 LOW_LR_SHARE = 0.1  # low-lr: this share of the trainer's default peak learning rate
+# Changes to the trainer's default recipe (part ``recipe``): TrainConfig fields, and
+# "epochs_factor" (a multiple of --epochs).
+VARIANTS: dict[str, dict[str, Any]] = {
+    "default": {},
+    "no-aug": {"augment": False},
+    "no-smoothing": {"label_smoothing": 0.0},
+    "low-reg": {"label_smoothing": 0.0, "weight_decay": 0.005},
+    "lr-x3": {"lr": 9e-3},
+    "epochs-x3": {"epochs_factor": 3},
+    "sgd": {"optimizer": "sgd", "lr": 0.05},
+}
 
 Record = dict[str, Any]
 
@@ -755,6 +773,72 @@ def part_finetune(args: argparse.Namespace) -> Record:
     }
 
 
+def recipe_run(job: dict[str, Any]) -> dict[str, Any]:
+    """One training of part ``recipe``, in a worker process with one thread."""
+    import dataclasses
+
+    import torch
+
+    from edgenas.arch import Genotype, baseline, build_model
+    from edgenas.data import load_dataset
+    from edgenas.train import Fidelity, TrainConfig, evaluate, fit
+
+    torch.set_num_threads(1)
+    data = load_dataset(job["data"], cache_dir=job["cache"], seed=job["split_seed"])
+    change = dict(VARIANTS[job["variant"]])
+    epochs_ = job["epochs"] * int(change.pop("epochs_factor", 1))
+    config = dataclasses.replace(TrainConfig(threads=1), **change)
+    g = Genotype.parse(str(baseline(job["model"], job["resolution"])))
+    torch.manual_seed(job["seed"])
+    model = build_model(g, data.channels, data.num_classes, data.mean, data.std)
+    result = fit(model, data, Fidelity(epochs=epochs_), resolution=g.resolution,
+                 seed=job["seed"], config=config)  # fmt: skip
+    train = torch.as_tensor(data.splits.train)
+    train_accuracy = evaluate(model, data.images(g.resolution)[train],
+                              torch.as_tensor(data.labels)[train])  # fmt: skip
+    return {"variant": job["variant"], "seed": job["seed"], "epochs": result.epochs,
+            "validation_accuracy": result.accuracy, "train_accuracy": train_accuracy,
+            "history": list(result.history), "status": result.status,
+            "train_seconds": result.seconds}  # fmt: skip
+
+
+def part_recipe(args: argparse.Namespace) -> Record:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    unknown = sorted(set(variants) - set(VARIANTS))
+    if unknown or not variants:
+        raise SystemExit(f"--variants: {', '.join(unknown) or 'none given'}; choose from "
+                         f"{', '.join(VARIANTS)}")  # fmt: skip
+    seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
+    started = time.perf_counter()
+    data, data_info = describe_data(args.data, args.split_seed, args.cache)
+    del data
+    settings = {"model": args.model, "resolution": args.resolution, "epochs": args.epochs,
+                "variants": {v: VARIANTS[v] for v in variants}, "seeds": seeds,
+                "split_seed": args.split_seed, "parallel": args.parallel,
+                "threads_per_training": 1}  # fmt: skip
+    record = new_record("recipe", args, settings)
+    jobs = [{"data": args.data, "cache": args.cache, "split_seed": args.split_seed,
+             "model": args.model, "resolution": args.resolution, "epochs": args.epochs,
+             "variant": v, "seed": seed} for seed in seeds for v in variants]  # fmt: skip
+    runs = []
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(args.parallel, mp_context=context) as pool:
+        futures = [pool.submit(recipe_run, job) for job in jobs]
+        for future in as_completed(futures):
+            run = future.result()
+            runs.append(run)
+            print(f"{run['variant']} seed {run['seed']}: validation "
+                  f"{pct(run['validation_accuracy'])}, training {pct(run['train_accuracy'])} "
+                  f"({took(run['train_seconds'])})", flush=True)  # fmt: skip
+    order = {(job["variant"], job["seed"]): i for i, job in enumerate(jobs)}
+    runs.sort(key=lambda r: order[r["variant"], r["seed"]])
+    return {**record, "data": data_info, "runs": runs,
+            "wall_seconds": time.perf_counter() - started}  # fmt: skip
+
+
 # -- the section --------------------------------------------------------------------------------
 def pct(x: float | None) -> str:
     return "–" if x is None else f"{100 * x:.1f}%"
@@ -957,7 +1041,50 @@ def section(results: Path, data: str) -> str:
         lines += _finetune_table(r)
     if not runs["finetune"]:
         lines.append("(not run yet)")
+
+    lines += [
+        "",
+        "### The training recipe: what each change buys",
+        "",
+        "One fixed network trained from scratch, once per variant of the trainer's default "
+        "recipe and training seed, side by side on one machine (one thread per training). "
+        "Training accuracy is measured on the training images without augmentation: below "
+        "validation accuracy, the recipe underfits. Validation accuracy only; no holdout "
+        "figure is taken. Mean over seeds, with each seed's figure.",
+        "",
+    ]
+    for r in runs["recipe"]:
+        lines += _recipe_table(r)
+    if not runs["recipe"]:
+        lines.append("(not run yet)")
     return "\n".join(lines)
+
+
+def _recipe_table(r: Record) -> list[str]:
+    s = r["settings"]
+    lines = [
+        f"{day(r)}: {s['model']} at {s['resolution']} px, {epochs(s['epochs'])} unless the "
+        f"variant says otherwise, seeds {', '.join(str(x) for x in s['seeds'])}, split seed "
+        f"{s['split_seed']} ({r['data']['train_images']} training, "
+        f"{r['data']['validation_images']} validation images), {s['parallel']} at a time; in "
+        f"all {took(r['wall_seconds'])}:",
+        "",
+        "| variant | change | validation (mean) | per seed | training acc (mean) | time each |",
+        "| --- | --- | ---: | --- | ---: | ---: |",
+    ]
+    for variant, change in s["variants"].items():
+        done = [x for x in r["runs"] if x["variant"] == variant]
+        if not done:
+            continue
+        val = [x["validation_accuracy"] or 0.0 for x in done]
+        train = [x["train_accuracy"] for x in done]
+        words = ", ".join(f"{k} {v}" for k, v in change.items()) or "none"
+        lines.append(
+            f"| {variant} | {words} | {pct(sum(val) / len(val))} "
+            f"| {', '.join(pct(v) for v in val)} | {pct(sum(train) / len(train))} "
+            f"| {took(sum(x['train_seconds'] for x in done) / len(done))} |"
+        )
+    return [*lines, ""]
 
 
 def _finetune_table(r: Record) -> list[str]:
@@ -1097,6 +1224,15 @@ def parser() -> argparse.ArgumentParser:
     f.add_argument("--epochs", type=int, default=30, help="epochs of each training")
     f.add_argument("--recipes", default=",".join(RECIPES), help=f"of {', '.join(RECIPES)}")
 
+    c = parts.add_parser("recipe", parents=[common], help="what recipe changes buy")
+    c.add_argument("--model", default="mobilenetv3-small", help="a baseline network")
+    c.add_argument("--resolution", type=int, default=128)
+    c.add_argument("--epochs", type=int, default=30)
+    c.add_argument("--variants", default=",".join(VARIANTS), help=f"of {', '.join(VARIANTS)}")
+    c.add_argument("--seeds", default="0,1", help="training seeds, such as 0,1")
+    c.add_argument("--split-seed", type=int, default=0)
+    c.add_argument("--parallel", type=int, default=2, help="trainings at a time")
+
     parts.add_parser("section", parents=[common], help="only write the section again")
     return p
 
@@ -1111,6 +1247,7 @@ def main() -> None:
         "ranking": part_ranking,
         "specialise": part_specialise,
         "finetune": part_finetune,
+        "recipe": part_recipe,
     }.get(args.part)
     if run is not None:
         path = append(results, args.part, run(args))
