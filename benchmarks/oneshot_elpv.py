@@ -17,6 +17,7 @@ written again from all the records (``--no-write``: only print it).
     python benchmarks/oneshot_elpv.py finetune [--epochs 30] [--recipes default,low-lr,...]
     python benchmarks/oneshot_elpv.py recipe [--model mobilenetv3-small] [--resolution 128]
         [--epochs 30] [--variants default,no-aug,...] [--seeds 0,1] [--parallel 2]
+    python benchmarks/oneshot_elpv.py errors
     python benchmarks/oneshot_elpv.py section
 
 Every part takes ``--data`` (default elpv; ``synthetic`` for a quick test), ``--results DIR``
@@ -54,6 +55,11 @@ images of the trainings run here) and ``--no-write``. Settings to test the scrip
   `VARIANTS`), run ``--parallel`` at a time with one thread each, side by side. Training
   accuracy (the training images without augmentation) says whether a recipe under- or
   overfits; validation accuracy says what it buys. No holdout figure is taken.
+- ``errors``: where the errors are. ELPV's annotators gave each cell a defect probability (0,
+  1/3, 2/3 or 1; the binary label is ``>= 0.5``) and a cell type (mono- or polycrystalline).
+  The latest ``oneshot`` run's largest and smallest subnets (inherited weights, as judged)
+  are scored per level and type on the training and validation images: errors on the
+  uncertain levels point at the labels, errors on the certain ones at the model.
 - ``section``: only write the section again from the records.
 
 A bare number of seconds or a duration (``90s``, ``30m``, ``2h``) is accepted by ``--budget``.
@@ -84,7 +90,7 @@ if TYPE_CHECKING:
 MARK = "oneshot_elpv"
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path("benchmarks/results/oneshot_elpv")
-PARTS = ("oneshot", "tpe", "baselines", "ranking", "specialise", "finetune", "recipe")
+PARTS = ("oneshot", "tpe", "baselines", "ranking", "specialise", "finetune", "recipe", "errors")
 BASELINE_MODELS = ("mobilenetv2:0.5", "mobilenetv3-small")
 MIN_RANKED = 12  # subnets the ranking trains unless fewer are asked for explicitly
 # Ways to train a one-shot candidate's inherited weights again (part ``finetune``).
@@ -802,6 +808,63 @@ def recipe_run(job: dict[str, Any]) -> dict[str, Any]:
             "train_seconds": result.seconds}  # fmt: skip
 
 
+def elpv_annotations(count: int) -> tuple[list[float], list[str]]:
+    """Each ELPV cell's defect probability and type, in the built-in dataset's order."""
+    import elpv_dataset
+
+    labels = Path(elpv_dataset.__file__).parent / "data" / "labels.csv"
+    rows = [line.split() for line in labels.read_text().splitlines() if line.strip()]
+    if len(rows) != count:
+        raise SystemExit(f"{labels} has {len(rows)} rows, the dataset {count} images")
+    return [float(r[1]) for r in rows], [r[2] for r in rows]
+
+
+def part_errors(args: argparse.Namespace) -> Record:
+    import numpy as np
+    import torch
+
+    from edgenas.arch import Genotype
+    from edgenas.oneshot import SubnetJudge, load_supernet
+
+    if args.data != "elpv":
+        raise SystemExit("part errors needs ELPV's annotations: --data elpv")
+    started = time.perf_counter()
+    source = latest(located(args.results), "oneshot", args.data)
+    path = located(source["settings"]["out"]) / "supernet.pt"
+    supernet, saved = load_supernet(path)
+    seed = int(source["settings"]["seed"])
+    data, data_info = describe_data(args.data, seed, args.cache)
+    probability, kind = (np.asarray(x) for x in elpv_annotations(len(data)))
+    defective = data.class_names.index("defective")
+    if not np.array_equal(data.labels == defective, probability >= 0.5):
+        raise SystemExit("the dataset's labels do not follow labels.csv; its order changed")
+    judge = SubnetJudge(supernet, data, seed=seed)
+    settings = {"supernet": stored(path), "oneshot_run": {"date": source["date"]}, "seed": seed}
+    record = new_record("errors", args, settings)
+    models = []
+    for role, name in (("largest", saved.teacher), ("smallest", saved.smallest)):
+        genotype = Genotype.parse(name)
+        network = judge.network(genotype)
+        images = data.images(genotype.resolution)
+        splits = {}
+        for split in ("train", "val"):
+            index = np.asarray(getattr(data.splits, split))
+            with torch.no_grad():
+                predicted = torch.cat([network(images[index[i : i + 256]].float() / 255).argmax(1)
+                                       for i in range(0, len(index), 256)]).numpy()  # fmt: skip
+            right = predicted == data.labels[index]
+            groups = {
+                f"p{level:.2f}": probability[index] == level for level in (0, 1 / 3, 2 / 3, 1)
+            }
+            groups.update({k: kind[index] == k for k in ("mono", "poly")})
+            groups["all"] = np.ones(len(index), dtype=bool)
+            splits[split] = {g: {"images": int(m.sum()), "accuracy": float(right[m].mean())}
+                             for g, m in groups.items() if m.any()}  # fmt: skip
+        models.append({"role": role, "genotype": name, "splits": splits})
+    return {**record, "data": data_info, "models": models,
+            "wall_seconds": time.perf_counter() - started}  # fmt: skip
+
+
 def part_recipe(args: argparse.Namespace) -> Record:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -1057,7 +1120,41 @@ def section(results: Path, data: str) -> str:
         lines += _recipe_table(r)
     if not runs["recipe"]:
         lines.append("(not run yet)")
+
+    lines += [
+        "",
+        "### Where the errors are: annotation level and cell type",
+        "",
+        "ELPV's annotators gave each cell a defect probability; a cell is `defective` when it is "
+        "at least 0.5, so the 0.33 cells count as functional and the 0.67 ones as defective. "
+        "Accuracy of the one-shot run's largest and smallest subnets (inherited weights, "
+        "BatchNorm recalibrated) per level and cell type. Errors on the certain levels (0 and "
+        "1) are the model's; on the uncertain ones they may be the label's.",
+        "",
+    ]
+    for r in runs["errors"]:
+        lines += _errors_table(r)
+    if not runs["errors"]:
+        lines.append("(not run yet)")
     return "\n".join(lines)
+
+
+def _errors_table(r: Record) -> list[str]:
+    groups = ["p0.00", "p0.33", "p0.67", "p1.00", "mono", "poly", "all"]
+    lines = [
+        f"{day(r)}, one-shot run of {r['settings']['oneshot_run']['date'][:10]}:",
+        "",
+        f"| subnet | images | {' | '.join(groups)} |",
+        f"| --- | --- | {' | '.join('---:' for _ in groups)} |",
+    ]
+    for m in r["models"]:
+        resolution = m["genotype"].split("-")[0]
+        for split, words in (("train", "training"), ("val", "validation")):
+            cells = m["splits"][split]
+            row = [f"{pct(cells[g]['accuracy'])} ({cells[g]['images']})" if g in cells else "–"
+                   for g in groups]  # fmt: skip
+            lines.append(f"| {m['role']} ({resolution}) | {words} | {' | '.join(row)} |")
+    return [*lines, ""]
 
 
 def _recipe_table(r: Record) -> list[str]:
@@ -1233,6 +1330,7 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--split-seed", type=int, default=0)
     c.add_argument("--parallel", type=int, default=2, help="trainings at a time")
 
+    parts.add_parser("errors", parents=[common], help="accuracy per annotation level")
     parts.add_parser("section", parents=[common], help="only write the section again")
     return p
 
@@ -1248,6 +1346,7 @@ def main() -> None:
         "specialise": part_specialise,
         "finetune": part_finetune,
         "recipe": part_recipe,
+        "errors": part_errors,
     }.get(args.part)
     if run is not None:
         path = append(results, args.part, run(args))
