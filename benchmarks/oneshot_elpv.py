@@ -106,6 +106,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "lr-x3": {"lr": 9e-3},
     "epochs-x3": {"epochs_factor": 3},
     "sgd": {"optimizer": "sgd", "lr": 0.05},
+    # The data's own augmentation: ELPV allows quarter turns, but its cells are not symmetric
+    # under them (the busbars run one way).
+    "no-rot90": {"allow_rot90": False},
+    "flips-only": {"allow_rot90": False, "augment_strength": 0.0},
 }
 
 Record = dict[str, Any]
@@ -790,8 +794,9 @@ def recipe_run(job: dict[str, Any]) -> dict[str, Any]:
     from edgenas.train import Fidelity, TrainConfig, evaluate, fit
 
     torch.set_num_threads(1)
-    data = load_dataset(job["data"], cache_dir=job["cache"], seed=job["split_seed"])
     change = dict(VARIANTS[job["variant"]])
+    data = load_dataset(job["data"], cache_dir=job["cache"], seed=job["split_seed"],
+                        allow_rot90=change.pop("allow_rot90", None))  # fmt: skip
     epochs_ = job["epochs"] * int(change.pop("epochs_factor", 1))
     config = dataclasses.replace(TrainConfig(threads=1), **change)
     g = Genotype.parse(str(baseline(job["model"], job["resolution"])))
@@ -886,18 +891,33 @@ def part_recipe(args: argparse.Namespace) -> Record:
     jobs = [{"data": args.data, "cache": args.cache, "split_seed": args.split_seed,
              "model": args.model, "resolution": args.resolution, "epochs": args.epochs,
              "variant": v, "seed": seed} for seed in seeds for v in variants]  # fmt: skip
+    # Each finished training is kept in --partial, so a killed run loses none: run the same
+    # command again to go on.
+    partial = Path(args.partial)
+    key = {**settings, "data": args.data}
     runs = []
+    if partial.is_file():
+        kept = json.loads(partial.read_text())
+        if kept.get("settings") == key:
+            runs = kept["runs"]
+            print(f"{len(runs)} training(s) kept from {partial}", flush=True)
+    done = {(r["variant"], r["seed"]) for r in runs}
+    record["settings"]["trainings_resumed"] = len(runs)
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(args.parallel, mp_context=context) as pool:
-        futures = [pool.submit(recipe_run, job) for job in jobs]
+        futures = [pool.submit(recipe_run, job) for job in jobs
+                   if (job["variant"], job["seed"]) not in done]  # fmt: skip
         for future in as_completed(futures):
             run = future.result()
             runs.append(run)
+            partial.parent.mkdir(parents=True, exist_ok=True)
+            partial.write_text(json.dumps({"settings": key, "runs": runs}))
             print(f"{run['variant']} seed {run['seed']}: validation "
                   f"{pct(run['validation_accuracy'])}, training {pct(run['train_accuracy'])} "
                   f"({took(run['train_seconds'])})", flush=True)  # fmt: skip
     order = {(job["variant"], job["seed"]): i for i, job in enumerate(jobs)}
     runs.sort(key=lambda r: order[r["variant"], r["seed"]])
+    partial.unlink(missing_ok=True)
     return {**record, "data": data_info, "runs": runs,
             "wall_seconds": time.perf_counter() - started}  # fmt: skip
 
@@ -1164,7 +1184,13 @@ def _recipe_table(r: Record) -> list[str]:
         f"variant says otherwise, seeds {', '.join(str(x) for x in s['seeds'])}, split seed "
         f"{s['split_seed']} ({r['data']['train_images']} training, "
         f"{r['data']['validation_images']} validation images), {s['parallel']} at a time; in "
-        f"all {took(r['wall_seconds'])}:",
+        f"all {took(r['wall_seconds'])}"
+        + (
+            f" (and {s['trainings_resumed']} trainings kept from an interrupted invocation)"
+            if s.get("trainings_resumed")
+            else ""
+        )
+        + ":",
         "",
         "| variant | change | validation (mean) | per seed | training acc (mean) | time each |",
         "| --- | --- | ---: | --- | ---: | ---: |",
@@ -1173,12 +1199,15 @@ def _recipe_table(r: Record) -> list[str]:
         done = [x for x in r["runs"] if x["variant"] == variant]
         if not done:
             continue
-        val = [x["validation_accuracy"] or 0.0 for x in done]
-        train = [x["train_accuracy"] for x in done]
+        # A training that diverged has no accuracy: it is named, not counted as 0%.
+        val = [x["validation_accuracy"] for x in done if x["validation_accuracy"] is not None]
+        train = [x["train_accuracy"] for x in done if x["validation_accuracy"] is not None]
         words = ", ".join(f"{k} {v}" for k, v in change.items()) or "none"
+        seeds = ", ".join(pct(x["validation_accuracy"]) if x["validation_accuracy"] is not None
+                          else f"diverged (seed {x['seed']})" for x in done)  # fmt: skip
         lines.append(
-            f"| {variant} | {words} | {pct(sum(val) / len(val))} "
-            f"| {', '.join(pct(v) for v in val)} | {pct(sum(train) / len(train))} "
+            f"| {variant} | {words} | {pct(sum(val) / len(val)) if val else '–'} "
+            f"| {seeds} | {pct(sum(train) / len(train)) if train else '–'} "
             f"| {took(sum(x['train_seconds'] for x in done) / len(done))} |"
         )
     return [*lines, ""]
@@ -1329,6 +1358,11 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--seeds", default="0,1", help="training seeds, such as 0,1")
     c.add_argument("--split-seed", type=int, default=0)
     c.add_argument("--parallel", type=int, default=2, help="trainings at a time")
+    c.add_argument(
+        "--partial",
+        default="runs/bench-recipe.partial.json",
+        help="finished trainings of an unfinished run (to go on after a kill)",
+    )
 
     parts.add_parser("errors", parents=[common], help="accuracy per annotation level")
     parts.add_parser("section", parents=[common], help="only write the section again")
