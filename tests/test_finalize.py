@@ -70,8 +70,10 @@ def test_finalize_best_exports_checked_onnx(searched: Path) -> None:
     assert (final / "genotype.txt").read_text().strip() == best["genotype"]
     assert best["onnx_max_abs_diff"] <= 1e-3
     assert best["epochs"] == 1
-    low, high = best["holdout_interval"]
-    assert low <= best["holdout_accuracy"] <= high
+    # the interval is the Wilson interval of the holdout count it reports
+    images = best["holdout_images"]
+    expected = wilson_interval(round(best["holdout_accuracy"] * images), images)
+    assert best["holdout_interval"] == pytest.approx(expected)
     assert best["holdout_images"] > 0 and best["val_images"] > 0
     assert best["latency_ms"] > 0
     assert "holdout" in proc.stdout and str(best["trial"]) in proc.stdout
@@ -87,8 +89,9 @@ def test_finalize_best_exports_checked_onnx(searched: Path) -> None:
     for step in report["steps"]:
         assert step["latency_ms"] > 0 and step["peak_memory_mb"] > 0
         assert (final / step["onnx"]).is_file()
-        lo, hi = step["holdout_interval"]
-        assert lo <= step["holdout_accuracy"] <= hi
+        images = best["holdout_images"]
+        expected = wilson_interval(round(step["holdout_accuracy"] * images), images)
+        assert step["holdout_interval"] == pytest.approx(expected)
     card = (final / "MODEL_CARD.md").read_text()
     for heading in ("## Data", "## Accuracy and costs after each step", "## Constraints",
                     "## Compression steps", "## Running it on the device"):  # fmt: skip

@@ -398,6 +398,30 @@ def test_successive_halving_search_prunes_at_the_rung(tmp_path: Path) -> None:
     assert result.results["summary"]["rejected"] == 0
 
 
+def test_successive_halving_stops_the_candidates_others_beat_at_the_rung(tmp_path: Path) -> None:
+    # One objective: a candidate goes on past epoch 1 only if fewer than max(1, reached // 3)
+    # of those trained before it were more accurate there. Six random candidates on
+    # synthetic data (seeded, so the same every run) give both outcomes.
+    result = edgenas.search(
+        "synthetic", out=tmp_path / "sh1", objective="accuracy", trials=6, epochs=2,
+        space=tiny_space(), strategy="random", fidelity_schedule="sh", seed=1,
+    )  # fmt: skip
+    trained = [t for t in result.trials if t.trained]
+    assert len(trained) == 6
+    pruned = [t for t in trained if t.state == "pruned"]
+    assert pruned, "successive halving stopped no candidate"
+    assert any(t.state == "complete" for t in trained[1:])
+    for i, t in enumerate(trained):
+        first = t.history[0]
+        ahead = sum(other.history[0] > first for other in trained[:i])
+        keep = max(1, (i + 1) // 3)
+        if ahead >= keep:
+            assert t.state == "pruned" and t.epochs == 1 and t.reason is not None
+            assert t.reason.startswith("pruned by successive halving at rung 1 (epoch 1): ")
+        else:
+            assert t.state == "complete" and t.epochs == 2
+
+
 def test_training_searched_with_warm_start_and_stable_stop(tmp_path: Path) -> None:
     import json
 
