@@ -1104,10 +1104,8 @@ def section(results: Path, data: str) -> str:
     else:
         lines.append("(not run yet)")
 
-    lines += [
-        "",
+    lines += _subsection(
         "### Fine-tuning the inherited weights: which recipe",
-        "",
         "The final candidates of a one-shot run, each extracted from its supernet and trained "
         "again once per recipe: `inherited` is the candidate as judged (BatchNorm recalibrated, "
         "no training); `default` is the trainer's recipe, which the search uses; `low-lr` the "
@@ -1118,44 +1116,31 @@ def section(results: Path, data: str) -> str:
         "`inherited` columns are biased upward (the winner of many draws); the trained columns "
         "are fresh measurements and compare with each other fairly. One training seed and a "
         "few candidates: differences of a point or two are within chance.",
-        "",
-    ]
-    for r in runs["finetune"]:
-        lines += _finetune_table(r)
-    if not runs["finetune"]:
-        lines.append("(not run yet)")
+        runs["finetune"],
+        _finetune_table,
+    )
 
-    lines += [
-        "",
+    lines += _subsection(
         "### The training recipe: what each change buys",
-        "",
         "One fixed network trained from scratch, once per variant of the trainer's default "
         "recipe and training seed, side by side on one machine (one thread per training). "
         "Training accuracy is measured on the training images without augmentation: below "
         "validation accuracy, the recipe underfits. Validation accuracy only; no holdout "
         "figure is taken. Mean over seeds, with each seed's figure.",
-        "",
-    ]
-    for r in runs["recipe"]:
-        lines += _recipe_table(r)
-    if not runs["recipe"]:
-        lines.append("(not run yet)")
+        runs["recipe"],
+        _recipe_table,
+    )
 
-    lines += [
-        "",
+    lines += _subsection(
         "### Where the errors are: annotation level and cell type",
-        "",
         "ELPV's annotators gave each cell a defect probability; a cell is `defective` when it is "
         "at least 0.5, so the 0.33 cells count as functional and the 0.67 ones as defective. "
         "Accuracy of the one-shot run's largest and smallest subnets (inherited weights, "
         "BatchNorm recalibrated) per level and cell type. Errors on the certain levels (0 and "
         "1) are the model's; on the uncertain ones they may be the label's.",
-        "",
-    ]
-    for r in runs["errors"]:
-        lines += _errors_table(r)
-    if not runs["errors"]:
-        lines.append("(not run yet)")
+        runs["errors"],
+        _errors_table,
+    )
     return "\n".join(lines)
 
 
@@ -1211,6 +1196,14 @@ def _recipe_table(r: Record) -> list[str]:
             f"| {took(sum(x['train_seconds'] for x in done) / len(done))} |"
         )
     return [*lines, ""]
+
+
+def _subsection(title: str, prose: str, done: list[Record], table: Any) -> list[str]:
+    """A subsection: its title, what it measures, and a table per record (``table(record)``)."""
+    lines = ["", title, "", prose, ""]
+    for r in done:
+        lines += table(r)
+    return lines if done else [*lines, "(not run yet)"]
 
 
 def _finetune_table(r: Record) -> list[str]:
