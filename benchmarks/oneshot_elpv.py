@@ -715,6 +715,17 @@ def part_specialise(args: argparse.Namespace) -> Record:
     }
 
 
+def names_of(text: str, known: Sequence[str] | dict[str, Any], option: str) -> list[str]:
+    """The comma-separated names of ``text``; stops with a message naming ``option`` if one is
+    not ``known`` or none is given."""
+    names = [x.strip() for x in text.split(",") if x.strip()]
+    unknown = sorted(set(names) - set(known))
+    if unknown or not names:
+        raise SystemExit(f"{option}: {', '.join(unknown) or 'none given'}; choose from "
+                         f"{', '.join(known)}")  # fmt: skip
+    return names
+
+
 def part_finetune(args: argparse.Namespace) -> Record:
     import dataclasses
 
@@ -724,11 +735,7 @@ def part_finetune(args: argparse.Namespace) -> Record:
     from edgenas.oneshot import SubnetJudge, load_supernet
     from edgenas.train import Distillation, Fidelity, TrainConfig, fit
 
-    recipes = [r.strip() for r in args.recipes.split(",") if r.strip()]
-    unknown = sorted(set(recipes) - set(RECIPES))
-    if unknown or not recipes:
-        raise SystemExit(f"--recipes: {', '.join(unknown) or 'none given'}; choose from "
-                         f"{', '.join(RECIPES)}")  # fmt: skip
+    recipes = names_of(args.recipes, RECIPES, "--recipes")
     started = time.perf_counter()
     source = latest(located(args.results), "oneshot", args.data)
     results_path = located(source["search"]["results"])
@@ -874,11 +881,7 @@ def part_recipe(args: argparse.Namespace) -> Record:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
-    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
-    unknown = sorted(set(variants) - set(VARIANTS))
-    if unknown or not variants:
-        raise SystemExit(f"--variants: {', '.join(unknown) or 'none given'}; choose from "
-                         f"{', '.join(VARIANTS)}")  # fmt: skip
+    variants = names_of(args.variants, VARIANTS, "--variants")
     seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
     started = time.perf_counter()
     data, data_info = describe_data(args.data, args.split_seed, args.cache)
