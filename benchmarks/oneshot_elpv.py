@@ -882,7 +882,12 @@ def part_recipe(args: argparse.Namespace) -> Record:
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     variants = names_of(args.variants, VARIANTS, "--variants")
-    seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
+    try:
+        seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
+    except ValueError:
+        raise SystemExit(f"--seeds {args.seeds!r}: give whole numbers, such as 0,1") from None
+    if not seeds or args.parallel < 1:
+        raise SystemExit("--seeds needs one seed at least, and --parallel 1 or more")
     started = time.perf_counter()
     data, data_info = describe_data(args.data, args.split_seed, args.cache)
     del data
@@ -1152,7 +1157,7 @@ def _errors_table(r: Record) -> list[str]:
     lines = [
         f"{day(r)}, one-shot run of {r['settings']['oneshot_run']['date'][:10]}:",
         "",
-        f"| subnet | images | {' | '.join(groups)} |",
+        f"| subnet | split | {' | '.join(groups)} |",
         f"| --- | --- | {' | '.join('---:' for _ in groups)} |",
     ]
     for m in r["models"]:

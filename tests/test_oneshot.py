@@ -49,6 +49,8 @@ def test_one_shot_search_judges_subnets_and_trains_the_best_again(one_shot_run: 
         source = next(j for j in judged if j["number"] == t["finetune_of"])
         assert t["epochs"] == 0 and t["accuracy"] == source["accuracy"]
         assert model_file(one_shot_run, t).is_file()
+    # only the fine-tuned and from-scratch models count as trained
+    assert results["summary"]["trained"] == 4
     info = results["one_shot"]
     assert info["subnets_judged"] == 12 and info["subnets_per_hour"] > 0
     assert info["epochs"] == 2 and info["seconds"] > 0 and not info["reused"]

@@ -85,7 +85,7 @@ def _counts(records: Sequence[TrialRecord]) -> dict[str, int]:
     counts = {"trials": len(records), "trained": 0, "feasible": 0}
     for r in records:
         counts[r.state] = counts.get(r.state, 0) + 1
-        counts["trained"] += r.trained and r.state != "running"
+        counts["trained"] += r.trained and r.state != "running" and r.start != "judged"
         counts["feasible"] += r.state != "infeasible" and r.costs is not None
     return counts
 
@@ -93,12 +93,15 @@ def _counts(records: Sequence[TrialRecord]) -> dict[str, int]:
 def summary_table(records: Sequence[TrialRecord]) -> Text:
     c = _counts(records)
     judged = sum(r.one_shot and r.state == "complete" for r in records)
+    kept = sum(r.start == "judged" and r.state == "complete" for r in records)
     return Text(
         f"{c['trials']} trials · {c['feasible']} feasible · "
         + (f"{judged} judged by inherited weights · " if judged else "")
         + f"{c['trained']} trained "
-        f"({c.get('complete', 0) - judged} complete, {c.get('pruned', 0)} stopped early, "
-        f"{c.get('failed', 0)} failed) · {c.get('infeasible', 0)} rejected by the constraints"
+        f"({c.get('complete', 0) - judged - kept} complete, {c.get('pruned', 0)} stopped early, "
+        f"{c.get('failed', 0)} failed) · "
+        + (f"{kept} kept as judged (no training) · " if kept else "")
+        + f"{c.get('infeasible', 0)} rejected by the constraints"
     )
 
 

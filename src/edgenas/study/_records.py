@@ -340,7 +340,8 @@ def results_dict(
         "constraints": constraints.to_dict(),
         "summary": {
             "trials": len(records),
-            "trained": sum(r.trained for r in records),
+            # A one-shot subnet kept as judged is a final model, but was never trained.
+            "trained": sum(r.trained and r.start != "judged" for r in records),
             **({"one_shot": sum(r.one_shot for r in records)} if one_shot else {}),
             # Candidates the constraints turned away before any training: those the strategy
             # redrew itself, and proposals told to the study as infeasible.
