@@ -398,6 +398,7 @@ def one_shot_of(results: dict[str, Any]) -> dict[str, Any]:
         "search_seconds": info.get("search_seconds"),
         "subnets_per_hour": info.get("subnets_per_hour"),
         "trained_again": info.get("trained_again"),
+        "finetune_recipe": info.get("finetune_recipe"),
         "final_trainings": finals,
     }
 
@@ -968,9 +969,9 @@ def day(record: Record) -> str:
 
 
 def start_words(start: str | None) -> str:
-    return {"inherited": "fine-tuned from inherited weights", "scratch": "from scratch"}.get(
-        start or "", str(start)
-    )
+    words = {"judged": "as judged, no training", "inherited": "fine-tuned from inherited weights",
+             "scratch": "from scratch"}  # fmt: skip
+    return words.get(start or "", str(start))
 
 
 def section(results: Path, data: str) -> str:
@@ -1279,6 +1280,13 @@ def _oneshot_details(r: Record) -> str:
         f"validation after the last epoch; {r['subnets_judged']} subnets judged by inherited "
         f"weights in {took(r['search_seconds'])} ({'–' if rate is None else f'{rate:,}'} per "
         f"hour); final trainings of {epochs(s['epochs'])} (validation): {finals or 'none'}."
+    )
+    recipe = r.get("finetune_recipe")
+    text += (
+        f" Fine-tuning: lr {recipe['lr']:g}, distilled from `{recipe['distilled_from']}`."
+        if recipe
+        else " Fine-tuning used the trainer's default recipe (this run predates the distilled "
+        "fine-tuning at a tenth of the learning rate)."
     )
     if b:
         text += (
