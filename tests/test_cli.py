@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import sqlite3
 import subprocess
@@ -228,24 +229,39 @@ def test_bad_search_schedule_options_get_a_clear_message(
 
 
 def test_successive_halving_search_from_the_command_line(tmp_path: Path) -> None:
+    # Pareto: at epoch 1 a candidate goes on only while fewer than max(1, reached // 3) of the
+    # candidates before it rank ahead (an earlier non-dominated front, or more crowding). With
+    # seed 0 the second candidate is less accurate than the first at epoch 1 and slower by far
+    # more than the noise of a latency measurement, so halving must stop it (and two later ones).
+    # The rule itself is checked against every candidate's epoch-1 accuracy in test_search.
     out = tmp_path / "sh"
     proc = run_cli(
-        "search", "synthetic", "--trials", "4", "--epochs", "2", "--resolution", "32",
-        "--max-depth", "1", "--strategy", "random", "--objective", "pareto",
+        "search", "synthetic", "--trials", "6", "--epochs", "2", "--resolution", "32",
+        "--max-depth", "1", "--strategy", "random", "--objective", "pareto", "--seed", "0",
         "--fidelity-schedule", "sh", "--stop-when-stable", "9", "--max-latency", "50ms",
         "--out", str(out), "--json",
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     results = json.loads(proc.stdout)
     trained = [t for t in results["trials"] if t["trained"]]
-    assert len(trained) == 4
-    for t in trained:
+    assert len(trained) == 6
+    pruned = [t for t in trained if t["state"] == "pruned"]
+    assert pruned, "successive halving stopped no candidate"
+    assert trained[0]["state"] == "complete"  # nothing to rank it against
+    for ordinal, t in enumerate(trained, start=1):
         if t["state"] == "pruned":
-            assert t["epochs"] == 1 and "successive halving at rung 1 (epoch 1)" in t["reason"]
+            assert t["epochs"] == 1
+            keep = max(1, ordinal // 3)
+            ahead, reached = map(
+                int, re.findall(r": (\d+) of the (\d+) candidates", t["reason"])[0]
+            )
+            assert t["reason"].startswith("pruned by successive halving at rung 1 (epoch 1): ")
+            assert reached == ordinal and ahead >= keep
+            assert f"only the top {keep} go on" in t["reason"]
         else:
-            assert t["epochs"] == 2
+            assert t["state"] == "complete" and t["epochs"] == 2
     assert results["run"]["fidelity_schedule"] == "sh"
-    assert len(results["hypervolume"]["history"]) == 4
+    assert len(results["hypervolume"]["history"]) == 6
     assert results["hypervolume"]["reference_latency_ms"] == 50.0  # the limit
     assert results["summary"]["rejected"] == 0
     # Without a terminal, the view prints a line per trial with the front's measure.

@@ -3,7 +3,7 @@ clear errors for a database that cannot be used.
 
 The server is a throwaway one (initdb in a temporary folder, trust authentication, a free
 port on 127.0.0.1). Without PostgreSQL's binaries the PostgreSQL test is skipped, unless
-EDGENAS_REQUIRE_POSTGRES=1 (as ``.ci/run`` sets after installing them) makes that a failure.
+EDGENAS_REQUIRE_POSTGRES=1 (as ``.ci/run`` sets) makes that a failure.
 """
 
 from __future__ import annotations
