@@ -15,7 +15,7 @@ written again from all the records (``--no-write``: only print it).
     python benchmarks/oneshot_elpv.py specialise [--max-latency 0.5ms] [--epochs 30]
         [--subnets 2000] [--out runs/bench-oneshot-0.5ms]
     python benchmarks/oneshot_elpv.py finetune [--epochs 30] [--recipes default,low-lr,...]
-    python benchmarks/oneshot_elpv.py recipe [--model mobilenetv3-small] [--resolution 128]
+    python benchmarks/oneshot_elpv.py recipe [--model mobilenetv3-small|GENOTYPE] [--resolution 128]
         [--epochs 30] [--variants default,no-aug,...] [--seeds 0,1] [--parallel 2]
     python benchmarks/oneshot_elpv.py errors
     python benchmarks/oneshot_elpv.py section
@@ -50,8 +50,8 @@ images of the trainings run here) and ``--no-write``. Settings to test the scrip
   ``low-lr`` (a tenth of its peak learning rate), ``low-lr-kd`` (the same, distilled from the
   supernet's largest subnet); ``inherited`` is the candidate as judged, not trained. Validation
   accuracy only: the recipe is chosen on it, so the holdout stays unseen.
-- ``recipe``: what each change to the trainer's recipe buys on one fixed network (a baseline,
-  trained from scratch), ``--seeds`` training seeds per variant (``--variants``, of
+- ``recipe``: what each change to the trainer's recipe buys on one fixed network (a baseline or a
+  genotype, trained from scratch), ``--seeds`` training seeds per variant (``--variants``, of
   `VARIANTS`), run ``--parallel`` at a time with one thread each, side by side. Training
   accuracy (the training images without augmentation) says whether a recipe under- or
   overfits; validation accuracy says what it buys. No holdout figure is taken.
@@ -791,13 +791,29 @@ def part_finetune(args: argparse.Namespace) -> Record:
     }
 
 
+def network_of(model: str, resolution: int) -> Any:
+    """``--model``: a baseline's name (at ``resolution``) or a genotype (at its own)."""
+    from edgenas.arch import BASELINES, Genotype, baseline
+    from edgenas.errors import ConfigError
+
+    if model.partition(":")[0].strip().lower() in BASELINES:
+        return Genotype.parse(str(baseline(model, resolution)))
+    try:
+        return Genotype.parse(model)
+    except ConfigError as exc:
+        raise SystemExit(
+            f"--model {model!r} is neither a baseline ({', '.join(BASELINES)}) nor a genotype: "
+            f"{exc}"
+        ) from None
+
+
 def recipe_run(job: dict[str, Any]) -> dict[str, Any]:
     """One training of part ``recipe``, in a worker process with one thread."""
     import dataclasses
 
     import torch
 
-    from edgenas.arch import Genotype, baseline, build_model
+    from edgenas.arch import build_model
     from edgenas.data import load_dataset
     from edgenas.train import Fidelity, TrainConfig, evaluate, fit
 
@@ -807,7 +823,7 @@ def recipe_run(job: dict[str, Any]) -> dict[str, Any]:
                         allow_rot90=change.pop("allow_rot90", None))  # fmt: skip
     epochs_ = job["epochs"] * int(change.pop("epochs_factor", 1))
     config = dataclasses.replace(TrainConfig(threads=1), **change)
-    g = Genotype.parse(str(baseline(job["model"], job["resolution"])))
+    g = network_of(job["model"], job["resolution"])
     torch.manual_seed(job["seed"])
     model = build_model(g, data.channels, data.num_classes, data.mean, data.std)
     result = fit(model, data, Fidelity(epochs=epochs_), resolution=g.resolution,
@@ -889,16 +905,17 @@ def part_recipe(args: argparse.Namespace) -> Record:
         raise SystemExit(f"--seeds {args.seeds!r}: give whole numbers, such as 0,1") from None
     if not seeds or args.parallel < 1:
         raise SystemExit("--seeds needs one seed at least, and --parallel 1 or more")
+    resolution = network_of(args.model, args.resolution).resolution
     started = time.perf_counter()
     data, data_info = describe_data(args.data, args.split_seed, args.cache)
     del data
-    settings = {"model": args.model, "resolution": args.resolution, "epochs": args.epochs,
+    settings = {"model": args.model, "resolution": resolution, "epochs": args.epochs,
                 "variants": {v: VARIANTS[v] for v in variants}, "seeds": seeds,
                 "split_seed": args.split_seed, "parallel": args.parallel,
                 "threads_per_training": 1}  # fmt: skip
     record = new_record("recipe", args, settings)
     jobs = [{"data": args.data, "cache": args.cache, "split_seed": args.split_seed,
-             "model": args.model, "resolution": args.resolution, "epochs": args.epochs,
+             "model": args.model, "resolution": resolution, "epochs": args.epochs,
              "variant": v, "seed": seed} for seed in seeds for v in variants]  # fmt: skip
     # Each finished training is kept in --partial, so a killed run loses none: run the same
     # command again to go on.
@@ -1360,8 +1377,11 @@ def parser() -> argparse.ArgumentParser:
     f.add_argument("--recipes", default=",".join(RECIPES), help=f"of {', '.join(RECIPES)}")
 
     c = parts.add_parser("recipe", parents=[common], help="what recipe changes buy")
-    c.add_argument("--model", default="mobilenetv3-small", help="a baseline network")
-    c.add_argument("--resolution", type=int, default=128)
+    c.add_argument("--model", default="mobilenetv3-small",
+                   help="a baseline network (such as mobilenetv2:0.5) or a genotype")  # fmt: skip
+    c.add_argument(
+        "--resolution", type=int, default=128, help="a baseline's (a genotype has its own)"
+    )
     c.add_argument("--epochs", type=int, default=30)
     c.add_argument("--variants", default=",".join(VARIANTS), help=f"of {', '.join(VARIANTS)}")
     c.add_argument("--seeds", default="0,1", help="training seeds, such as 0,1")
