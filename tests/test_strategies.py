@@ -23,7 +23,7 @@ import optuna
 import pytest
 from typer.testing import CliRunner
 
-from edgenas.bench import load_table, run_strategy
+from edgenas.bench import NB201Table, load_table, run_strategy
 from edgenas.cli import app
 from edgenas.errors import ConfigError
 from edgenas.space import NB201_OPS, NB201Cell, edge_space, nb201_space
@@ -164,6 +164,53 @@ def test_guided_beats_random_on_a_structured_table(table_csv: Path) -> None:
                               for s in range(3)]))  # fmt: skip
 
     assert regret("guided") < regret("random-feasible")
+
+
+def _table_with(rows: list[tuple[str, float, float]], path: Path) -> NB201Table:
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["index", "arch", "accuracy", "latency_ms"])
+        for i, (arch, acc, lat) in enumerate(rows):
+            w.writerow([i, arch, acc, lat])
+    return load_table(path)
+
+
+def _advantage(name: str, tables: list[NB201Table], cap: float) -> tuple[float, float]:
+    """Mean and standard error of the strategy's best accuracy minus random-feasible's after
+    30 trainings, one seed per table."""
+    diff = np.array([
+        run_strategy(name, t, cap, 30, seed).best[-1]
+        - run_strategy("random-feasible", t, cap, 30, seed).best[-1]
+        for seed, t in enumerate(tables)
+    ])  # fmt: skip
+    return float(diff.mean()), float(diff.std(ddof=1) / np.sqrt(len(diff)))
+
+
+@pytest.mark.parametrize("name", ["guided", "tpe"])
+def test_a_strategy_on_shuffled_accuracies_does_no_better_than_random(
+    name: str, tmp_path: Path
+) -> None:
+    # Accuracies permuted among the feasible architectures (a new permutation per seed): no
+    # feature of an architecture says anything about its accuracy any more. A strategy that
+    # learns only from what it trained then finds the best of 30 distinct feasible draws, as
+    # random-feasible does; one that read the table would stand out.
+    rows = _nb201_rows()
+    latency = np.array([lat for _, _, lat in rows])
+    cap = float(np.quantile(latency, 0.3))
+    feasible = np.flatnonzero(latency <= cap)
+    structured = _table_with(rows, tmp_path / "structured.csv")
+    shuffled = []
+    for seed in range(10):
+        accuracy = np.array([acc for _, acc, _ in rows])
+        accuracy[feasible] = np.random.default_rng(seed).permutation(accuracy[feasible])
+        mixed = [(arch, float(a), lat) for (arch, _, lat), a in zip(rows, accuracy, strict=True)]
+        shuffled.append(_table_with(mixed, tmp_path / f"shuffled{seed}.csv"))
+    mean, se = _advantage(name, shuffled, cap)
+    assert mean < 3 * se, f"{name} beat random by {mean:.2f} ± {se:.2f} on shuffled accuracies"
+    if name == "guided":
+        # The same measure sees the advantage where there is structure to learn.
+        mean, se = _advantage(name, [structured] * 10, cap)
+        assert mean > 3 * se
 
 
 def test_nb201_space_round_trips_benchmark_strings() -> None:
