@@ -43,23 +43,37 @@ def nb201_command(
             help="Comma-separated strategies: edgenas's (random, grid, tpe, nsga2, gp, evolution, reinforce, guided) and the references optuna-tpe, optuna-nsga2, random-feasible. Default: all but gp and grid, plus the references."
         ),
     ] = None,
+    mode: Annotated[
+        str,
+        typer.Option(
+            help="What the check before training knows. realistic: latency predicted with a log-normal error (--latency-error), feasibility judged on the true latency, no strategy ranks the space whole, as in a search of the edge space with a device profile. exact: every latency known exactly, and the guided strategy ranks this small space whole (a bound, not what a search gets)."
+        ),
+    ] = "realistic",
+    latency_error: Annotated[
+        float | None,
+        typer.Option(
+            help="realistic mode: standard deviation of log(predicted / true latency). Default 0.07, a mean absolute error of 5.6%: the latency predictor's measured one."
+        ),
+    ] = None,
     as_json: Annotated[
         bool,
         typer.Option(
             "--json",
-            help='Print one JSON object: {"optimum": ..., "strategies": {NAME: {"25": {"mean_regret", "median_regret", "found_optimum", "infeasible_trainings"}, ...}}, ...}.',
+            help='Print one JSON object: {"optimum": ..., "mode": ..., "latency_error": ..., "strategies": {NAME: {"25": {"mean_regret", "median_regret", "ci95", "feasible_share", "found_optimum", "infeasible_trainings", "best_per_seed"}, ...}}, ...}. Regret figures are over the seeds that trained a feasible architecture (feasible_share of them; null when none did); ci95 is a bootstrap interval of the mean.',
         ),
     ] = False,
 ) -> None:
     """Run each strategy against the table for SEEDS seeds and report its regret.
 
     Regret is the best feasible accuracy in the table minus the best feasible accuracy the
-    strategy trained, in accuracy points. edgenas's strategies check latency before training
-    (rejected proposals cost no training); the references optuna-tpe and optuna-nsga2 are
-    Optuna as a user would run it, with the cap passed as a constraint and every proposal
-    trained; random-feasible draws uniformly among the feasible architectures.
+    strategy trained, in accuracy points; a seed that has trained no feasible architecture yet
+    has none (the share of seeds that have is shown). edgenas's strategies check latency
+    before training (rejected proposals cost no training); the references optuna-tpe and
+    optuna-nsga2 are Optuna as a user would run it, with the cap passed as a constraint and
+    every proposal trained; random-feasible draws uniformly among the architectures the check
+    finds feasible.
     """
-    from edgenas.bench import REFERENCES, benchmark, load_table
+    from edgenas.bench import LATENCY_ERROR, REFERENCES, benchmark, load_table
     from edgenas.cost import parse_latency
 
     setup_logging(False)
@@ -75,7 +89,10 @@ def nb201_command(
             def progress(name: str, seed: int) -> None:
                 status.update(f"{name}: seed {seed + 1}/{seeds}")
 
-            result = benchmark(data, cap, budget, seeds, names, progress=progress)
+            result = benchmark(
+                data, cap, budget, seeds, names, progress=progress, mode=mode,
+                latency_error=LATENCY_ERROR if latency_error is None else latency_error,
+            )  # fmt: skip
     except EdgenasError as exc:
         fail(str(exc))
     if as_json:
@@ -84,18 +101,35 @@ def nb201_command(
     _print(Console(), result)
 
 
+def _regret(figures: dict[str, Any]) -> str:
+    """Mean [95% interval] (median), and the share of seeds with a feasible architecture
+    when some have none."""
+    if figures["mean_regret"] is None:
+        return "no feasible yet"
+    low, high = figures["ci95"]
+    text = f"{figures['mean_regret']:.3f} [{low:.3f}, {high:.3f}] ({figures['median_regret']:.3f})"
+    share = figures["feasible_share"]
+    return text if share == 1 else f"{text}, {share * 100:.0f}% of seeds"
+
+
 def _print(console: Console, result: dict[str, Any]) -> None:
     checkpoints = list(next(iter(result["strategies"].values())).keys())
+    mode = (
+        f"realistic mode (latency predicted with a log-normal error of {result['latency_error']:g})"
+        if result["mode"] == "realistic"
+        else "exact mode (every latency known; small spaces ranked whole)"
+    )
     t = Table(
         title=(
             f"{result['table']}: best feasible accuracy {result['optimum']:g} at ≤ "
             f"{result['max_latency_ms']:g} ms ({result['feasible_architectures']:,} of "
-            f"{result['architectures']:,} feasible), {result['seeds']} seeds"
+            f"{result['architectures']:,} feasible), {result['seeds']} seeds, {mode}"
         ),
-        caption="regret: mean (median) accuracy points below the best feasible, after N "
-        "trainings; found: share of seeds that trained the best; wasted: mean trainings spent "
-        "on infeasible candidates; rejected: mean candidates the cost model turned away before "
-        "training",
+        caption="regret: mean [95% bootstrap interval] (median) accuracy points below the best "
+        "feasible after N trainings, over the seeds that trained a feasible architecture (the "
+        "share is given when not all did); found: share of seeds that trained the best; "
+        "wasted: mean trainings spent on infeasible candidates; rejected: mean candidates the "
+        "cost model turned away before training",
     )
     t.add_column("strategy")
     for c in checkpoints:
@@ -104,17 +138,16 @@ def _print(console: Console, result: dict[str, Any]) -> None:
     t.add_column(f"wasted @{checkpoints[-1]}", justify="right")
     t.add_column("rejected", justify="right")
     t.add_column("s/run", justify="right")
-    ranked = sorted(
-        result["strategies"].items(), key=lambda kv: kv[1][checkpoints[-1]]["mean_regret"]
-    )
-    for name, figures in ranked:
+
+    def order(item: tuple[str, dict[str, Any]]) -> float:
+        last = item[1][checkpoints[-1]]["mean_regret"]
+        return float("inf") if last is None else float(last)
+
+    for name, figures in sorted(result["strategies"].items(), key=order):
         last = figures[checkpoints[-1]]
         t.add_row(
             name,
-            *[
-                f"{figures[c]['mean_regret']:.3f} ({figures[c]['median_regret']:.3f})"
-                for c in checkpoints
-            ],
+            *[_regret(figures[c]) for c in checkpoints],
             f"{last['found_optimum'] * 100:.0f}%",
             f"{last['infeasible_trainings']:.1f}",
             f"{result['rejected'][name]:.1f}",

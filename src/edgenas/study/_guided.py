@@ -78,7 +78,7 @@ class GuidedSampler(WholeSampler):
         self, parents: list[PastTrial], tried: set[str], rng: np.random.Generator
     ) -> tuple[list[str], Mapping[str, Params], np.ndarray]:
         """Untried candidates (keys, assignments by key, feature rows) for the surrogate."""
-        if self.codec.categorical and self.codec.combinations <= ENUMERATE:
+        if self.ctx.rank_whole and self.codec.categorical and self.codec.combinations <= ENUMERATE:
             # A small space: the surrogate ranks all of it, not a sample.
             if self._every is None:
                 every = (self.codec.from_index(np.array(i)) for i in np.ndindex(*self.codec.sizes))

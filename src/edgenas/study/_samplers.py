@@ -71,6 +71,10 @@ class StrategyContext:
     # Whether a check is cheap (a prediction or a table) rather than a measurement: strategies
     # may then check a hundred times more candidates per proposal.
     cheap_check: bool = False
+    # Whether a strategy may rank a small space whole rather than a sample of it (the guided
+    # strategy does, up to ``ENUMERATE`` combinations). A benchmark turns it off to judge a
+    # strategy as it runs on spaces too large for that, such as ``edge``.
+    rank_whole: bool = True
 
     @property
     def max_checks(self) -> int:

@@ -140,17 +140,21 @@ def make_sampler(
     check: Checker | None = None,
     *,
     cheap_check: bool = False,
+    rank_whole: bool = True,
 ) -> optuna.samplers.BaseSampler:
     """The sampler of a registered strategy, seeded; ``check`` is the cost model's verdict on
-    an assignment before training (None: every assignment is taken as feasible), and
-    ``cheap_check`` says it predicts rather than measures, so many candidates may be checked."""
+    an assignment before training (None: every assignment is taken as feasible),
+    ``cheap_check`` says it predicts rather than measures, so many candidates may be checked,
+    and ``rank_whole=False`` keeps a strategy from ranking a small space whole."""
     try:
         strategy = STRATEGIES[name]
     except KeyError:
         raise ConfigError(
             f"strategy {name!r} is unknown; choose from {', '.join(sorted(STRATEGIES))}"
         ) from None
-    ctx = StrategyContext(space, seed, multi_objective, check, cheap_check=cheap_check)
+    ctx = StrategyContext(
+        space, seed, multi_objective, check, cheap_check=cheap_check, rank_whole=rank_whole
+    )
     sampler = strategy.factory(ctx)
     if strategy.prefilter and check is not None:
         sampler = PrefilteredSampler(sampler, ctx)
