@@ -831,10 +831,17 @@ def recipe_run(job: dict[str, Any]) -> dict[str, Any]:
     train = torch.as_tensor(data.splits.train)
     train_accuracy = evaluate(model, data.images(g.resolution)[train],
                               torch.as_tensor(data.labels)[train])  # fmt: skip
+    # Class probabilities on the validation images, for the ensemble of a variant's seeds.
+    model.eval()
+    val_images = data.images(g.resolution)[torch.as_tensor(data.splits.val)]
+    with torch.inference_mode():
+        probabilities = torch.cat([model(val_images[i : i + 256].float() / 255).softmax(1)
+                                   for i in range(0, len(val_images), 256)])  # fmt: skip
+    rounded = [[round(float(p), 4) for p in row] for row in probabilities]
     return {"variant": job["variant"], "seed": job["seed"], "epochs": result.epochs,
             "validation_accuracy": result.accuracy, "train_accuracy": train_accuracy,
-            "history": list(result.history), "status": result.status,
-            "train_seconds": result.seconds}  # fmt: skip
+            "validation_probabilities": rounded, "history": list(result.history),
+            "status": result.status, "train_seconds": result.seconds}  # fmt: skip
 
 
 def elpv_annotations(count: int) -> tuple[list[float], list[str]]:
@@ -908,6 +915,7 @@ def part_recipe(args: argparse.Namespace) -> Record:
     resolution = network_of(args.model, args.resolution).resolution
     started = time.perf_counter()
     data, data_info = describe_data(args.data, args.split_seed, args.cache)
+    val_labels = [int(y) for y in data.labels[data.splits.val]]
     del data
     settings = {"model": args.model, "resolution": resolution, "epochs": args.epochs,
                 "variants": {v: VARIANTS[v] for v in variants}, "seeds": seeds,
@@ -944,8 +952,30 @@ def part_recipe(args: argparse.Namespace) -> Record:
     order = {(job["variant"], job["seed"]): i for i, job in enumerate(jobs)}
     runs.sort(key=lambda r: order[r["variant"], r["seed"]])
     partial.unlink(missing_ok=True)
-    return {**record, "data": data_info, "runs": runs,
+    return {**record, "data": data_info, "runs": _without_probabilities(runs),
+            "ensembles": ensemble_accuracies(runs, val_labels),
             "wall_seconds": time.perf_counter() - started}  # fmt: skip
+
+
+def ensemble_accuracies(runs: list[dict[str, Any]], labels: list[int]) -> dict[str, float]:
+    """Validation accuracy of each variant's seeds together (their class probabilities
+    averaged), for variants with two seeds or more that finished. An ensemble no better than
+    its members says their errors are the same ones: a teacher made of them adds nothing."""
+    import numpy as np
+
+    out = {}
+    for variant in dict.fromkeys(r["variant"] for r in runs):
+        members = [np.asarray(r["validation_probabilities"]) for r in runs
+                   if r["variant"] == variant and r.get("validation_probabilities")
+                   and r["validation_accuracy"] is not None]  # fmt: skip
+        if len(members) >= 2:
+            mean = np.mean(members, axis=0)
+            out[variant] = float(np.mean(mean.argmax(axis=1) == np.asarray(labels)))
+    return out
+
+
+def _without_probabilities(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{k: v for k, v in r.items() if k != "validation_probabilities"} for r in runs]
 
 
 # -- the section --------------------------------------------------------------------------------
@@ -1152,7 +1182,10 @@ def section(results: Path, data: str) -> str:
         "recipe and training seed, side by side on one machine (one thread per training). "
         "Training accuracy is measured on the training images without augmentation: below "
         "validation accuracy, the recipe underfits. Validation accuracy only; no holdout "
-        "figure is taken. Mean over seeds, with each seed's figure.",
+        "figure is taken. Mean over seeds, with each seed's figure. The ensemble of the seeds "
+        "averages their class probabilities (recorded since 2026-12-04): if it is no better "
+        "than its members, they make the same errors, and a teacher built from them would "
+        "add nothing.",
         runs["recipe"],
         _recipe_table,
     )
@@ -1203,9 +1236,11 @@ def _recipe_table(r: Record) -> list[str]:
         )
         + ":",
         "",
-        "| variant | change | validation (mean) | per seed | training acc (mean) | time each |",
-        "| --- | --- | ---: | --- | ---: | ---: |",
+        "| variant | change | validation (mean) | per seed | ensemble of the seeds "
+        "| training acc (mean) | time each |",
+        "| --- | --- | ---: | --- | ---: | ---: | ---: |",
     ]
+    ensembles = r.get("ensembles", {})  # recorded since 2026-12-04
     for variant, change in s["variants"].items():
         done = [x for x in r["runs"] if x["variant"] == variant]
         if not done:
@@ -1218,7 +1253,8 @@ def _recipe_table(r: Record) -> list[str]:
                           else f"diverged (seed {x['seed']})" for x in done)  # fmt: skip
         lines.append(
             f"| {variant} | {words} | {pct(sum(val) / len(val)) if val else '–'} "
-            f"| {seeds} | {pct(sum(train) / len(train)) if train else '–'} "
+            f"| {seeds} | {pct(ensembles[variant]) if variant in ensembles else '–'} "
+            f"| {pct(sum(train) / len(train)) if train else '–'} "
             f"| {took(sum(x['train_seconds'] for x in done) / len(done))} |"
         )
     return [*lines, ""]
