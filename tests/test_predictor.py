@@ -128,6 +128,8 @@ def test_metrics() -> None:
     assert m["within_5"] == 0.75 and m["within_10"] == 0.75
     assert m["mape"] == pytest.approx((0 + 4 + 100 / 30 + 25) / 4)
     assert m["spearman"] == pytest.approx(1.0)
+    ratios = np.log([1.0, 2.08 / 2.0, 2.9 / 3.0, 5.0 / 4.0])
+    assert m["log_ratio_sd"] == pytest.approx(np.std(ratios, ddof=1))
 
 
 @pytest.mark.parametrize(

@@ -177,14 +177,39 @@ def test_check_reports_the_figures_the_issue_names(plan: Path, tmp_path: Path) -
     assert figures["n"] == 3 and 0.0 <= figures["coverage"] <= 1.0
     for name in ("predictor", "flops", "block_sum"):
         f = figures[name]
-        assert set(f) == {"within_5", "within_10", "mape", "spearman"}
+        assert set(f) == {"within_5", "within_10", "mape", "spearman", "log_ratio_sd"}
         assert 0.0 <= f["within_5"] <= f["within_10"] <= 1.0 and f["mape"] >= 0.0
     # the profile's own two reference networks, timed again: the ceiling of this machine
     repeat = figures["repeat"]
-    assert set(repeat) == {"n", "within_5", "within_10", "mape", "spearman"}
+    assert set(repeat) == {"n", "within_5", "within_10", "mape", "spearman", "log_ratio_sd"}
     assert repeat["n"] == 2 and 0.0 <= repeat["within_10"] <= 1.0
     with pytest.raises(ConfigError, match="at least 1 architecture"):
         check_profile(load_profile(out), SPACE, n=0)
+
+
+class _ProposesReferences:
+    """A space whose every other sample is one of the profile's reference networks."""
+
+    def __init__(self, space: Any, reference: Genotype) -> None:
+        self.space, self.reference, self.calls = space, reference, 0
+
+    def sample(self, rng: Any) -> Genotype:
+        self.calls += 1
+        return self.reference if self.calls % 2 else self.space.sample(rng)
+
+
+def test_check_never_scores_a_reference_network(plan: Path, tmp_path: Path) -> None:
+    from edgenas.cost import LatencyPredictor
+    from edgenas.profile import check_profile, load_profile
+
+    out = tmp_path / "p.json"
+    profile_plan(plan, out, max_seconds=0.02, memory=False)
+    profile = load_profile(out)
+    reference = next(iter(LatencyPredictor(profile, 1, 2).references))
+    space = _ProposesReferences(SPACE, reference)
+    figures = check_profile(profile, space, n=3, seed=5, repeats=0)  # type: ignore[arg-type]
+    # Three architectures measured; the reference, drawn three times or more, was passed over.
+    assert figures["n"] == 3 and space.calls >= 6
 
 
 def test_profile_check_cli_shows_the_ceiling_of_this_machine(plan: Path, tmp_path: Path) -> None:

@@ -107,16 +107,19 @@ def _ranks(x: np.ndarray) -> np.ndarray:
 def prediction_metrics(
     predicted: Sequence[float] | np.ndarray, measured: Sequence[float] | np.ndarray
 ) -> dict[str, float]:
-    """Share within ±5% and ±10%, mean absolute percentage error, Spearman rank correlation."""
+    """Share within ±5% and ±10%, mean absolute percentage error, Spearman rank correlation,
+    and ``log_ratio_sd``, the standard deviation of log(predicted / measured): the size of a
+    log-normal error that matches the predictor's (``edgenas bench nb201 --latency-error``)."""
     p, m = np.asarray(predicted, float), np.asarray(measured, float)
     rel = np.abs(p - m) / m
     rp, rm = _ranks(p), _ranks(m)
-    spearman = float(np.corrcoef(rp, rm)[0, 1]) if len(p) > 1 else float("nan")
+    several = len(p) > 1
     return {
         "within_5": float(np.mean(rel <= 0.05)),
         "within_10": float(np.mean(rel <= 0.10)),
         "mape": float(np.mean(rel) * 100),
-        "spearman": spearman,
+        "spearman": float(np.corrcoef(rp, rm)[0, 1]) if several else float("nan"),
+        "log_ratio_sd": float(np.std(np.log(p / m), ddof=1)) if several else float("nan"),
     }
 
 
@@ -139,7 +142,8 @@ def check_profile(
 ) -> dict[str, Any]:
     """Measure ``n`` random architectures here and compare three predictions with them: the
     predictor, a FLOPs-proportional estimate (one ms-per-MAC factor fitted on the profile's
-    reference networks) and the plain sum of the profile's operator latencies.
+    reference networks) and the plain sum of the profile's operator latencies. The
+    architectures are distinct and never one of the profile's reference networks.
 
     When the profile has anchor timings, the anchor model is timed here too (every 25
     architectures): ``speed_now_vs_profile`` says how much slower (>1) this machine runs now
@@ -164,7 +168,20 @@ def check_profile(
         [analytic_costs(g, in_channels, num_classes).macs for g in refs], list(refs.values())
     )
     rng = np.random.default_rng(seed)
-    genotypes: list[Genotype] = [space.sample(rng) for _ in range(n)]
+    # Distinct random architectures, none of them a reference network the predictor was
+    # calibrated on (the check would then score the calibration itself).
+    genotypes: list[Genotype] = []
+    for _ in range(100 * n):
+        if len(genotypes) == n:
+            break
+        g = space.sample(rng)
+        if g not in refs and g not in genotypes:
+            genotypes.append(g)
+    if len(genotypes) < n:
+        raise ConfigError(
+            f"the space has fewer than {n} architectures besides the profile's reference "
+            "networks; check fewer"
+        )
     # The profile's own reference networks, timed again in the same passes.
     again = list(refs)[: max(0, min(repeats, n))]
     models = [export_onnx(build_model(g, in_channels, num_classes)) for g in genotypes + again]
