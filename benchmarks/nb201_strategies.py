@@ -47,10 +47,7 @@ def predictor_error() -> tuple[float | None, str]:
     records = json.loads(PREDICTOR_RECORDS.read_text()) if PREDICTOR_RECORDS.exists() else []
     checks = [r for r in records if r["threads"] == 1 and r["predictor"].get("log_ratio_sd")]
     if not checks:
-        return (
-            None,
-            "edgenas's default, the predictor's 5.6% mean error before checks were recorded",
-        )
+        return None, "edgenas's default (no check of the predictor is recorded here)"
     r = checks[-1]
     return round(float(r["predictor"]["log_ratio_sd"]), 4), (
         f"the latest 1-thread check of the latency predictor ({r['date'][:10]}, "
@@ -107,6 +104,16 @@ def table_md(result: dict, names: list[str]) -> str:
             f"| {result['rejected'][name]:.1f} | {result['seconds'][name]:.2f} |"
         )  # fmt: skip
     return "\n".join(lines)
+
+
+def cap_tables(results: list[dict], mode: str, names: list[str]) -> list[str]:
+    """A titled table per cap."""
+    lines = []
+    for r in results:
+        lines += ["", f"### ≤ {r['max_latency_ms']:g} ms, {mode}: best feasible "
+                  f"{r['optimum']:g}% ({r['feasible_architectures']:,} of "
+                  f"{r['architectures']:,} feasible)", "", table_md(r, names)]  # fmt: skip
+    return lines
 
 
 def regrets(result: dict, name: str, checkpoint: str) -> list[float]:
@@ -248,16 +255,12 @@ def main() -> None:
             "",
             "**Realistic mode** (the headline): the check before training predicts latency "
             "with a log-normal error (standard deviation of the log ratio "
-            f"{used:g}: {error_source}); feasibility is "
-            "judged on the "
+            f"{used:g}: {error_source}); feasibility is judged on the "
             "true latency, so a wrong prediction wastes a training or hides a feasible "
             "architecture; no strategy ranks the space whole, as none can on the `edge` "
             "space. The seeds share their predictor errors across strategies.",
         ]
-        for r in results["realistic"]:
-            text += ["", f"### ≤ {r['max_latency_ms']:g} ms, realistic: best feasible "
-                     f"{r['optimum']:g}% ({r['feasible_architectures']:,} of "
-                     f"{r['architectures']:,} feasible)", "", table_md(r, names)]  # fmt: skip
+        text += cap_tables(results["realistic"], "realistic", names)
         goals = goals_md(results["realistic"], ours, names)
         if goals:
             text += ["", "### Goals (realistic mode)", "",
@@ -268,13 +271,11 @@ def main() -> None:
         text += [
             "",
             "**Exact mode** (a bound, not what a search gets): the check knows every latency "
-            "exactly, and the guided strategy ranks this space of 15,625 cells whole, which it "
-            "does only for spaces of up to 20,000 combinations.",
+            "exactly, and the guided strategy ranks this space of "
+            f"{results['exact'][0]['architectures']:,} cells whole, which it does only for "
+            "spaces of up to 20,000 combinations.",
         ]
-        for r in results["exact"]:
-            text += ["", f"### ≤ {r['max_latency_ms']:g} ms, exact: best feasible "
-                     f"{r['optimum']:g}% ({r['feasible_architectures']:,} of "
-                     f"{r['architectures']:,} feasible)", "", table_md(r, names)]  # fmt: skip
+        text += cap_tables(results["exact"], "exact", names)
     write_section(args.mark, "\n".join(text))
     print("\n".join(text))
 

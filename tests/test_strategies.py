@@ -24,6 +24,7 @@ import pytest
 from typer.testing import CliRunner
 
 from edgenas.bench import (
+    LATENCY_ERROR,
     NB201Table,
     benchmark,
     load_table,
@@ -326,7 +327,7 @@ def test_bench_cli_prints_the_json_figures(table_csv: Path) -> None:
             if cell["mean_regret"] is not None:
                 low, high = cell["ci95"]
                 assert 0 <= low <= cell["mean_regret"] <= high
-    assert figures["mode"] == "realistic" and figures["latency_error"] == 0.07
+    assert figures["mode"] == "realistic" and figures["latency_error"] == LATENCY_ERROR
 
 
 def test_bench_cli_names_an_unknown_strategy(table_csv: Path) -> None:

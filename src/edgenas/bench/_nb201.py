@@ -56,10 +56,11 @@ CHECKPOINTS: tuple[int, ...] = (25, 50, 100, 200)
 REFERENCES: tuple[str, ...] = ("optuna-tpe", "optuna-nsga2", "random-feasible")
 #: What the check before training knows (see the module's docstring).
 MODES: tuple[str, ...] = ("realistic", "exact")
-#: Standard deviation of log(predicted / true latency) in ``realistic`` mode: a log-normal
-#: error whose mean absolute size is 5.6%, the latency predictor's mean absolute percentage
-#: error on 100 random ``edge`` architectures at 1 thread (BENCHMARKS.md, latency_predictor).
-LATENCY_ERROR = 0.07
+#: Standard deviation of log(predicted / true latency) in ``realistic`` mode: the latency
+#: predictor's error on its first check on a fresh seed (2026-12-04: 100 random ``edge``
+#: architectures, 1 thread, mean absolute error 12.7%, this shared machine's drift included;
+#: BENCHMARKS.md, latency_predictor).
+LATENCY_ERROR = 0.108
 _COLUMNS = ("index", "arch", "accuracy", "latency_ms")
 
 
