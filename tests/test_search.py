@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -375,9 +377,24 @@ def tiny_space() -> edgenas.SearchSpace:
     return edgenas.edge_space(resolutions="32", max_depth=1)
 
 
-def test_successive_halving_search_prunes_at_the_rung(tmp_path: Path) -> None:
+def _follows_the_halving_rule(
+    trained: list[Any], point: Callable[[Any], tuple[float, ...]]
+) -> None:
+    """Each candidate, ranked at epoch 1 by ``point`` against those trained before it, went
+    on to epoch 2 exactly when fewer than max(1, reached // 3) ranked ahead."""
     from edgenas.study import ranked_ahead
 
+    before: list[tuple[float, ...]] = []
+    for i, t in enumerate(trained):
+        if ranked_ahead(point(t), before) >= max(1, (i + 1) // 3):
+            assert t.state == "pruned" and t.epochs == 1 and t.reason is not None
+            assert t.reason.startswith("pruned by successive halving at rung 1 (epoch 1): ")
+        else:
+            assert t.state == "complete" and t.epochs == 2
+        before.append(point(t))
+
+
+def test_successive_halving_search_prunes_at_the_rung(tmp_path: Path) -> None:
     # Pareto: each candidate is ranked at epoch 1 by (accuracy, -latency) against those before
     # it, and goes on only while fewer than max(1, reached // 3) rank ahead. Seed 0 gives both
     # outcomes (the CLI test of the same search sees three of six stopped).
@@ -389,16 +406,7 @@ def test_successive_halving_search_prunes_at_the_rung(tmp_path: Path) -> None:
     assert len(trained) == 6
     assert trained[0].state == "complete"  # alone at the rung: nothing ranks ahead
     assert any(t.state == "pruned" for t in trained), "successive halving stopped no candidate"
-    points = []
-    for i, t in enumerate(trained):
-        assert t.costs is not None
-        point = (t.history[0], -t.costs.latency_ms)
-        if ranked_ahead(point, points) >= max(1, (i + 1) // 3):
-            assert t.state == "pruned" and t.epochs == 1 and t.reason is not None
-            assert t.reason.startswith("pruned by successive halving at rung 1 (epoch 1): ")
-        else:
-            assert t.state == "complete" and t.epochs == 2
-        points.append(point)
+    _follows_the_halving_rule(trained, lambda t: (t.history[0], -t.costs.latency_ms))
     # The front's hypervolume is recorded after every training and never falls.
     history = result.results["hypervolume"]["history"]
     assert [h["trial"] for h in history] == [t.number for t in trained]
@@ -421,15 +429,7 @@ def test_successive_halving_stops_the_candidates_others_beat_at_the_rung(tmp_pat
     pruned = [t for t in trained if t.state == "pruned"]
     assert pruned, "successive halving stopped no candidate"
     assert any(t.state == "complete" for t in trained[1:])
-    for i, t in enumerate(trained):
-        first = t.history[0]
-        ahead = sum(other.history[0] > first for other in trained[:i])
-        keep = max(1, (i + 1) // 3)
-        if ahead >= keep:
-            assert t.state == "pruned" and t.epochs == 1 and t.reason is not None
-            assert t.reason.startswith("pruned by successive halving at rung 1 (epoch 1): ")
-        else:
-            assert t.state == "complete" and t.epochs == 2
+    _follows_the_halving_rule(trained, lambda t: (t.history[0],))
 
 
 def test_training_searched_with_warm_start_and_stable_stop(tmp_path: Path) -> None:
