@@ -32,6 +32,8 @@ from pathlib import Path
 
 from _section import write_section
 
+from edgenas.study import ENUMERATE
+
 OURS = ("guided", "evolution", "reinforce", "tpe", "nsga2", "random")
 REFERENCES = ("optuna-tpe", "optuna-nsga2", "random-feasible")
 MODES = ("realistic", "exact")
@@ -273,7 +275,7 @@ def main() -> None:
             "**Exact mode** (a bound, not what a search gets): the check knows every latency "
             "exactly, and the guided strategy ranks this space of "
             f"{results['exact'][0]['architectures']:,} cells whole, which it does only for "
-            "spaces of up to 20,000 combinations.",
+            f"spaces of up to {ENUMERATE:,} combinations.",
         ]
         text += cap_tables(results["exact"], "exact", names)
     write_section(args.mark, "\n".join(text))

@@ -10,6 +10,7 @@ from edgenas.study._config import SearchConfig, SearchProgress, SearchResult
 from edgenas.study._early_stop import EarlyStopping, EpochCurve
 from edgenas.study._fidelity import FIDELITY_SCHEDULES, FidelitySchedule, RungEntry, ranked_ahead
 from edgenas.study._frontier import hypervolume_2d, stable_for
+from edgenas.study._guided import ENUMERATE
 from edgenas.study._objectives import OBJECTIVES, Objective, parse_weights
 from edgenas.study._options import config_from_options
 from edgenas.study._records import (
@@ -40,6 +41,7 @@ from edgenas.study._trials import left_running, study_storage, trial_seed
 from edgenas.study._warm import WarmStart, warm_start
 
 __all__ = [
+    "ENUMERATE",
     "FIDELITY_SCHEDULES",
     "FINAL_DIR",
     "OBJECTIVES",
