@@ -49,6 +49,7 @@ def _choices(result: edgenas.SearchResult, final: Any) -> dict[str, Any]:
     }
 
 
+@pytest.mark.slow  # two searches and two finalize runs: about two minutes
 def test_wrong_holdout_labels_change_no_choice(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
