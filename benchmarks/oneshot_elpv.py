@@ -794,17 +794,26 @@ def part_finetune(args: argparse.Namespace) -> Record:
 def network_of(model: str, resolution: int) -> Any:
     """``--model``: a baseline's name (at ``resolution``) or a genotype (at its own)."""
     from edgenas.arch import BASELINES, Genotype, baseline
-    from edgenas.errors import ConfigError
+    from edgenas.errors import EdgenasError
 
-    if model.partition(":")[0].strip().lower() in BASELINES:
-        return Genotype.parse(str(baseline(model, resolution)))
     try:
+        if model.partition(":")[0].strip().lower() in BASELINES:
+            return baseline(model, resolution)
         return Genotype.parse(model)
-    except ConfigError as exc:
+    except EdgenasError as exc:
         raise SystemExit(
-            f"--model {model!r} is neither a baseline ({', '.join(BASELINES)}) nor a genotype: "
-            f"{exc}"
+            f"--model {model!r}: {exc} (give a baseline, {', '.join(BASELINES)}, or a genotype)"
         ) from None
+
+
+def probabilities(model: Any, images: Any) -> Any:
+    """Class probabilities of ``model`` (in eval mode) on uint8 images, batch by batch."""
+    import torch
+
+    model.eval()
+    with torch.inference_mode():
+        return torch.cat([model(images[i : i + 256].float() / 255).softmax(1)
+                          for i in range(0, len(images), 256)])  # fmt: skip
 
 
 def recipe_run(job: dict[str, Any]) -> dict[str, Any]:
@@ -832,12 +841,8 @@ def recipe_run(job: dict[str, Any]) -> dict[str, Any]:
     train_accuracy = evaluate(model, data.images(g.resolution)[train],
                               torch.as_tensor(data.labels)[train])  # fmt: skip
     # Class probabilities on the validation images, for the ensemble of a variant's seeds.
-    model.eval()
     val_images = data.images(g.resolution)[torch.as_tensor(data.splits.val)]
-    with torch.inference_mode():
-        probabilities = torch.cat([model(val_images[i : i + 256].float() / 255).softmax(1)
-                                   for i in range(0, len(val_images), 256)])  # fmt: skip
-    rounded = [[round(float(p), 4) for p in row] for row in probabilities]
+    rounded = [[round(float(p), 4) for p in row] for row in probabilities(model, val_images)]
     return {"variant": job["variant"], "seed": job["seed"], "epochs": result.epochs,
             "validation_accuracy": result.accuracy, "train_accuracy": train_accuracy,
             "validation_probabilities": rounded, "history": list(result.history),
@@ -857,7 +862,6 @@ def elpv_annotations(count: int) -> tuple[list[float], list[str]]:
 
 def part_errors(args: argparse.Namespace) -> Record:
     import numpy as np
-    import torch
 
     from edgenas.arch import Genotype
     from edgenas.oneshot import SubnetJudge, load_supernet
@@ -885,9 +889,7 @@ def part_errors(args: argparse.Namespace) -> Record:
         splits = {}
         for split in ("train", "val"):
             index = np.asarray(getattr(data.splits, split))
-            with torch.no_grad():
-                predicted = torch.cat([network(images[index[i : i + 256]].float() / 255).argmax(1)
-                                       for i in range(0, len(index), 256)]).numpy()  # fmt: skip
+            predicted = probabilities(network, images[index]).argmax(1).numpy()
             right = predicted == data.labels[index]
             groups = {
                 f"p{level:.2f}": probability[index] == level for level in (0, 1 / 3, 2 / 3, 1)
