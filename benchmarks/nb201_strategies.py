@@ -147,13 +147,11 @@ def mean_text(result: dict, name: str, checkpoint: str) -> str:
     return f"{name} {f['mean_regret']:.3f} [{low:.3f}, {high:.3f}]{share}"
 
 
-def versus(result: dict, best: str, other: str, checkpoint: str) -> str:
+def versus(result: dict, best: str, other: str, checkpoint: str) -> tuple[bool, str]:
+    """Whether ``best`` is significantly below ``other``, and the words that say so."""
     significant, p = below(result, best, other, checkpoint)
-    return (
-        f"{mean_text(result, other, checkpoint)}: "
-        + ("significantly below" if significant else "not significantly below")
-        + f" (p = {p:.3g})"
-    )
+    verdict = "significantly below" if significant else "not significantly below"
+    return significant, f"{mean_text(result, other, checkpoint)}: {verdict} (p = {p:.3g})"
 
 
 def goals_md(results: list[dict], ours: list[str], names: list[str]) -> list[str]:
@@ -174,20 +172,21 @@ def goals_md(results: list[dict], ours: list[str], names: list[str]) -> list[str
     lines = [
         f"- Our best strategy at ≤ {judge['max_latency_ms']:g} ms after 100 trainings is {best}: "
         f"{mean_text(judge, best, key)} mean regret (goal ≤ {GOAL_REGRET}: "
-        f"{'met' if met else 'NOT met'})."
+        f"{'met' if met else 'NOT met'})"
+        + (f"; our next best there is {runner_up}." if runner_up else ".")
     ]
+    references = ("random-feasible", "optuna-tpe")
     for r in results:
         if key not in r["strategies"][best]:
             continue
-        rivals = ["random-feasible", "optuna-tpe"] + ([runner_up] if runner_up else [])
-        parts = [versus(r, best, other, key) for other in rivals]
-        goal = all(below(r, best, other, key)[0] for other in ("random-feasible", "optuna-tpe"))
+        rivals = [*references, *([runner_up] if runner_up else [])]
+        verdicts = {other: versus(r, best, other, key) for other in rivals}
+        goal = all(verdicts[other][0] for other in references)
         tail = (f" Goal (below both references): {'met' if goal else 'NOT met'}."
                 if r is judge else "")  # fmt: skip
         lines.append(
             f"- ≤ {r['max_latency_ms']:g} ms, 100 trainings, {best} against "
-            + "; ".join(parts) + "." + tail
-            + (f" ({runner_up} is our next best strategy here.)" if runner_up else "")
+            + "; ".join(words for _, words in verdicts.values()) + "." + tail
         )  # fmt: skip
     return lines
 
