@@ -96,8 +96,9 @@ MIN_RANKED = 12  # subnets the ranking trains unless fewer are asked for explici
 # Ways to train a one-shot candidate's inherited weights again (part ``finetune``).
 RECIPES = ("inherited", "default", "low-lr", "low-lr-kd")
 LOW_LR_SHARE = 0.1  # low-lr: this share of the trainer's default peak learning rate
-# Changes to the trainer's default recipe (part ``recipe``): TrainConfig fields, and
-# "epochs_factor" (a multiple of --epochs).
+# Changes to the trainer's default recipe (part ``recipe``): TrainConfig fields,
+# "epochs_factor" (a multiple of --epochs) and "data_augment" (the data's augmentations, as
+# edgenas search --augment names them).
 VARIANTS: dict[str, dict[str, Any]] = {
     "default": {},
     "no-aug": {"augment": False},
@@ -108,8 +109,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "sgd": {"optimizer": "sgd", "lr": 0.05},
     # The data's own augmentation: ELPV allows quarter turns, but its cells are not symmetric
     # under them (the busbars run one way).
-    "no-rot90": {"allow_rot90": False},
-    "flips-only": {"allow_rot90": False, "augment_strength": 0.0},
+    "no-rot90": {"data_augment": "flip-h,flip-v,shift,brightness,contrast"},
+    "flips-only": {"data_augment": "flip-h,flip-v"},
 }
 
 Record = dict[str, Any]
@@ -829,7 +830,7 @@ def recipe_run(job: dict[str, Any]) -> dict[str, Any]:
     torch.set_num_threads(1)
     change = dict(VARIANTS[job["variant"]])
     data = load_dataset(job["data"], cache_dir=job["cache"], seed=job["split_seed"],
-                        allow_rot90=change.pop("allow_rot90", None))  # fmt: skip
+                        augment=change.pop("data_augment", None))  # fmt: skip
     epochs_ = job["epochs"] * int(change.pop("epochs_factor", 1))
     config = dataclasses.replace(TrainConfig(threads=1), **change)
     g = network_of(job["model"], job["resolution"])

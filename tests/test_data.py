@@ -14,7 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
-from edgenas.data import ImageDataset, Splits, load_dataset
+from edgenas.data import AUGMENTATIONS, ImageDataset, Splits, load_dataset
 from edgenas.errors import ConfigError, DataError
 
 # ---------------------------------------------------------------------------------------------
@@ -81,7 +81,8 @@ def test_folder_of_mixed_formats_sizes_and_modes(tmp_path: Path) -> None:
     _save(root / "bad" / "f.jpeg", (90, 60), "RGB", (200, 10, 10))
     _save(root / "bad" / "g.TIF", (12, 12), "RGBA", (200, 10, 10, 255))
     _save(root / "bad" / "h.png", (33, 33), "L", 100)
-    data = load_dataset(root)
+    # Squashed, so that a uniform image of any shape fills the square (pad: test_augment_resize).
+    data = load_dataset(root, resize="squash")
 
     assert data.name == "parts"
     assert data.class_names == ["bad", "good"]
@@ -92,7 +93,7 @@ def test_folder_of_mixed_formats_sizes_and_modes(tmp_path: Path) -> None:
     # One colour image makes the whole dataset RGB.
     assert data.channels == 3
     # Orientation is unknown for user data: no flips or rotations unless asked for.
-    assert not data.allow_flips and not data.allow_rot90
+    assert data.augment == ("shift", "brightness", "contrast") == data.default_augment
 
     images = data.images(24).float()
     assert data.images(24).dtype == torch.uint8 and images.shape == (8, 3, 24, 24)
@@ -134,14 +135,16 @@ def test_exif_orientation_is_applied(tmp_path: Path) -> None:
     image.save(root / "y" / "z_rotated.jpg", exif=exif, quality=95)
     data = load_dataset(root)
     shown = data.images(16)[len(data) - 1, 0].float()
-    assert shown[:6].mean() > 200 and shown[-6:].mean() < 50
+    # Upright it is tall: padded to a square, the image fills columns 4 to 11.
+    assert shown[:6, 4:12].mean() > 200 and shown[-6:, 4:12].mean() < 50
 
 
-def test_flip_and_rotation_overrides(tmp_path: Path) -> None:
+def test_augmentation_overrides(tmp_path: Path) -> None:
     root = _class_folder(tmp_path / "d", {"x": 3, "y": 3})
-    data = load_dataset(root, allow_flips=True, allow_rot90=True)
-    assert data.allow_flips and data.allow_rot90
-    assert not load_dataset("synthetic", allow_flips=False).allow_flips
+    data = load_dataset(root, augment="rot90,flip-h")
+    assert data.augment == ("flip-h", "rot90")
+    assert load_dataset("synthetic", augment=["shift"]).augment == ("shift",)
+    assert load_dataset("synthetic", augment="none").augment == ()
 
 
 def test_corrupt_files_are_skipped_with_one_warning(
@@ -382,7 +385,8 @@ def test_changed_files_do_not_reuse_a_stale_cache(tmp_path: Path) -> None:
 def test_unreadable_cache_file_is_ignored(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     root = _class_folder(tmp_path / "d", {"a": 3, "b": 3})
     data = load_dataset(root, cache_dir=tmp_path / "cache")
-    expected = data.images(8)
+    # A copy: the dataset's own tensor maps the file this test is about to overwrite in place.
+    expected = data.images(8).clone()
     path = data.cache_file(8)
     assert path is not None
     path.write_bytes(b"half a file")
@@ -427,7 +431,7 @@ def test_synthetic_dataset() -> None:
     assert data.class_names == ["blob", "dots", "ring", "scratches"]
     assert len(data) == 960 and data.channels == 1
     assert Counter(data.labels.tolist()) == dict.fromkeys(range(4), 240)
-    assert data.allow_flips and data.allow_rot90
+    assert data.augment == AUGMENTATIONS
     _check_splits(data)
     images = data.images(32)
     assert images.shape == (960, 1, 32, 32) and images.dtype == torch.uint8
@@ -490,11 +494,11 @@ def test_elpv_labels() -> None:
     assert len(data) == 2624 and data.channels == 1
     assert data.class_names == ["defective", "functional"]
     assert Counter(data.labels.tolist()) == {0: 821, 1: 1803}
-    assert data.allow_flips and data.allow_rot90
+    assert data.augment == AUGMENTATIONS
     _check_splits(data)
     # Decoding a few cells (all of them would be slow for a unit test).
     for i in (0, 1000, 2623):
-        cell = data._pixels.read(i, 64, "L")
+        cell = data._pixels.read(i, 64, "L", resize="pad")
         assert cell.shape == (64, 64) and cell.dtype == np.uint8 and cell.std() > 1
 
 

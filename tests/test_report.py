@@ -47,7 +47,7 @@ def test_the_page_is_self_contained(report: Path) -> None:
     page = report.read_text()
     # plotly.js inlined once, every figure drawn by a call to it
     assert page.count("* plotly.js v") == 1
-    assert page.count("Plotly.newPlot(") == 4
+    assert page.count("Plotly.newPlot(") == 5
     # The markup fetches nothing. (The inlined library holds URLs in its code, such as map
     # attributions, that these plots never use: look at the markup without scripts.)
     markup = re.sub(r"<script\b[^>]*>.*?</script>", "<script></script>", page, flags=re.S)
@@ -139,7 +139,9 @@ def test_figures_for_the_dashboard(reported_run: Path) -> None:
     run = load_run(reported_run)
     figures = run_figures(reported_run)
     assert list(figures) == list(FIGURES)
-    assert FIGURES == ("pareto", "front-over-time", "front-blocks", "latency-prediction")
+    assert FIGURES == (
+        "pareto", "front-over-time", "front-blocks", "latency-prediction", "confusion",
+    )  # fmt: skip
     drawn = sum(len(t.x) for t in figures["pareto"].data if "markers" in (t.mode or ""))
     assert drawn == pareto_marker_count(run) == _expected_markers(run.results or {})
     names = [t.name for t in figures["pareto"].data]
@@ -177,4 +179,4 @@ def test_a_search_still_running_or_not_started_still_gives_a_page(reported_run: 
     empty = RunData(reported_run, (), {"constraints": {"max_latency_ms": 1.0}}, None, None, None)
     page = render_report(empty)
     assert "the front is empty" in page and "No best yet" in page
-    assert page.count("Plotly.newPlot(") == 4
+    assert page.count("Plotly.newPlot(") == 5

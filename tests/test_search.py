@@ -301,6 +301,7 @@ def test_train_config_optimizer_sgd_learns() -> None:
     import torch
     from torch import nn
 
+    from edgenas.data import AUGMENTATIONS
     from edgenas.train import Fidelity, TrainConfig, fit
 
     with pytest.raises(ConfigError, match="optimizer"):
@@ -310,7 +311,7 @@ def test_train_config_optimizer_sgd_learns() -> None:
         train, val = np.arange(0, 160), np.arange(160, 200)
 
     class Data:  # dark against bright images
-        num_classes, channels, allow_rot90, allow_flips = 2, 1, True, True
+        num_classes, channels, augment = 2, 1, AUGMENTATIONS
         labels = np.arange(200) % 2
         splits = Splits()
 
@@ -495,10 +496,15 @@ def test_best_check_reads_what_this_and_older_runs_stored():
     assert check is not None
     assert (check.trial, check.holdout_accuracy, check.latency_ms_measured) == (3, 0.75, 1.3)
     assert check.holdout_images is None and check.candidates_checked == ()
+    # before --metric, every accuracy was top-1 and no per-class report was kept
+    assert check.metric == "accuracy" and check.holdout_report is None
     # what a search writes now reads back unchanged, key for key
+    report = {"classes": ["ok", "defect"], "confusion_matrix": [[3, 1], [0, 2]], "images": 6}
     now = {**older, "holdout_images": 400, "validation_images": 380,
            "latency_ms_predicted": None, "onnx_max_abs_diff": 1e-6,
-           "candidates_checked": [{"trial": 3, "latency_ms_measured": 1.3}]}  # fmt: skip
+           "candidates_checked": [{"trial": 3, "latency_ms_measured": 1.3}],
+           "metric": "recall:defect", "validation_report": report,
+           "holdout_report": report}  # fmt: skip
     again = BestCheck.from_json(now)
     assert again is not None and again.to_json() == {k: now[k] for k in again.to_json()}
     assert set(again.to_json()) == set(now)

@@ -44,8 +44,7 @@ class FakeData:
     pixels: torch.Tensor = field(repr=False)
     num_classes: int = 2
     channels: int = 3
-    allow_rot90: bool = True
-    allow_flips: bool = True
+    augment: tuple[str, ...] = ("flip-h", "flip-v", "rot90", "shift", "brightness", "contrast")
 
     def images(self, resolution: int) -> torch.Tensor:
         assert resolution == SIDE
@@ -461,13 +460,17 @@ def test_distillation_rejects_a_bad_resolution() -> None:
         Distillation(SizeTeacher(), resolution=0)
 
 
+JITTER = ("shift", "brightness", "contrast")
+FLIPS = ("flip-h", "flip-v")
+
+
 @pytest.mark.parametrize("strength", [0.0, 1.0, 3.0])
-@pytest.mark.parametrize(("flips", "rot90"), [(True, True), (False, True), (True, False)])
-def test_augment_keeps_shape_dtype_range(flips: bool, rot90: bool, strength: float) -> None:
+@pytest.mark.parametrize("ops", [(*FLIPS, "rot90", *JITTER), ("rot90", *JITTER), (*FLIPS, *JITTER)])
+def test_augment_keeps_shape_dtype_range(ops: tuple[str, ...], strength: float) -> None:
     x = torch.rand(32, 3, 12, 12)
     original = x.clone()
     g = torch.Generator().manual_seed(0)
-    out = augment_batch(x, g, flips=flips, rot90=rot90, strength=strength)
+    out = augment_batch(x, g, ops=ops, strength=strength)
     assert out.shape == x.shape and out.dtype == x.dtype
     assert out.min() >= 0 and out.max() <= 1
     assert torch.equal(x, original)  # input untouched
@@ -475,8 +478,9 @@ def test_augment_keeps_shape_dtype_range(flips: bool, rot90: bool, strength: flo
 
 def test_augment_changes_images_and_is_seeded() -> None:
     x = torch.rand(16, 3, 16, 16)
-    a = augment_batch(x, torch.Generator().manual_seed(1), flips=True, rot90=True, strength=1.0)
-    b = augment_batch(x, torch.Generator().manual_seed(1), flips=True, rot90=True, strength=1.0)
+    ops = (*FLIPS, "rot90", *JITTER)
+    a = augment_batch(x, torch.Generator().manual_seed(1), ops=ops, strength=1.0)
+    b = augment_batch(x, torch.Generator().manual_seed(1), ops=ops, strength=1.0)
     assert torch.equal(a, b)
     assert not torch.allclose(a, x)
 
@@ -485,20 +489,21 @@ def test_flips_leave_a_symmetric_image_unchanged() -> None:
     half = torch.rand(8, 3, 4, 4)
     top = torch.cat([half, half.flip(3)], dim=3)
     x = torch.cat([top, top.flip(2)], dim=2)  # mirror-symmetric both ways, 8x8
-    out = augment_batch(x, torch.Generator().manual_seed(0), flips=True, rot90=False, strength=0)
+    out = augment_batch(x, torch.Generator().manual_seed(0), ops=FLIPS, strength=0)
     assert torch.equal(out, x)
 
 
 def test_nothing_enabled_is_identity() -> None:
     x = torch.rand(4, 1, 5, 7)
     g = torch.Generator().manual_seed(0)
-    assert torch.equal(augment_batch(x, g, flips=False, rot90=False, strength=0.0), x)
+    assert torch.equal(augment_batch(x, g, ops=JITTER, strength=0.0), x)
+    assert torch.equal(augment_batch(x, g, ops=(), strength=1.0), x)
 
 
 def test_rot90_only_rotates() -> None:
     base = torch.rand(1, 2, 6, 6)
     x = base.expand(64, -1, -1, -1)
-    out = augment_batch(x, torch.Generator().manual_seed(0), flips=False, rot90=True, strength=0)
+    out = augment_batch(x, torch.Generator().manual_seed(0), ops=("rot90",), strength=0)
     turns = [torch.rot90(base[0], k, dims=(1, 2)) for k in range(4)]
     seen = set()
     for image in out:
@@ -510,7 +515,7 @@ def test_rot90_only_rotates() -> None:
 
 def test_rot90_on_non_square_keeps_shape() -> None:
     x = torch.rand(16, 1, 4, 6)
-    out = augment_batch(x, torch.Generator().manual_seed(0), flips=False, rot90=True, strength=0)
+    out = augment_batch(x, torch.Generator().manual_seed(0), ops=("rot90",), strength=0)
     assert out.shape == x.shape
     for image, source in zip(out, x, strict=True):
         assert torch.equal(image, source) or torch.equal(image, source.flip(1, 2))
@@ -521,7 +526,7 @@ def test_shift_moves_content_by_at_most_an_eighth() -> None:
     x[:, :, 8, 8] = 1.0  # a single bright pixel at the centre
     g = torch.Generator().manual_seed(0)
     # Strength 1 also jitters brightness/contrast, which moves no pixels.
-    out = augment_batch(x, g, flips=False, rot90=False, strength=1.0)
+    out = augment_batch(x, g, ops=JITTER, strength=1.0)
     peaks = out.flatten(1).argmax(dim=1)
     rows, cols = peaks // 16, peaks % 16
     assert (rows - 8).abs().max() <= 2 and (cols - 8).abs().max() <= 2
@@ -531,8 +536,8 @@ def test_shift_moves_content_by_at_most_an_eighth() -> None:
 def test_augment_rejects_bad_input() -> None:
     g = torch.Generator()
     with pytest.raises(ValueError, match="float images"):
-        augment_batch(
-            torch.zeros(2, 3, 4, 4, dtype=torch.uint8), g, flips=True, rot90=False, strength=1.0
-        )
+        augment_batch(torch.zeros(2, 3, 4, 4, dtype=torch.uint8), g, ops=FLIPS, strength=1.0)
     with pytest.raises(ValueError, match="strength"):
-        augment_batch(torch.zeros(2, 3, 4, 4), g, flips=True, rot90=False, strength=-1.0)
+        augment_batch(torch.zeros(2, 3, 4, 4), g, ops=FLIPS, strength=-1.0)
+    with pytest.raises(ValueError, match="twirl"):
+        augment_batch(torch.zeros(2, 3, 4, 4), g, ops=("twirl",), strength=1.0)

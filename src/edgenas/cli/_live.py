@@ -19,6 +19,7 @@ from edgenas._eta import duration as _duration
 from edgenas.cost import Costs
 from edgenas.finalize import holdout_gap
 from edgenas.study import BestCheck, TrialRecord, pareto_front, stable_for
+from edgenas.train import Metric
 
 __all__ = ["LiveView", "front_table", "one_shot_line", "print_best", "summary_table"]
 
@@ -39,16 +40,18 @@ def front_table(
     title: str = "Pareto front",
     limit: int = 12,
     predicted: bool = False,
+    score: str = "acc",
 ) -> Group:
     """Accuracy against latency: trained, feasible candidates no other beats on both.
 
     Genotypes are long, so they are listed under the table, one line each, instead of being
     folded into a column. Peak memory and energy are estimates (calibrated analytic and from
     MACs and bytes moved); latency is measured, or ``predicted`` from a device profile.
+    ``score`` heads the validation score's column (`Metric.short`: acc, bal acc, F1, recall).
     """
     table = Table(title=title, title_justify="left", expand=False)
     latency = "latency (pred.)" if predicted else "latency"
-    for name in ("trial", "val acc", latency, "memory", "size", "params", "MACs",
+    for name in ("trial", f"val {score}", latency, "memory", "size", "params", "MACs",
                  "energy (est.)"):  # fmt: skip
         table.add_column(name, justify="right")
     front = pareto_front(records)
@@ -118,6 +121,26 @@ def one_shot_line(info: dict[str, Any]) -> str:
     return line
 
 
+_RESIZE_WORDS = {
+    "pad": "the long side to the resolution, black borders",
+    "crop": "the short side to the resolution, centre-cropped",
+    "squash": "stretched to a square",
+}
+
+
+def _data_lines(info: dict[str, Any]) -> str | None:
+    """The augmentation and resizing a search's data has in effect, in two lines."""
+    if "augment" not in info:
+        return None
+    augment = ",".join(info["augment"]) or "none"
+    source = (
+        f"the default for {info.get('data')}" if info.get("augment_default") else "set by --augment"
+    )
+    resize = info.get("resize")
+    words = _RESIZE_WORDS.get(str(resize))
+    return f"augment {augment} ({source})\n  resize {resize}" + (f" ({words})" if words else "")
+
+
 def _state(record: TrialRecord) -> str:
     """A trial's state in a line of the log; one-shot judgements and final trainings say so."""
     if record.state != "complete":
@@ -139,6 +162,7 @@ class LiveView:
         self.console = console or Console(stderr=True)
         self.interactive = self.console.is_terminal
         self.info: dict[str, Any] = {}
+        self.score = "acc"  # the validation score's short name (`Metric.short`)
         self.records: list[TrialRecord] = []
         self.current = ""
         self.phase = ""
@@ -150,6 +174,13 @@ class LiveView:
     # -- SearchProgress -------------------------------------------------------------------
     def on_start(self, info: dict[str, Any]) -> None:
         self.info = info
+        metric = Metric.parse(info.get("metric"))
+        self.score = metric.short
+        # Named when not the default: what the accuracies below are, how classes weigh.
+        weights = info.get("class_weights", "none")
+        scoring = (f" · scored by {metric.label}" if metric.kind != "accuracy" else "") + (
+            f" · classes weighted {weights}" if weights != "none" else ""
+        )
         self.started = time.monotonic()
         self.phase = ""
         one_shot = info.get("one_shot")
@@ -168,10 +199,11 @@ class LiveView:
         self.console.print(
             f"[bold]edgenas search[/] {info['data']} ({info['images']} images, "
             f"{len(info['classes'])} classes) → {info['run_dir']}\n"
-            f"  objective {info['objective']} · strategy {info['strategy']} · "
+            f"  objective {info['objective']}{scoring} · strategy {info['strategy']} · "
             f"constraints: {info['constraints']} · {budget}"
             + (f" ({info['trained_before']} done before)" if info["trained_before"] else "")
             + (f"\n  latency {info['latency']}" if info.get("latency") else "")
+            + (f"\n  {data}" if (data := _data_lines(info)) else "")
         )
         if self.interactive:
             self._live = Live(self, console=self.console, refresh_per_second=2, transient=True)
@@ -187,7 +219,9 @@ class LiveView:
         self._trial_clocks[number] = TimeLeft()
 
     def on_epoch(self, number: int, epoch: int, epochs: int, accuracy: float) -> None:
-        self.current = f"training trial {number}: epoch {epoch}/{epochs}, val acc {_pct(accuracy)}"
+        self.current = (
+            f"training trial {number}: epoch {epoch}/{epochs}, val {self.score} {_pct(accuracy)}"
+        )
         left = self._trial_clocks.setdefault(number, TimeLeft()).update(epoch, epochs)
         if left is not None and epoch < epochs:
             self.current += f" · this trial about {_duration(left)} more"
@@ -200,7 +234,7 @@ class LiveView:
             self.train_times.append(record.train_seconds)
         if not self.interactive:
             lat = f"{record.costs.latency_ms:.2f} ms" if record.costs else "—"
-            acc = f" acc {_pct(record.accuracy)}" if record.accuracy is not None else ""
+            acc = f" {self.score} {_pct(record.accuracy)}" if record.accuracy is not None else ""
             why = f" ({record.reason})" if record.reason and record.state != "complete" else ""
             if record.baseline:
                 why += f" [baseline {record.baseline}]"
@@ -269,7 +303,7 @@ class LiveView:
         if best is not None and best.costs is not None:
             lines.append(
                 Text(
-                    f"best so far: trial {best.number}, val acc {_pct(best.accuracy)}, "
+                    f"best so far: trial {best.number}, val {self.score} {_pct(best.accuracy)}, "
                     f"{best.costs.latency_ms:.2f} ms",
                     style="bold green",
                 )
@@ -277,7 +311,7 @@ class LiveView:
         if self.current or self.phase:
             lines.append(Text(self.current or self.phase, style="cyan", overflow="ellipsis"))
         predicted = str(self.info.get("latency", "")).startswith("predicted")
-        lines.append(front_table(self.records, limit=8, predicted=predicted))
+        lines.append(front_table(self.records, limit=8, predicted=predicted, score=self.score))
         return Panel(Group(*lines), title="edgenas search", border_style="blue")
 
 
@@ -288,8 +322,10 @@ def print_best(console: Console, best: BestCheck | None, run_dir: Path) -> None:
         console.print("[yellow]no trained candidate met every constraint[/]")
         return
 
+    metric = Metric.parse(best.metric)
+    scored = "" if metric.kind == "accuracy" else f" {metric.label}"
     console.print(
-        f"[bold green]best:[/] trial {best.trial} · validation {_pct(best.accuracy)} · "
+        f"[bold green]best:[/] trial {best.trial} · validation{scored} {_pct(best.accuracy)} · "
         f"holdout {_pct(best.holdout_accuracy)} · "
         + (
             f"{best.latency_ms_predicted:.2f} ms predicted, "

@@ -76,6 +76,25 @@ def search_command(
             help="Weights of the weighted objective, such as accuracy=0.6,latency=0.3,size=0.1 or accuracy=0.7,energy=0.3 (latency, size and estimated energy are normalised by their limits)."
         ),
     ] = None,
+    metric: Annotated[
+        str,
+        typer.Option(
+            help="The validation score the search ranks, stops and chooses by: accuracy "
+            "(top-1), balanced-accuracy (the mean of the per-class recalls), macro-f1 (the "
+            "mean of the per-class F1 scores) or recall:CLASS (the share of CLASS's images "
+            "found, such as recall:defective). The trials' accuracy, the objective's and "
+            "the best's holdout accuracy are this score; results.json also records top-1 "
+            "accuracy, the confusion matrices and the majority-class baseline.",
+        ),
+    ] = "accuracy",
+    class_weights: Annotated[
+        str,
+        typer.Option(
+            help="Weights of the classes in the training loss: none, or balanced (each class "
+            "weighs images / (classes × its images), so that a rare class counts as much as "
+            "a common one)."
+        ),
+    ] = "none",
     strategy: Annotated[
         str,
         typer.Option(
@@ -102,6 +121,24 @@ def search_command(
             help="Input resolutions the search may choose, such as 64 or 64,96 (default: the space's, 64–224)."
         ),
     ] = None,
+    augment: Annotated[
+        str | None,
+        typer.Option(
+            help="Augmentations that keep an image's class, comma-separated: flip-h (mirror "
+            "left-right), flip-v (upside down), rot90 (quarter turns), shift, brightness, "
+            "contrast; or none. Default: all six for elpv, elpv4 and synthetic; "
+            "shift,brightness,contrast for a folder or CSV manifest."
+        ),
+    ] = None,
+    resize: Annotated[
+        str,
+        typer.Option(
+            help="How an image of another aspect ratio becomes the square input: pad (the "
+            "long side to the resolution, centred on black borders; nothing cut or "
+            "stretched), crop (the short side to the resolution, centre-cropped) or squash "
+            "(stretched). Square images come out the same under all three."
+        ),
+    ] = "pad",
     space: Annotated[
         str,
         typer.Option(
@@ -304,13 +341,15 @@ def search_command(
             resolutions=resolution, max_latency=max_latency, max_memory=max_memory,
             max_size=max_size, max_macs=max_macs, max_energy=max_energy,
             energy=energy_coefficients, weights=weights, time_budget=time_budget,
-            objective=objective, strategy=strategy, trials=trials, epochs=epochs,
+            objective=objective, metric=metric, class_weights=class_weights,
+            strategy=strategy, trials=trials, epochs=epochs,
             data_fraction=data_fraction, seed=seed, threads=threads,
             latency_threads=latency_threads, batch_size=batch_size, device=device,
             train_device=train_device, baselines=tuple(baseline or ()),
             early_stopping=not no_early_stop, fidelity_schedule=fidelity_schedule,
             warm_start=warm_start, stop_when_stable=stop_when_stable,
             search_training=search_training, storage=storage, workers=workers,
+            augment=augment, resize=resize,
             executor=executor, address=address, one_shot=one_shot, supernet=supernet,
             supernet_epochs=supernet_epochs, subnets=subnets, finetune=finetune,
         )  # fmt: skip
@@ -329,6 +368,7 @@ def search_command(
     finally:
         view.close()  # leave the terminal clean, whatever happened
     from edgenas.cli._live import front_table, print_best, summary_table
+    from edgenas.train import Metric
 
     err.print(summary_table(result.trials))
     redrawn = result.results.get("summary", {}).get("redrawn", 0)
@@ -339,7 +379,8 @@ def search_command(
         )
     err.print(f"stopped because {result.stopped_because}")
     out_console = err if as_json else console
-    out_console.print(front_table(result.trials, predicted=device is not None))
+    score = Metric.parse(result.results.get("metric")).short
+    out_console.print(front_table(result.trials, predicted=device is not None, score=score))
     print_best(out_console, result.best_check, result.run_dir)
     out_console.print(f"results: {result.run_dir / 'results.json'}", soft_wrap=True)
     if as_json:

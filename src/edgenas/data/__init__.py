@@ -15,8 +15,21 @@ Example:
 
 from __future__ import annotations
 
+from edgenas.data._arrays import save_arrays
 from edgenas.data._dataset import ImageDataset, load_dataset
 from edgenas.data._sources import BUILTIN_NAMES, IMAGE_EXTENSIONS
 from edgenas.data._split import Splits
+from edgenas.data._transforms import AUGMENTATIONS, RESIZE_POLICIES, parse_augment, parse_resize
 
-__all__ = ["BUILTIN_NAMES", "IMAGE_EXTENSIONS", "ImageDataset", "Splits", "load_dataset"]
+__all__ = [
+    "AUGMENTATIONS",
+    "BUILTIN_NAMES",
+    "IMAGE_EXTENSIONS",
+    "RESIZE_POLICIES",
+    "ImageDataset",
+    "Splits",
+    "load_dataset",
+    "parse_augment",
+    "parse_resize",
+    "save_arrays",
+]

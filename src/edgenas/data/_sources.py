@@ -24,6 +24,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from edgenas.data._synthetic import SYNTHETIC_CLASSES, SYNTHETIC_IDENTITY, generate_synthetic
+from edgenas.data._transforms import AUGMENTATIONS, FILE_AUGMENT, resize_image
 from edgenas.errors import DataError
 
 __all__ = [
@@ -66,8 +67,9 @@ class PixelSource(Protocol):
 
     def __len__(self) -> int: ...
 
-    def read(self, index: int, resolution: int, mode: str) -> np.ndarray:
-        """``(resolution, resolution)`` for "L", ``(resolution, resolution, 3)`` for "RGB"."""
+    def read(self, index: int, resolution: int, mode: str, *, resize: str) -> np.ndarray:
+        """``(resolution, resolution)`` for "L", ``(resolution, resolution, 3)`` for "RGB";
+        an image of another aspect ratio made square as ``resize`` says (squash, crop, pad)."""
         ...
 
     def describe(self, index: int) -> str:
@@ -102,7 +104,7 @@ class FileImages:
     def __len__(self) -> int:
         return len(self.records)
 
-    def read(self, index: int, resolution: int, mode: str) -> np.ndarray:
+    def read(self, index: int, resolution: int, mode: str, *, resize: str) -> np.ndarray:
         with Image.open(self.records[index].path) as image:
             if image.format == "JPEG":
                 # Decode in the DCT domain at 1/2 to 1/8 scale, never below the target size:
@@ -111,7 +113,7 @@ class FileImages:
             # Phone and camera JPEGs store their orientation in EXIF; honour it so images
             # look as the user sees them.
             ImageOps.exif_transpose(image, in_place=True)
-            return _resize(_to_mode(image, mode), resolution)
+            return resize_image(_to_mode(image, mode), resolution, resize)
 
     def describe(self, index: int) -> str:
         return str(self.records[index].path)
@@ -133,8 +135,9 @@ class ArrayImages:
     def __len__(self) -> int:
         return len(self.arrays)
 
-    def read(self, index: int, resolution: int, mode: str) -> np.ndarray:
-        return _resize(_to_mode(Image.fromarray(self.arrays[index]), mode), resolution)
+    def read(self, index: int, resolution: int, mode: str, *, resize: str) -> np.ndarray:
+        image = _to_mode(Image.fromarray(self.arrays[index]), mode)
+        return resize_image(image, resolution, resize)
 
     def describe(self, index: int) -> str:
         return f"{self.identity}[{index}]"
@@ -157,8 +160,8 @@ class Source:
     groups: np.ndarray | None
     pixels: PixelSource
     channels: int
-    allow_rot90: bool
-    allow_flips: bool
+    # The augmentations that keep an image's class, unless the user says otherwise.
+    augment: tuple[str, ...]
 
 
 def open_source(source: str | Path) -> Source:
@@ -366,8 +369,7 @@ def _elpv(*, four_levels: bool) -> Source:
         class_names,
         candidates,
         grouped=False,
-        allow_rot90=True,
-        allow_flips=True,
+        augment=AUGMENTATIONS,
     )
 
 
@@ -382,8 +384,7 @@ def _synthetic() -> Source:
         pixels=ArrayImages(images, SYNTHETIC_IDENTITY),
         channels=1,
         # The textures are drawn at random positions and angles, so every symmetry keeps the class.
-        allow_rot90=True,
-        allow_flips=True,
+        augment=AUGMENTATIONS,
     )
 
 
@@ -394,8 +395,7 @@ def _from_files(
     candidates: Sequence[_Candidate],
     *,
     grouped: bool,
-    allow_rot90: bool = False,
-    allow_flips: bool = False,
+    augment: tuple[str, ...] = FILE_AUGMENT,
 ) -> Source:
     """Check every candidate file, drop (with one warning) the unreadable ones, build a Source."""
     with quiet_large_images(), ThreadPoolExecutor(max_workers=min(32, 4 * worker_count())) as pool:
@@ -423,8 +423,7 @@ def _from_files(
         pixels=FileImages(records),
         # One colour image makes the whole dataset RGB: a network has one input layout.
         channels=1 if all(p.gray for _, p in kept) else 3,
-        allow_rot90=allow_rot90,
-        allow_flips=allow_flips,
+        augment=augment,
     )
 
 
@@ -514,18 +513,6 @@ def _to_mode(image: Image.Image, mode: str) -> Image.Image:
     if image.mode != mode:
         image = image.convert(mode)
     return image
-
-
-def _resize(image: Image.Image, resolution: int) -> np.ndarray:
-    # Squash (no crop, no padding): every pixel of the original stays in view. Bilinear with
-    # PIL's antialiasing; reducing_gap first shrinks by an integer factor, which is much faster
-    # on large images and indistinguishable in quality at this gap.
-    size = (resolution, resolution)
-    if image.size != size:
-        image = image.resize(size, Image.Resampling.BILINEAR, reducing_gap=3.0)
-    else:
-        image.load()
-    return np.asarray(image)
 
 
 def _need_two_classes(class_names: Sequence[str], origin: str) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgenas._io import write_text
+from edgenas.finalize._scores import per_class_rows
 
 if TYPE_CHECKING:
     from edgenas.finalize._result import FinalResult
@@ -51,6 +52,9 @@ def write_model_card(path: Path, result: FinalResult, spec: dict[str, Any], data
     g = best.genotype
     resolution = int(g.split("-", 1)[0].removeprefix("r"))
     classes = list(getattr(data, "class_names", []) or spec.get("classes") or [])
+    metric = result.metric
+    other = metric.kind != "accuracy"  # the steps' table gets the metric's columns too
+    resize = str(getattr(data, "resize", "squash"))
     lines: list[str] = [
         f"# Model card: {Path(result.run_dir).name}",
         "",
@@ -60,8 +64,8 @@ def write_model_card(path: Path, result: FinalResult, spec: dict[str, Any], data
         "## Model",
         "",
         f"- Architecture (genotype): `{g}`",
-        f"- Chosen from the search as trial {best.trial} (validation accuracy during the "
-        f"search: {_pct(best.search_accuracy)}); retrained from scratch for {best.epochs} "
+        f"- Chosen from the search as trial {best.trial} (validation {metric.label} during "
+        f"the search: {_pct(best.search_accuracy)}); retrained from scratch for {best.epochs} "
         "epoch(s) on the training split.",
         f"- Input: `image`, float32, shape (N, {data.channels}, {resolution}, {resolution}), "
         "pixels scaled to [0, 1]; the model normalises them itself.",
@@ -87,18 +91,21 @@ def write_model_card(path: Path, result: FinalResult, spec: dict[str, Any], data
         "the model adds to a process with ONNX Runtime imported (a fresh process). Size: the "
         "ONNX file, and deflated.",
         "",
-        "| step | kept | validation | holdout [95%] | latency ms | peak memory MB | size MB "
-        "| deflated MB | params | MACs |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| step | kept | validation | holdout [95%] | "
+        + (f"validation {metric.label} | holdout {metric.label} | " if other else "")
+        + "latency ms | peak memory MB | size MB | deflated MB | params | MACs |",
+        "|" + " --- |" * (12 if other else 10),
     ]
     for s in steps:
         lo, hi = s.holdout_interval
         lines.append(
             f"| {s.name} | {'yes' if s.kept else 'no'} | {_pct(s.val_accuracy)} | "
             f"{_pct(s.holdout_accuracy)} [{100 * lo:.1f}, {100 * hi:.1f}] | "
-            f"{s.latency_ms:.3f} | {_num(s.peak_memory_mb)} | {s.size_mb:.3f} | "
+            + (f"{_pct(s.val_score)} | {_pct(s.holdout_score)} | " if other else "")
+            + f"{s.latency_ms:.3f} | {_num(s.peak_memory_mb)} | {s.size_mb:.3f} | "
             f"{s.compressed_size_mb:.3f} | {s.params:,} | {s.macs:,} |"
         )
+    lines += _per_class(result, last)
     lines += ["", "## Constraints", ""]
     if not result.constraints:
         lines.append("The run had no constraints.")
@@ -149,8 +156,8 @@ def write_model_card(path: Path, result: FinalResult, spec: dict[str, Any], data
         "",
         f'session = ort.InferenceSession("{"model.int8.onnx" if result.int8 else "model.onnx"}",'
         ' providers=["CPUExecutionProvider"])',
-        f'image = Image.open("part.png").convert("{"L" if data.channels == 1 else "RGB"}")'
-        f".resize(({resolution}, {resolution}), Image.Resampling.BILINEAR, reducing_gap=3.0)",
+        f'image = Image.open("part.png").convert("{"L" if data.channels == 1 else "RGB"}")',
+        *_square_code(resize, resolution),
         "x = np.asarray(image, dtype=np.float32) / 255.0",
         "x = x[None, None] if x.ndim == 2 else x.transpose(2, 0, 1)[None]",
         'logits = session.run(["logits"], {"image": x})[0]',
@@ -159,20 +166,100 @@ def write_model_card(path: Path, result: FinalResult, spec: dict[str, Any], data
         "```",
         "",
         "Set `SessionOptions.intra_op_num_threads` to the thread count the figures were measured "
-        "with. Images must be prepared the way the training images were: the whole image "
-        f"squashed (no crop, no padding) to {resolution}×{resolution} with PIL's bilinear "
-        "resize, as above.",
+        "with. Images must be prepared the way the training images were: "
+        f"{_SQUARE_WORDS[resize]} to {resolution}×{resolution} with PIL's bilinear resize, "
+        "as above.",
     ]
     if last is not None:
         lines += [
             "",
             f"The model to deploy is the last kept step, **{last.name}**: "
-            f"{_pct(last.holdout_accuracy)} on the holdout, {last.latency_ms:.3f} ms here.",
+            f"{_pct(last.holdout_accuracy)} on the holdout"
+            + (f" ({metric.label} {_pct(last.holdout_score)})" if other else "")
+            + f", {last.latency_ms:.3f} ms here.",
         ]
     warnings = [c.gap_warning for c in result.candidates if c.gap_warning]
     if warnings:
         lines += ["", "## Warnings", "", *(f"- {w}" for w in warnings)]
     write_text(path, "\n".join(lines) + "\n")
+
+
+_SQUARE_WORDS = {
+    "squash": "the whole image squashed (no crop, no padding)",
+    "crop": "the short side scaled and the long side centre-cropped",
+    "pad": "the long side scaled and the image centred on black borders (nothing cut)",
+}
+
+
+def _square_code(resize: str, r: int) -> list[str]:
+    """How the card's example makes an image square, as the training images were
+    (edgenas.data's resize policies, written out with PIL alone)."""
+    bilinear = "Image.Resampling.BILINEAR"
+    if resize == "crop":
+        return [
+            "w, h = image.size",
+            "side = min(w, h)",
+            "box = ((w - side) / 2, (h - side) / 2, (w + side) / 2, (h + side) / 2)",
+            f"image = image.resize(({r}, {r}), {bilinear}, box=box, reducing_gap=3.0)",
+        ]
+    if resize == "pad":
+        return [
+            "w, h = image.size",
+            f"size = (max(1, round(w * {r} / max(w, h))), max(1, round(h * {r} / max(w, h))))",
+            f"fitted = image.resize(size, {bilinear}, reducing_gap=3.0)",
+            f"image = Image.new(fitted.mode, ({r}, {r}))",
+            f"image.paste(fitted, (({r} - size[0]) // 2, ({r} - size[1]) // 2))",
+        ]
+    return [f"image = image.resize(({r}, {r}), {bilinear}, reducing_gap=3.0)"]
+
+
+def _per_class(result: FinalResult, last: Any) -> list[str]:
+    """The metric, the majority-class baseline, and the deployed model class by class on the
+    holdout: precision, recall, F1, support and the confusion matrix."""
+    metric, baselines = result.metric, result.baselines
+    lines = ["", "## Class by class", ""]
+    lines.append(
+        f"- Metric: **{metric.label}** (`--metric {metric.name}`): the search ranked "
+        "candidates by it on validation, and finalize chose between models by it."
+    )
+    described = [
+        f"on the {'holdout' if split == 'holdout' else 'validation split'}, "
+        f"{baselines[split].describe(metric)}"
+        for split in ("holdout", "validation")
+        if split in baselines
+    ]
+    if described:
+        lines.append(
+            "- Majority-class baseline (what always answering the most frequent class "
+            f"scores): {'; '.join(described)}. A model worth deploying beats it clearly."
+        )
+    report = result.reports().get("holdout")
+    if not report:
+        return lines
+    which = f"the last kept step, {last.name}" if last is not None else "the retrained model"
+    lines += [
+        "",
+        f"The model to deploy ({which}) on the {report['images']} holdout images: "
+        f"accuracy {_pct(report.get('accuracy'))}, balanced accuracy "
+        f"{_pct(report.get('balanced_accuracy'))}, macro F1 {_pct(report.get('macro_f1'))}.",
+        "",
+        "| class | precision | recall | F1 | support |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for name, precision, recall, f1, support in per_class_rows(report):
+        lines.append(f"| {name} | {_pct(precision)} | {_pct(recall)} | {_pct(f1)} | {support} |")
+    classes = [str(c) for c in report.get("classes") or []]
+    matrix = report.get("confusion_matrix") or []
+    lines += [
+        "",
+        "Confusion matrix on the holdout (rows: true class, columns: predicted class):",
+        "",
+        "| true ↓ predicted → | " + " | ".join(classes) + " |",
+        "|" + " --- |" * (len(classes) + 1),
+    ]
+    for name, row in zip(classes, matrix, strict=False):
+        lines.append(f"| {name} | " + " | ".join(str(int(n)) for n in row) + " |")
+    return lines
 
 
 def _describe(step: Any) -> str:
@@ -185,8 +272,9 @@ def _describe(step: Any) -> str:
         return (
             f"a fresh student trained with {teacher.get('source')} (`{teacher.get('genotype')}`) "
             f"as teacher (alpha {d.get('alpha')}, temperature {d.get('temperature')}); "
-            f"validation {_pct(step.val_accuracy)} against {_pct(without.get('val_accuracy'))} "
-            f"without a teacher, so it was {'kept' if step.kept else 'not kept'}."
+            f"validation {step.metric} {_pct(step.score)} against "
+            f"{_pct(without.get('val_score') or without.get('val_accuracy'))} without a "
+            f"teacher, so it was {'kept' if step.kept else 'not kept'}."
         )
     if step.name == "structured pruning":
         t = d.get("target", {})
@@ -194,8 +282,9 @@ def _describe(step: Any) -> str:
             f"channels removed (torch-pruning, L1 magnitude) with per-layer ratios from a "
             f"sensitivity analysis, aimed at {t.get('cost')} ≤ {_num(t.get('value'))} "
             f"{t.get('unit')} (given as {t.get('given')}); validation "
-            f"{_pct(d.get('val_accuracy_before_finetune'))} before and "
-            f"{_pct(step.val_accuracy)} after {d.get('finetune_epochs')} epoch(s) of "
+            f"{d.get('metric') or 'accuracy'} "
+            f"{_pct(d.get('val_score_before_finetune', d.get('val_accuracy_before_finetune')))} "
+            f"before and {_pct(step.score)} after {d.get('finetune_epochs')} epoch(s) of "
             "fine-tuning."
         )
     if step.name in ("magnitude pruning", "movement pruning"):

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from edgenas._io import json_default, write_bytes, write_json, write_text
@@ -20,9 +21,11 @@ from edgenas.arch import Genotype, Network, build_model, export_onnx, onnx_max_a
 from edgenas.errors import ConfigError, EdgenasError
 from edgenas.finalize._card import write_model_card
 from edgenas.finalize._clock import EpochClock
+from edgenas.finalize._data import load_run_data
 from edgenas.finalize._intervals import wilson_interval
 from edgenas.finalize._pipeline import STEPS_DIR, Pipeline, planned_epochs
 from edgenas.finalize._result import FinalCandidate, FinalResult
+from edgenas.finalize._scores import majority_baselines, run_metric
 from edgenas.finalize._steps import CompressOptions, Measurer, Step
 from edgenas.study import (
     STUDY_BEST,
@@ -35,7 +38,7 @@ from edgenas.study import (
     rank_candidates,
     trial_seed,
 )
-from edgenas.train import Fidelity, TrainConfig, evaluate, fit
+from edgenas.train import Fidelity, Metric, TrainConfig, class_report, evaluate_confusion, fit
 
 __all__ = ["finalize"]
 
@@ -93,44 +96,6 @@ def _choose(
     return ranked[:top]
 
 
-def _load_data(run_dir: Path, spec: dict[str, Any], best: BestCheck | None) -> Any:
-    """The run's data with the run's split, checked against what the run recorded."""
-    from edgenas.data import load_dataset
-
-    if "data" not in spec or "seed" not in spec:
-        raise ConfigError(f"{run_dir} has no usable spec.json: the data split cannot be rebuilt")
-    cache = RunDir(run_dir).cache
-    try:
-        data = load_dataset(
-            spec["data"],
-            cache_dir=cache if cache.is_dir() else None,
-            seed=int(spec["seed"]),
-            val_fraction=float(spec.get("val_fraction", 0.15)),
-            holdout_fraction=float(spec.get("holdout_fraction", 0.15)),
-        )
-    except EdgenasError as exc:
-        raise ConfigError(
-            f"the run's data {spec['data']!r} cannot be loaded again ({exc}); run finalize from "
-            "the folder the search ran in"
-        ) from exc
-    fingerprint = spec.get("data_fingerprint")
-    if fingerprint and data.fingerprint() != fingerprint:
-        raise ConfigError(
-            f"the data at {spec['data']!r} is not the data the run searched on (fingerprint "
-            f"{data.fingerprint()}, the run recorded {fingerprint}): the split cannot be rebuilt"
-        )
-    if best:
-        recorded = (best.validation_images, best.holdout_images)
-        now = (len(data.splits.val), len(data.splits.holdout))
-        if None not in recorded and tuple(recorded) != now:
-            raise ConfigError(
-                f"the rebuilt split has {now[0]} validation and {now[1]} holdout images, the run "
-                f"had {recorded[0]} and {recorded[1]}: it was split with other fractions, and "
-                "the split cannot be reproduced"
-            )
-    return data
-
-
 def finalize(
     run_dir: Path | str,
     pick: str | int = "best",
@@ -149,7 +114,7 @@ def finalize(
         epochs: training epochs; default three times the search's. All of the training split
             is used (no data fraction), with the trial's own training settings when they were
             searched, else the defaults with the search's ``--batch-size`` (64 for runs whose
-            spec.json predates recording it).
+            spec.json predates recording it); always with the search's ``--class-weights``.
         progress: called with a line of text at each step.
         options: the compression steps after full training (`CompressOptions`); the default
             runs INT8 post-training quantization only. ``CompressOptions(quantize="none")``
@@ -158,7 +123,8 @@ def finalize(
     Each candidate is rebuilt from its genotype and trained from scratch, seeded as in the
     search. Validation and holdout accuracy get Wilson 95% intervals; a candidate whose two
     accuracies differ by more than chance explains (`holdout_gap`) carries a gap warning. The
-    best by validation accuracy goes on: it is measured (accuracy of its ONNX file with ONNX
+    best on validation by the run's metric (spec.json's ``metric``, accuracy for older runs;
+    every later choice between models uses it too) goes on: it is measured (accuracy of its ONNX file with ONNX
     Runtime, latency, peak memory, size), then distilled, pruned and quantized as ``options`` say, each step measured the same way
     and the run's constraints checked again on it. ``final/`` receives ``model.onnx`` (the
     last fp32 model), ``model.int8.onnx``, ``model.pt`` (its weights), ``genotype.txt``,
@@ -193,14 +159,24 @@ def finalize(
     _check_teacher(options, records)  # before any training, not after it
     profile = _device_profile(options)
     say(f"loading data {spec.get('data')}")
-    data = _load_data(run_dir, spec, best_check)
+    data = load_run_data(run_dir, spec, best_check)
+    metric = run_metric(spec)
+    classes = list(data.class_names)
+    try:
+        metric.check_classes(classes)
+    except ConfigError as exc:
+        raise ConfigError(f"the run's metric cannot be scored on its data: {exc}") from None
     threads = int((spec.get("latency") or {}).get("threads") or 1)
     cost = CostModel(data.channels, data.num_classes, threads=threads)
     labels = torch.as_tensor(data.labels)
     val = torch.as_tensor(data.splits.val)
     holdout = torch.as_tensor(data.splits.holdout)
     seed = int(spec.get("seed", 0))
-    base = TrainConfig(batch_size=int(spec.get("batch_size", TrainConfig.batch_size)))
+    # The search's training settings: its batch size and its class weights.
+    base = TrainConfig(
+        batch_size=int(spec.get("batch_size", TrainConfig.batch_size)),
+        class_weights=str(spec.get("class_weights") or "none"),
+    )
 
     def retrain(record: TrialRecord) -> tuple[FinalCandidate, Network]:
         assert record.genotype is not None
@@ -220,9 +196,14 @@ def finalize(
             log.warning("trial %d: training diverged (%s)", record.number, result.reason)
         model = model.cpu().eval()
         images = data.images(genotype.resolution)
-        say(f"trial {record.number}: validation and holdout accuracy, latency")
-        val_acc = evaluate(model, images[val], labels[val])
-        hold_acc = evaluate(model, images[holdout], labels[holdout])
+        say(f"trial {record.number}: validation and holdout {metric.label}, latency")
+        val_report = class_report(
+            evaluate_confusion(model, images[val], labels[val], len(classes)), classes
+        )
+        hold_report = class_report(
+            evaluate_confusion(model, images[holdout], labels[holdout], len(classes)), classes
+        )
+        val_acc, hold_acc = float(val_report["accuracy"]), float(hold_report["accuracy"])
         candidate = FinalCandidate(
             trial=record.number,
             genotype=record.genotype,
@@ -236,13 +217,18 @@ def finalize(
             holdout_images=len(holdout),
             train_seconds=time.perf_counter() - started,
             latency_ms=cost.latency_ms(genotype, fresh=True),
+            metric=metric.name,
+            val_score=_score(metric, val_report),
+            holdout_score=_score(metric, hold_report),
+            val_report=val_report,
+            holdout_report=hold_report,
         )
         return candidate, model
 
     clock = EpochClock(say, planned=len(chosen) * epochs + planned_epochs(options, epochs))
     results = [retrain(record) for record in chosen]
-    # The exported one is chosen on validation accuracy: the holdout only reports.
-    results.sort(key=lambda item: -item[0].val_accuracy)
+    # The exported one is chosen on the run's metric on validation: the holdout only reports.
+    results.sort(key=lambda item: -item[0].score)
     best, model = results[0]
     final = RunDir(run_dir).final
     final.mkdir(exist_ok=True)
@@ -255,7 +241,10 @@ def finalize(
     write_text(final / "genotype.txt", best.genotype + "\n")
     out = FinalResult(
         run_dir, [best, *(c for c, _ in results[1:])], options=options,
-        constraints=constraints.to_dict(),
+        constraints=constraints.to_dict(), metric=metric,
+        baselines=majority_baselines(run_dir, spec, reports={
+            "validation": best.val_report, "holdout": best.holdout_report,
+        }),
     )  # fmt: skip
     write_json(final / "final.json", out.to_json(), indent=2, default=json_default)
     if not diff <= ONNX_TOLERANCE:
@@ -300,6 +289,8 @@ def finalize(
             predict_latency=predicted_latency,
             predict_memory=predicted_memory,
             wilson=wilson_interval,
+            metric=metric,
+            class_names=classes,
         ),
         teacher_source=teacher,
         onnx_diff=onnx_max_abs_diff,
@@ -320,6 +311,11 @@ def finalize(
     save(pipeline.steps)
     write_model_card(final / "MODEL_CARD.md", out, spec, data)
     return out
+
+
+def _score(metric: Metric, report: dict[str, Any]) -> float:
+    """The metric's value from a class report (its confusion matrix)."""
+    return metric.score(np.asarray(report["confusion_matrix"]), report["classes"])
 
 
 def _clear(final: Path) -> None:

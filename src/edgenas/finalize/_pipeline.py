@@ -29,7 +29,7 @@ from edgenas.finalize._steps import (
     onnx_agreement,
     parse_target,
 )
-from edgenas.train import Distillation, Fidelity, TrainConfig, evaluate, fit
+from edgenas.train import Distillation, Fidelity, TrainConfig, evaluate, evaluate_confusion, fit
 
 log = logging.getLogger("edgenas.finalize")
 
@@ -180,17 +180,19 @@ class Pipeline:
             "without": {
                 "val_accuracy": base.val_accuracy,
                 "holdout_accuracy": base.holdout_accuracy,
+                "val_score": base.val_score,
+                "holdout_score": base.holdout_score,
             },
         }
         step, onnx = self._measure_fp32("distillation", student, started, detail=detail)
-        kept = step.val_accuracy > base.val_accuracy  # a tie keeps the simpler recipe
+        kept = step.score > base.score  # in the run's metric; a tie keeps the simpler recipe
         if not kept:
             self.steps[-1] = step = replace(step, kept=False)
             self.save(self.steps)
             log.warning(
-                "distillation: the student scored %.1f%% on validation, %.1f%% without a "
-                "teacher; the model trained without one goes on",
-                100 * step.val_accuracy, 100 * base.val_accuracy,
+                "distillation: the student scored %.1f%% on validation (%s), %.1f%% without "
+                "a teacher; the model trained without one goes on",
+                100 * step.score, self.measurer.metric.label, 100 * base.score,
             )  # fmt: skip
             return current, base, base_onnx
         return student, step, onnx
@@ -227,17 +229,21 @@ class Pipeline:
             "pruning": result.to_json(),
             "sensitivity": sensitivity.to_json(),
             "finetune_epochs": epochs,
-            "val_accuracy_before_finetune": before_ft,
+            "metric": self.measurer.metric.name,
+            "val_score_before_finetune": before_ft,
             "distilled": teacher is not None,
         }
         step, onnx = self._measure_fp32("structured pruning", model, started, detail=detail)
         return model, step, onnx
 
     def _scorer(self) -> Callable[[nn.Module], float]:
-        """Accuracy on (up to) the first SENSITIVITY_IMAGES validation images."""
+        """The run's metric on (up to) the first SENSITIVITY_IMAGES validation images."""
         index = torch.as_tensor(self.data.splits.val)[:SENSITIVITY_IMAGES]
         x, y = self._images()[index], torch.as_tensor(self.data.labels)[index]
-        return lambda m: evaluate(m, x, y)
+        metric, classes = self.measurer.metric, list(self.measurer.class_names)
+        if metric.kind == "accuracy" or not classes:
+            return lambda m: evaluate(m, x, y)
+        return lambda m: metric.score(evaluate_confusion(m, x, y, len(classes)), classes)
 
     def _cost(
         self, name: str, latency_cost: Callable[..., Callable[[nn.Module], float]]
@@ -316,19 +322,23 @@ class Pipeline:
         self.say(f"int8: post-training quantization, calibrated on {len(pick)} training images")
         int8 = quantize_int8(fp32, calibration)
         val_index = torch.as_tensor(self.data.splits.val)
-        val8 = self.measurer.accuracy(int8, self.resolution, val_index)
-        loss = 100 * (base.val_accuracy - val8)
+        # Decided in the run's metric: --max-accuracy-loss is in its points.
+        val8 = self.measurer.score(int8, self.resolution, val_index)
+        loss = 100 * (base.score - val8)
         detail: dict[str, Any] = {
             "method": "post-training static (ONNX Runtime, QDQ, per-channel weights)",
             "calibration_images": len(pick),
-            "ptq_val_accuracy": val8,
+            "metric": self.measurer.metric.name,
+            "ptq_val_score": val8,
+            "fp32_val_score": base.score,
             "fp32_val_accuracy": base.val_accuracy,
             "max_accuracy_loss_points": opts.max_accuracy_loss,
         }
         if loss > opts.max_accuracy_loss:
             epochs = opts.qat_epochs or max(1, self.epochs // 4)
             self.say(
-                f"int8: post-training quantization lost {loss:.1f} points on validation; "
+                f"int8: post-training quantization lost {loss:.1f} points of "
+                f"{self.measurer.metric.label} on validation; "
                 f"quantization-aware training for {epochs} epoch(s)"
             )
             qat = deep_copy(current)
@@ -339,8 +349,8 @@ class Pipeline:
                 report=self.clock.reporter("quantization-aware training", epochs),
             )  # fmt: skip
             qat_int8 = quantize_int8(export_onnx(qat.cpu().eval()), calibration)
-            qat_val = self.measurer.accuracy(qat_int8, self.resolution, val_index)
-            detail["qat"] = {"epochs": epochs, "val_accuracy": qat_val}
+            qat_val = self.measurer.score(qat_int8, self.resolution, val_index)
+            detail["qat"] = {"epochs": epochs, "val_score": qat_val}
             if qat_val > val8:
                 int8, val8 = qat_int8, qat_val
                 detail["method"] = "quantization-aware training, then ONNX Runtime QDQ"

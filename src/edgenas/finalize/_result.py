@@ -8,8 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from edgenas.finalize._intervals import holdout_gap
+from edgenas.finalize._scores import MajorityBaseline
 from edgenas.finalize._steps import CompressOptions, Step
 from edgenas.study import FINAL_DIR, RunDir
+from edgenas.train import Metric
 
 __all__ = ["FINAL_DIR", "FinalCandidate", "FinalResult"]
 
@@ -21,7 +23,7 @@ class FinalCandidate:
     trial: int
     genotype: str
     epochs: int
-    search_accuracy: float | None  # validation accuracy during the search (short training)
+    search_accuracy: float | None  # validation score during the search (short training)
     val_accuracy: float
     val_interval: tuple[float, float]
     val_images: int
@@ -31,6 +33,18 @@ class FinalCandidate:
     train_seconds: float
     latency_ms: float | None
     onnx_max_abs_diff: float | None = None  # only for the exported one
+    # The run's metric on each split (what the exported one is chosen by), and the per-class
+    # figures behind it (`edgenas.train.class_report`).
+    metric: str = "accuracy"
+    val_score: float | None = None
+    holdout_score: float | None = None
+    val_report: dict[str, Any] | None = None
+    holdout_report: dict[str, Any] | None = None
+
+    @property
+    def score(self) -> float:
+        """The validation score of the run's metric: what the exported one is chosen by."""
+        return self.val_accuracy if self.val_score is None else self.val_score
 
     @property
     def gap_warning(self) -> str | None:
@@ -56,6 +70,11 @@ class FinalCandidate:
             "train_seconds": round(self.train_seconds, 3),
             "latency_ms": self.latency_ms,
             "onnx_max_abs_diff": self.onnx_max_abs_diff,
+            "metric": self.metric,
+            "val_score": self.val_score,
+            "holdout_score": self.holdout_score,
+            "val_report": self.val_report,
+            "holdout_report": self.holdout_report,
         }
 
 
@@ -68,6 +87,9 @@ class FinalResult:
     steps: list[Step] = field(default_factory=list)
     options: CompressOptions | None = None
     constraints: dict[str, float] = field(default_factory=dict)
+    metric: Metric = field(default_factory=lambda: Metric("accuracy"))
+    # What always answering the majority class scores, per split (validation, holdout).
+    baselines: dict[str, MajorityBaseline] = field(default_factory=dict)
 
     @property
     def final_dir(self) -> Path:
@@ -81,6 +103,17 @@ class FinalResult:
     def int8(self) -> bool:
         return any(s.name == "int8" for s in self.steps)
 
+    def reports(self) -> dict[str, dict[str, Any]]:
+        """The per-class figures of the model to deploy (the last kept step's, else the
+        retrained model's), per split: ``validation`` and ``holdout``."""
+        last = next((s for s in reversed(self.steps) if s.kept), None)
+        pairs = (
+            (last.val_report, last.holdout_report)
+            if last is not None
+            else (self.best.val_report, self.best.holdout_report)
+        )
+        return {k: r for k, r in zip(("validation", "holdout"), pairs, strict=True) if r}
+
     def to_json(self) -> dict[str, Any]:
         return {
             "exported": self.best.trial,
@@ -89,6 +122,14 @@ class FinalResult:
             "genotype_file": "genotype.txt",
             "interval": "Wilson 95%",
             "constraints": self.constraints,
+            "metric": self.metric.name,
+            "metric_label": self.metric.label,
+            "majority_baseline": {
+                split: b.to_json(self.metric) for split, b in self.baselines.items()
+            },
+            # the model to deploy, class by class
+            "validation_report": self.reports().get("validation"),
+            "holdout_report": self.reports().get("holdout"),
             "candidates": [c.to_json() for c in self.candidates],
             "options": None if self.options is None else _options_json(self.options),
             "steps": [s.to_json() for s in self.steps],

@@ -30,6 +30,7 @@ from edgenas._io import write_bytes
 from edgenas.arch import Network
 from edgenas.cost import Constraints, Costs, parse_latency, parse_size
 from edgenas.errors import ConfigError
+from edgenas.train import Metric, class_report, confusion_matrix
 
 __all__ = [
     "PRUNE_METHODS",
@@ -49,6 +50,8 @@ QUANTIZE_METHODS = ("int8", "none")
 SENSITIVITY_IMAGES = 512
 # Training images ONNX Runtime calibrates the INT8 activation ranges on.
 CALIBRATION_IMAGES = 256
+# Images converted to float at a time when an ONNX model is scored.
+_ONNX_CHUNK = 1024
 
 
 @dataclass(frozen=True)
@@ -162,6 +165,18 @@ class Step:
     predicted: dict[str, Any] | None = None
     constraints: dict[str, dict[str, Any]] = field(default_factory=dict)
     onnx_check: dict[str, Any] = field(default_factory=dict)
+    # The run's metric on each split (what the steps decide by), and the per-class figures
+    # behind it (`edgenas.train.class_report`); for accuracy, the scores are the accuracies.
+    metric: str = "accuracy"
+    val_score: float | None = None
+    holdout_score: float | None = None
+    val_report: dict[str, Any] | None = None
+    holdout_report: dict[str, Any] | None = None
+
+    @property
+    def score(self) -> float:
+        """The validation score of the run's metric: what keeps or drops a step."""
+        return self.val_accuracy if self.val_score is None else self.val_score
 
     def costs(self) -> Costs:
         return Costs(
@@ -191,6 +206,11 @@ class Step:
             "predicted": self.predicted,
             "constraints": self.constraints,
             "onnx_check": self.onnx_check,
+            "metric": self.metric,
+            "val_score": self.val_score,
+            "holdout_score": self.holdout_score,
+            "val_report": self.val_report,
+            "holdout_report": self.holdout_report,
         }
 
 
@@ -259,6 +279,8 @@ class Measurer:
     predict_latency: float | None  # the profile's prediction for the unpruned architecture
     predict_memory: float | None
     wilson: Callable[[float, int], tuple[float, float]]
+    metric: Metric = field(default_factory=lambda: Metric("accuracy"))
+    class_names: Sequence[str] = ()
     _baseline: dict[Any, float] = field(default_factory=dict)
     _reference: tuple[float, float | None] | None = None  # first step's latency and memory
 
@@ -267,6 +289,24 @@ class Measurer:
 
         images = self.images(resolution)
         return onnx_accuracy(model, images[index], self.labels[index], threads=self.threads)
+
+    def confusion(self, model: bytes, resolution: int, index: torch.Tensor) -> np.ndarray:
+        """The ONNX model's confusion matrix on the images ``index`` (rows: true class)."""
+        from edgenas.compress import onnx_logits
+
+        images = self.images(resolution)[index]
+        predicted = []
+        for start in range(0, len(images), _ONNX_CHUNK):  # float copies of a chunk at a time
+            chunk = images[start : start + _ONNX_CHUNK].float().div(255.0).numpy()
+            predicted.append(onnx_logits(model, chunk, threads=self.threads).argmax(axis=1))
+        classes = len(self.class_names)
+        return confusion_matrix(self.labels[index].numpy(), np.concatenate(predicted), classes)
+
+    def score(self, model: bytes, resolution: int, index: torch.Tensor) -> float:
+        """The run's metric of the ONNX model on the images ``index``."""
+        if self.metric.kind == "accuracy" or not self.class_names:
+            return self.accuracy(model, resolution, index)
+        return self.metric.score(self.confusion(model, resolution, index), self.class_names)
 
     def measure(
         self,
@@ -289,8 +329,23 @@ class Measurer:
         )
 
         write_bytes(path, onnx)
-        val_acc = self.accuracy(onnx, resolution, self.val)
-        hold_acc = self.accuracy(onnx, resolution, self.holdout)
+        scores: dict[str, Any] = {}
+        if self.class_names:
+            val_confusion = self.confusion(onnx, resolution, self.val)
+            hold_confusion = self.confusion(onnx, resolution, self.holdout)
+            val_report = class_report(val_confusion, self.class_names)
+            hold_report = class_report(hold_confusion, self.class_names)
+            val_acc, hold_acc = float(val_report["accuracy"]), float(hold_report["accuracy"])
+            scores = {
+                "metric": self.metric.name,
+                "val_score": self.metric.score(val_confusion, self.class_names),
+                "holdout_score": self.metric.score(hold_confusion, self.class_names),
+                "val_report": val_report,
+                "holdout_report": hold_report,
+            }
+        else:
+            val_acc = self.accuracy(onnx, resolution, self.val)
+            hold_acc = self.accuracy(onnx, resolution, self.holdout)
         latency = measure_onnx_latency(
             onnx, threads=self.threads, min_runs=30, stable_within=0.02, max_seconds=20
         ).median_ms
@@ -318,6 +373,7 @@ class Measurer:
             seconds=time.perf_counter() - started,
             detail=detail or {},
             onnx_check=onnx_check or {},
+            **scores,
         )
         if self._reference is None:
             self.rebase(step)

@@ -46,6 +46,7 @@ from edgenas.train import (
     augment_batch,
     autocast_dtype,
     build_optimizer,
+    loss_class_weights,
     resolve_device,
 )
 
@@ -177,7 +178,7 @@ class SupernetEpoch:
     epochs: int
     seconds: float  # of training so far, resumed runs included
     loss: float  # mean loss of the largest subnet over the epoch
-    teacher_accuracy: float  # validation accuracy of the largest subnet (inherited weights)
+    teacher_accuracy: float  # validation score (config.metric) of the largest subnet
     smallest_accuracy: float  # and of the smallest
     time_left: str  # "about 3m05s left", or "" when unknown
 
@@ -268,7 +269,13 @@ class _Training:
         count = len(train)
         self.steps_per_epoch = count // self.batch + (1 if count % self.batch > 1 else 0)
         self.autocast = autocast_dtype(config.precision, device)
-        self.loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+        # The largest subnet's loss is the one with labels; the others learn from it.
+        weights = loss_class_weights(labels[rows].numpy(), data.num_classes, config.class_weights)
+        weight = None if weights is None else torch.tensor(weights, dtype=torch.float32)
+        self.loss_fn = nn.CrossEntropyLoss(
+            weight=None if weight is None else weight.to(device),
+            label_smoothing=config.label_smoothing,
+        )
         # fp16 needs loss scaling to keep small gradients from underflowing; bf16 does not.
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.autocast == torch.float16)
 
@@ -279,8 +286,7 @@ class _Training:
             inputs = augment_batch(
                 inputs,
                 generator,
-                flips=self.data.allow_flips,
-                rot90=self.data.allow_rot90,
+                ops=self.data.augment,
                 strength=self.config.augment_strength,
             )
         return inputs
@@ -344,7 +350,7 @@ class _Training:
         if prior is not None and done < epochs:
             optimizer.load_state_dict(prior.state["optimizer"])
             scheduler.load_state_dict(prior.state["scheduler"])
-        judge = SubnetJudge(supernet, self.data, seed=self.seed)
+        judge = SubnetJudge(supernet, self.data, seed=self.seed, metric=self.config.metric)
         clock = TimeLeft(epochs - done)
         status = "complete"
         for epoch in range(done + 1, epochs + 1):

@@ -96,7 +96,9 @@ class Dashboard:
 
         from edgenas.report._figures import load_run, run_figures
 
-        run = load_run(self.run_dir, self.study)  # no new connection per refresh
+        # No new connection per refresh; a run that did not record its majority-class baseline
+        # is not loaded again every few seconds to count it.
+        run = load_run(self.run_dir, self.study, load_data=False)
         saved = 0
         note = _note(run)
         if self._saved.get("note") != note:

@@ -7,7 +7,7 @@ they are there. :func:`load_run` reads a run once; :func:`run_figures` draws it.
 Example:
     >>> figs = run_figures(Path("runs/elpv"))  # doctest: +SKIP
     >>> list(figs)  # doctest: +SKIP
-    ['pareto', 'front-over-time', 'front-blocks', 'latency-prediction']
+    ['pareto', 'front-over-time', 'front-blocks', 'latency-prediction', 'confusion']
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from edgenas._io import read_json
 from edgenas.arch import BLOCK_TYPES, KERNELS, Genotype
 from edgenas.cost import Constraints
 from edgenas.errors import EdgenasError
+from edgenas.finalize import MajorityBaseline, majority_baselines, run_metric
 from edgenas.study import (
     STUDY_BEST,
     STUDY_FRONT,
@@ -39,11 +40,19 @@ from edgenas.study import (
     pareto_front,
     records_from_study,
 )
+from edgenas.train import Metric
 
-__all__ = ["FIGURES", "RunData", "load_run", "run_figures", "short_genotype"]
+__all__ = ["FIGURES", "RunData", "class_report_shown", "load_run", "run_figures",
+           "short_genotype"]  # fmt: skip
 
 #: The figures :func:`run_figures` returns, in order.
-FIGURES: tuple[str, ...] = ("pareto", "front-over-time", "front-blocks", "latency-prediction")
+FIGURES: tuple[str, ...] = (
+    "pareto",
+    "front-over-time",
+    "front-blocks",
+    "latency-prediction",
+    "confusion",
+)
 
 # One palette for the report and the dashboard (colour-blind safe, after Okabe and Ito).
 MEETS = "#0072B2"
@@ -79,6 +88,8 @@ class RunData:
         measured: trial → latency measured at the end, for runs whose latency was predicted.
         started / completed: trial → when it started and finished (from the study).
         hv_reference: the hypervolume's reference latency, when the study fixed one.
+        baselines: what always answering the majority class scores, per split
+            (``validation``, ``holdout``), in the run's metric.
     """
 
     run_dir: Path
@@ -91,6 +102,12 @@ class RunData:
     started: dict[int, datetime] = field(default_factory=dict)
     completed: dict[int, datetime] = field(default_factory=dict)
     hv_reference: float | None = None
+    baselines: dict[str, MajorityBaseline] = field(default_factory=dict)
+
+    @property
+    def metric(self) -> Metric:
+        """The metric the run ranked by (accuracy for runs from before it was recorded)."""
+        return run_metric(self.spec)
 
     @property
     def constraints(self) -> Constraints:
@@ -149,10 +166,15 @@ class RunData:
         return limit is not None and again is not None and again > limit
 
 
-def load_run(run_dir: Path, study: optuna.Study | None = None) -> RunData:
+def load_run(
+    run_dir: Path, study: optuna.Study | None = None, *, load_data: bool = True
+) -> RunData:
     """Read a run directory: its study (through ``edgenas.study.load_result``, or ``study``
     when it is open already, as in a dashboard that reads the run again and again),
     ``results.json`` and ``final/final.json`` when present.
+
+    The majority-class baseline is read from the run's files; for a run that did not record
+    it, ``load_data`` counts it from the labels of the run's data (loaded again).
 
     Raises ``EdgenasError`` for a folder that holds no search.
     """
@@ -183,6 +205,13 @@ def load_run(run_dir: Path, study: optuna.Study | None = None) -> RunData:
         if t.datetime_complete is not None:
             completed[t.number] = t.datetime_complete
     reference = attrs.get(STUDY_HV_REFERENCE)
+    reports = {
+        "validation": best.validation_report if best else None,
+        "holdout": best.holdout_report if best else None,
+    }
+    baselines = majority_baselines(
+        run_dir, spec, results, final, reports=reports, load_data=load_data
+    )
     return RunData(
         run_dir=run_dir,
         records=tuple(records),
@@ -194,6 +223,7 @@ def load_run(run_dir: Path, study: optuna.Study | None = None) -> RunData:
         started=started,
         completed=completed,
         hv_reference=float(reference) if reference else None,
+        baselines=baselines,
     )
 
 
@@ -206,7 +236,7 @@ def short_genotype(genotype: str | None, width: int = 64) -> str:
 
 def run_figures(run_dir: Path | RunData) -> dict[str, go.Figure]:
     """The figures of a run, keyed as :data:`FIGURES` (in that order): ``pareto``,
-    ``front-over-time``, ``front-blocks`` and ``latency-prediction``.
+    ``front-over-time``, ``front-blocks``, ``latency-prediction`` and ``confusion``.
 
     ``run_dir`` may be a :class:`RunData` already loaded, so a page that also shows tables
     reads the run once.
@@ -217,6 +247,7 @@ def run_figures(run_dir: Path | RunData) -> dict[str, go.Figure]:
         "front-over-time": front_over_time_figure(run),
         "front-blocks": front_blocks_figure(run),
         "latency-prediction": latency_prediction_figure(run),
+        "confusion": confusion_figure(run),
     }
 
 
@@ -237,18 +268,20 @@ def _hover(r: TrialRecord) -> list[Any]:
 
 
 _HOVER = (
-    "trial %{customdata[0]}<br>accuracy %{customdata[1]:.1f}%<br>"
+    "trial %{customdata[0]}<br>{metric} %{customdata[1]:.1f}%<br>"
     "latency %{customdata[2]:.3f} ms<br>memory %{customdata[3]:.1f} MB<br>"
     "size %{customdata[4]:.2f} MB<br>%{customdata[5]}<extra>%{fullData.name}</extra>"
 )
 
 
-def _points(rs: Sequence[TrialRecord], name: str, **marker: Any) -> go.Scatter:
+def _scores(
+    rs: Sequence[TrialRecord], name: str, metric: str = "accuracy", **marker: Any
+) -> go.Scatter:
     return go.Scatter(
         x=[r.costs.latency_ms for r in rs if r.costs],
         y=[100 * (r.accuracy or 0.0) for r in rs],
         customdata=[_hover(r) for r in rs],
-        hovertemplate=_HOVER,
+        hovertemplate=_HOVER.replace("{metric}", metric),
         mode="markers",
         name=name,
         marker={"size": 9, "line": {"width": 1, "color": "white"}, **marker},
@@ -296,10 +329,16 @@ def _broken(run: RunData, r: TrialRecord) -> str:
 
 
 def pareto_figure(run: RunData) -> go.Figure:
-    """Validation accuracy against latency for every trained candidate, the front joined by a
-    step line, the best starred, the latency limit drawn; candidates rejected before training
-    in a strip below, by the limit they broke."""
+    """The validation score (the run's metric) against latency for every trained candidate,
+    the front joined by a step line, the best starred, the latency limit and what always
+    answering the majority class scores drawn; candidates rejected before training in a strip
+    below, by the limit they broke."""
     groups = pareto_groups(run)
+    label = run.metric.label
+
+    def _points(rs: Sequence[TrialRecord], name: str, **marker: Any) -> go.Scatter:
+        return _scores(rs, name, label, **marker)
+
     rejected = groups["rejected"]
     latency_axis = "latency (ms, predicted for the device)" if run.predicted else "latency (ms)"
     if rejected:
@@ -383,6 +422,14 @@ def pareto_figure(run: RunData) -> go.Figure:
                           row=1, col=1)  # fmt: skip
         else:
             fig.add_vline(x=limit, line=line, annotation=note, annotation_position="top right")
+    baseline = run.baselines.get("validation")
+    if baseline is not None:
+        fig.add_hline(
+            y=100 * baseline.score, line={"color": MUTED, "dash": "dash", "width": 1.5},
+            annotation={"text": f'always "{baseline.class_name}": {100 * baseline.score:.1f}%',
+                        "font": {"color": "#666666"}},
+            annotation_position="bottom left", **grid,
+        )  # fmt: skip
     # Latencies spread over more than a decade (rejected giants beside small candidates) read
     # better on a log axis.
     latencies = [r.costs.latency_ms for g in groups.values() for r in g if r.costs]
@@ -390,7 +437,7 @@ def pareto_figure(run: RunData) -> go.Figure:
         latencies.append(limit)
     positive = [x for x in latencies if x > 0]
     log_x = bool(positive) and max(positive) / min(positive) > 8
-    title = "Validation accuracy against latency"
+    title = f"Validation {label} against latency"
     if front:
         title += f" · {len(front)} on the Pareto front"
     fig.update_layout(
@@ -402,7 +449,7 @@ def pareto_figure(run: RunData) -> go.Figure:
         legend={"orientation": "h", "yanchor": "top", "y": -0.14, "x": 0},
         hovermode="closest",
     )
-    fig.update_yaxes(title_text="validation accuracy (%)", **grid)
+    fig.update_yaxes(title_text=f"validation {label} (%)", **grid)
     fig.update_xaxes(title_text=latency_axis, **({"row": 2, "col": 1} if rejected else {}))
     if log_x:  # ticks at 1, 2, 5 × 10^k, labelled plainly
         lo, hi = min(positive), max(positive)
@@ -416,6 +463,76 @@ def pareto_figure(run: RunData) -> go.Figure:
             text="no candidate trained yet", showarrow=False, xref="paper", yref="paper",
             x=0.5, y=0.6,
         )  # fmt: skip
+    return fig
+
+
+# -- class by class ------------------------------------------------------------------------
+
+
+def class_report_shown(run: RunData) -> tuple[str, dict[str, Any]] | None:
+    """(what it is, its class report) of the model the report shows class by class: the one
+    edgenas finalize exported, on the holdout; else the search's best, on the holdout, else
+    on validation; None for a run that recorded neither."""
+    final = run.final or {}
+    if isinstance(final.get("holdout_report"), dict):
+        what = f"the model exported by edgenas finalize (trial {final.get('exported')})"
+        return f"{what}, on the holdout", final["holdout_report"]
+    best = run.best
+    if best is not None and best.holdout_report:
+        return f"the search's best (trial {best.trial}), on the holdout", best.holdout_report
+    if best is not None and best.validation_report:
+        return f"the search's best (trial {best.trial}), on validation", best.validation_report
+    return None
+
+
+def confusion_figure(run: RunData) -> go.Figure:
+    """The confusion matrix of the model :func:`class_report_shown` picks: rows the true
+    class, columns the predicted one; each cell its count and its share of the row (for the
+    diagonal, the class's recall), coloured by that share."""
+    fig = go.Figure()
+    layout: dict[str, Any] = {"font": _FONT, "template": "plotly_white"}
+    shown = class_report_shown(run)
+    matrix = (shown[1].get("confusion_matrix") or []) if shown else []
+    if shown is None or not matrix:
+        fig.update_layout(
+            title={"text": "No per-class figures recorded: the search has not chosen a best, "
+                   "or it ran before edgenas recorded them"},
+            height=90, margin={"l": 70, "r": 20, "t": 50, "b": 10}, **layout,
+        )  # fmt: skip
+        fig.update_xaxes(visible=False)
+        fig.update_yaxes(visible=False)
+        return fig
+    what, report = shown
+    classes = [str(c) for c in report.get("classes") or []]
+    counts = [[int(n) for n in row] for row in matrix]
+    shares = [[100 * n / sum(row) if sum(row) else 0.0 for n in row] for row in counts]
+    text = [
+        [f"{n}<br>{share:.1f}%" for n, share in zip(row, share_row, strict=True)]
+        for row, share_row in zip(counts, shares, strict=True)
+    ]
+    fig.add_trace(
+        go.Heatmap(
+            z=shares, x=classes, y=classes, text=text, texttemplate="%{text}",
+            colorscale="Blues", zmin=0, zmax=100, xgap=2, ygap=2,
+            colorbar={"title": {"text": "share of the row (%)"}, "ticksuffix": "%"},
+            hovertemplate="true %{y}, predicted %{x}: %{text}<extra></extra>",
+        )
+    )  # fmt: skip
+    figures = " · ".join(
+        f"{name} {100 * report[key]:.1f}%"
+        for name, key in (("accuracy", "accuracy"), ("balanced accuracy", "balanced_accuracy"),
+                          ("macro F1", "macro_f1"))
+        if report.get(key) is not None
+    )  # fmt: skip
+    fig.update_layout(
+        title={"text": f"Confusion matrix: {what}<br><sup>{figures} · cells: images, and "
+               "their share of the true class (on the diagonal: its recall)</sup>"},
+        height=min(720, 220 + 60 * len(classes)),
+        margin={"l": 100, "r": 20, "t": 90, "b": 70},
+        **layout,
+    )  # fmt: skip
+    fig.update_xaxes(title_text="predicted class", side="bottom", type="category")
+    fig.update_yaxes(title_text="true class", autorange="reversed", type="category")
     return fig
 
 

@@ -18,8 +18,15 @@ from typing import Any
 from edgenas._io import write_text
 from edgenas.arch import Genotype
 from edgenas.errors import EdgenasError
+from edgenas.finalize import per_class_rows
 from edgenas.report._diagram import architecture_svg
-from edgenas.report._figures import RunData, load_run, run_figures, short_genotype
+from edgenas.report._figures import (
+    RunData,
+    class_report_shown,
+    load_run,
+    run_figures,
+    short_genotype,
+)
 from edgenas.study import RunDir
 
 __all__ = ["REPORT_FILE", "render_report", "write_report"]
@@ -189,6 +196,8 @@ def _header(run: RunData) -> str:
         ("classes", f"{len(classes)}: " + escape(", ".join(map(str, classes))) if classes else "—"),
         ("images", escape(_images(run))),
         ("objective", escape(run.objective)),
+        ("metric", escape(run.metric.label)),
+        ("majority-class baseline", _baselines(run)),
         ("strategy", escape(str(spec.get("strategy", "—")))),
         ("constraints", escape(run.constraints.describe())),
         ("epochs per candidate", escape(str(spec.get("epochs", "—")))),
@@ -210,7 +219,7 @@ def _front_table(run: RunData) -> str:
     if not front:
         return '<p class="note">No trained candidate meets every limit yet: the front is empty.</p>'
     best = run.best_trial
-    head = ["trial", "val acc", "latency ms"]
+    head = ["trial", f"val {escape(run.metric.short)}", "latency ms"]
     if run.predicted:
         head.append("measured ms")
     head += ["memory MB", "size MB", "params", "MACs", "energy mJ (est.)", "genotype"]
@@ -238,6 +247,54 @@ def _front_table(run: RunData) -> str:
         classes.append("best" if r.number == best else "")
     note = '<p class="note">★ the run\'s best. Hover a genotype for the whole string.</p>'
     return _table(head, rows, numeric, classes, cls="front") + note
+
+
+def _baselines(run: RunData) -> str:
+    """What always answering the majority class scores, per split, escaped."""
+    if not run.baselines:
+        return "—"
+    return "<br>".join(
+        f"{escape(split)}: {escape(b.describe(run.metric))}" for split, b in run.baselines.items()
+    )
+
+
+def _classes(run: RunData) -> str:
+    """The metric, the majority-class baseline and a model class by class."""
+    metric = run.metric
+    out = [
+        f"<p>The run ranked by <b>{escape(metric.label)}</b> on validation"
+        + (" (top-1 accuracy hides a weak model on imbalanced classes)." if metric.kind !=
+           "accuracy" else ".")
+        + "</p>"
+    ]  # fmt: skip
+    if run.baselines:
+        out.append(
+            "<p>Always answering the most frequent class scores: "
+            + "; ".join(
+                f"{escape(split)} {escape(b.describe(metric))}"
+                for split, b in run.baselines.items()
+            )
+            + ". A useful model beats it clearly.</p>"
+        )
+    shown = class_report_shown(run)
+    if shown is None:
+        out.append(
+            '<p class="note">No per-class figures: the search has not chosen a best yet, or '
+            "it ran before edgenas recorded them (<code>edgenas finalize</code> records them "
+            "for the model it exports).</p>"
+        )
+        return "".join(out)
+    what, report = shown
+    rows = [
+        [escape(name), _pct(precision), _pct(recall), _pct(f1), str(support)]
+        for name, precision, recall, f1, support in per_class_rows(report)
+    ]
+    out.append(f"<p>Class by class: {escape(what)}.</p>")
+    out.append(
+        _table(["class", "precision", "recall", "F1", "images"], rows,
+               [False, True, True, True, True], cls="classes")
+    )  # fmt: skip
+    return "".join(out)
 
 
 def _chosen(run: RunData) -> tuple[str, int | None, str] | None:
@@ -454,8 +511,9 @@ def render_report(run: RunData) -> str:
         return f'<div class="plot">{html}</div>'
 
     sections: list[tuple[str, str, Callable[[], str]]] = [
-        ("front", "The Pareto front: validation accuracy against latency",
+        ("front", f"The Pareto front: validation {run.metric.label} against latency",
          lambda: plot("pareto") + _front_table(run)),
+        ("classes", "Class by class", lambda: plot("confusion") + _classes(run)),
         ("over-time", "The front over the search", lambda: plot("front-over-time")),
         ("blocks", "What the front is made of", lambda: plot("front-blocks")),
         ("latency", "Predicted against measured latency", lambda: plot("latency-prediction")),

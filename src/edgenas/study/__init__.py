@@ -25,6 +25,7 @@ from edgenas.study._records import (
     rank_candidates,
     records_from_study,
     results_dict,
+    scoring_from_spec,
 )
 from edgenas.study._runner import run_search
 from edgenas.study._strategies import (
@@ -83,6 +84,7 @@ __all__ = [
     "register_strategy",
     "results_dict",
     "run_search",
+    "scoring_from_spec",
     "stable_for",
     "study_storage",
     "trial_seed",

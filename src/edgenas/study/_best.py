@@ -18,7 +18,7 @@ from edgenas.study._front import FrontTracker
 from edgenas.study._objectives import Objective
 from edgenas.study._setup import SearchSetup, profile_identity, same_machine
 from edgenas.study._study import RunDir
-from edgenas.train import evaluate
+from edgenas.train import Metric, TrainData, class_report, evaluate_confusion
 
 __all__ = ["ResultsFile", "choose_best"]
 
@@ -50,7 +50,8 @@ class ResultsFile:
             measured = {int(k): v for k, v in attrs.get(R.STUDY_FRONT, {}).items()}
             results = R.results_dict(records, self._setup.config.constraints, best,
                                      run_info(self._setup), measured, self._front.summary(),
-                                     attrs.get(R.STUDY_ONE_SHOT))  # fmt: skip
+                                     attrs.get(R.STUDY_ONE_SHOT),
+                                     R.scoring_from_spec(self._setup.spec))  # fmt: skip
             write_json(self._setup.run.results, results, indent=2, default=json_default)
         return results
 
@@ -75,6 +76,8 @@ def run_info(setup: SearchSetup) -> dict[str, Any]:
         "fidelity_schedule": spec["fidelity_schedule"],
         "warm_start": spec["warm_start"],
         "search_training": setup.searches_training,
+        "augment": list(setup.data.augment),
+        "resize": setup.data.resize,
     }
 
 
@@ -145,8 +148,10 @@ def _check_best(
     measured: float,
     progress: SearchProgress,
 ) -> R.BestCheck:
-    """Holdout accuracy and the ONNX export of the chosen best, checked against PyTorch."""
-    progress.on_phase(f"trial {record.number}: holdout accuracy and ONNX export")
+    """Holdout score (of the metric), the confusion matrix and per-class figures of both
+    splits, and the ONNX export of the chosen best, checked against PyTorch."""
+    metric = setup.config.parsed_metric()
+    progress.on_phase(f"trial {record.number}: holdout {metric.label} and ONNX export")
     data, run = setup.data, setup.run
     model = build_model(genotype, data.channels, data.num_classes, data.mean, data.std)
     model.load_state_dict(
@@ -155,8 +160,12 @@ def _check_best(
     model.eval()
     images = data.images(genotype.resolution)
     holdout = torch.as_tensor(data.splits.holdout)
-    labels = torch.as_tensor(data.labels)[holdout]
-    holdout_accuracy = evaluate(model, images[holdout], labels)
+    reports = {
+        split: _report(model, images, data, index, metric)
+        for split, index in (("validation", data.splits.val), ("holdout", data.splits.holdout))
+    }
+    holdout_report = reports["holdout"]
+    holdout_accuracy = None if holdout_report is None else holdout_report["score"]
     onnx_bytes = export_onnx(model, run.best_onnx)
     max_diff = onnx_max_abs_diff(model, onnx_bytes, images[holdout[:16]])
     return R.BestCheck(
@@ -174,4 +183,23 @@ def _check_best(
         onnx=run.best_onnx.name,
         onnx_max_abs_diff=max_diff,
         training=record.training or None,
+        metric=metric.name,
+        validation_report=reports["validation"],
+        holdout_report=holdout_report,
     )
+
+
+def _report(
+    model: torch.nn.Module, images: torch.Tensor, data: TrainData, index: Any, metric: Metric
+) -> dict[str, Any] | None:
+    """`class_report` of one split, with ``score`` (the metric's); None for an empty split."""
+    rows = torch.as_tensor(index, dtype=torch.long)
+    if len(rows) == 0:
+        return None
+    labels = torch.as_tensor(data.labels)[rows]
+    confusion = evaluate_confusion(model, images[rows], labels, data.num_classes)
+    return {
+        "metric": metric.name,
+        "score": metric.score(confusion, data.class_names),
+        **class_report(confusion, data.class_names),
+    }

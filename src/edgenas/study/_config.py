@@ -16,7 +16,7 @@ from edgenas.study._objectives import OBJECTIVES, Objective
 from edgenas.study._records import BestCheck, TrialRecord
 from edgenas.study._strategies import STRATEGIES
 from edgenas.study._study import RunDir, redact, url_error
-from edgenas.train import TrainConfig
+from edgenas.train import CLASS_WEIGHTS, Metric, TrainConfig
 
 __all__ = ["SearchConfig", "SearchProgress", "SearchResult", "SilentProgress"]
 
@@ -48,6 +48,12 @@ class SearchConfig:
     constraints: Constraints = field(default_factory=Constraints)
     objective: str = "accuracy"  # accuracy, pareto or weighted
     weights: dict[str, float] | None = None  # for the weighted objective
+    # The validation score the search ranks, stops and chooses by: accuracy (top-1),
+    # balanced-accuracy, macro-f1 or recall:CLASS (a class of the data). The objective's
+    # "accuracy", the trials' accuracy and the best's holdout accuracy are this score.
+    metric: str = "accuracy"
+    # Weights of the classes in the training loss: none, or balanced (rare classes weigh more).
+    class_weights: str = "none"
     strategy: str = "tpe"
     trials: int = 20  # candidates to train (rejected candidates cost no training, not counted)
     time_budget_s: float | None = None  # no new candidate is started after this
@@ -77,6 +83,13 @@ class SearchConfig:
     max_rejected: int | None = None  # proposals rejected by the constraints before giving up
     val_fraction: float = 0.15
     holdout_fraction: float = 0.15
+    # The augmentations that keep an image's class: a comma-separated list of flip-h, flip-v,
+    # rot90, shift, brightness, contrast, or "none"; None: the data's default (all six for the
+    # built-in data sets, shift,brightness,contrast for a folder or manifest).
+    augment: str | None = None
+    # How an image of another aspect ratio becomes the square input: "pad" (the long side to
+    # the resolution, black borders), "crop" (the short side, centre-cropped) or "squash".
+    resize: str = "pad"
     # Any SQLAlchemy URL (such as postgresql+psycopg://host/db) to keep the study in, so that
     # several searches or a dashboard share it; None: the run directory's study.db.
     storage: str | None = None
@@ -106,6 +119,12 @@ class SearchConfig:
                 f"--objective {self.objective!r} is unknown; choose from {', '.join(OBJECTIVES)}"
             )
         self.parsed_objective()
+        self.parsed_metric()
+        if self.class_weights not in CLASS_WEIGHTS:
+            raise ConfigError(
+                f"--class-weights {self.class_weights!r} is unknown; choose from "
+                f"{', '.join(CLASS_WEIGHTS)}"
+            )
         if self.strategy not in STRATEGIES:
             raise ConfigError(
                 f"--strategy {self.strategy!r} is unknown; choose from "
@@ -140,6 +159,7 @@ class SearchConfig:
                 f"{self.stop_when_stable!r}"
             )
         self._check_training()
+        self._check_data()
         if not _whole(self.workers):
             raise ConfigError(f"--workers must be a whole number >= 1, got {self.workers!r}")
         if self.executor not in EXECUTORS:
@@ -181,6 +201,13 @@ class SearchConfig:
             message = str(exc).replace("TrainConfig.batch_size", "--batch-size")
             raise ConfigError(message.replace("TrainConfig.device", "--train-device")) from None
 
+    def _check_data(self) -> None:
+        from edgenas.data import parse_augment, parse_resize
+
+        if self.augment is not None:
+            parse_augment(self.augment, "--augment")
+        parse_resize(self.resize, "--resize")
+
     def _check_one_shot(self) -> None:
         if self.supernet is not None and not self.one_shot:
             raise ConfigError("--supernet reuses a supernet for a one-shot search: add --one-shot")
@@ -215,6 +242,11 @@ class SearchConfig:
     def parsed_objective(self) -> Objective:
         """The objective the settings name, with its weights and constraints."""
         return Objective(self.objective, self.weights or {}, self.constraints)
+
+    def parsed_metric(self) -> Metric:
+        """The validation score the settings name (its class is checked against the data's
+        when the search starts)."""
+        return Metric.parse(self.metric)
 
     def parsed_schedule(self) -> FidelitySchedule:
         """The fidelity schedule the settings name, over ``epochs``."""

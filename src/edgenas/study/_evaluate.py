@@ -215,6 +215,10 @@ class Evaluator:
             T.tell(self.study, trial, state=TrialState.PRUNED)
         else:
             trial.set_user_attr(R.ATTR_ACCURACY, prior.accuracy)
+            if prior.top1_accuracy is not None:
+                trial.set_user_attr(R.ATTR_TOP1, prior.top1_accuracy)
+            if prior.val_confusion is not None:
+                trial.set_user_attr(R.ATTR_CONFUSION, [list(row) for row in prior.val_confusion])
             T.tell(self.study, trial, self.objective.values(prior.accuracy, costs))
         return "duplicate"
 
@@ -262,6 +266,10 @@ class Evaluator:
         trial.set_user_attr(R.ATTR_HISTORY, list(result.history))
         if result.accuracy is not None:
             trial.set_user_attr(R.ATTR_ACCURACY, result.accuracy)
+        if result.top1 is not None:
+            trial.set_user_attr(R.ATTR_TOP1, result.top1)
+        if result.confusion is not None:
+            trial.set_user_attr(R.ATTR_CONFUSION, [list(row) for row in result.confusion])
         if result.status == "diverged":
             trial.set_user_attr(R.ATTR_STATUS, "failed")
             trial.set_user_attr(R.ATTR_REASON, result.reason or "training diverged")
@@ -290,7 +298,7 @@ class Evaluator:
         T.tell(self.study, trial, self.objective.values(result.accuracy, costs))
         self.known[job.identity] = R.TrialRecord(
             trial.number, key, "complete", True, result.accuracy, costs, result.epochs, 0.0,
-            history=result.history,
+            history=result.history, top1_accuracy=result.top1, val_confusion=result.confusion,
         )  # fmt: skip
         self.curves.append(EpochCurve(tuple(result.history), costs))
         return "complete"

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Ended", "Executor", "InProcess", "Job", "Reporter", "Sequential", "make_executor"]
 
-#: Answers one epoch of a training (epoch, validation accuracy): True to go on.
+#: Answers one epoch of a training (epoch, validation score of the metric): True to go on.
 Reporter = Callable[[int, float], bool]
 
 
@@ -144,6 +144,8 @@ def make_executor(setup: SearchSetup, progress: SearchProgress) -> Executor:
         fingerprint=setup.data.fingerprint(),
         epochs=setup.fidelity.epochs,
         data_fraction=setup.fidelity.data_fraction,
+        augment=setup.data.augment,
+        resize=setup.data.resize,
     )
     if config.executor == "ray":
         from edgenas.study._ray import RayPool

@@ -29,11 +29,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import optuna
 import torch
 
 from edgenas._eta import duration
-from edgenas.arch import Genotype, build_model
+from edgenas.arch import Genotype, Network, build_model
 from edgenas.errors import ConfigError
 from edgenas.oneshot import (
     SubnetJudge,
@@ -126,7 +127,7 @@ class OneShot:
             self.supernet, info = self._train(feasible, deadline)
         info["ready_seconds"] = round(time.perf_counter() - started, 1)
         self.info = {**dict(study.user_attrs.get(R.STUDY_ONE_SHOT, {})), **info}
-        self.judge = SubnetJudge(self.supernet, data, seed=config.seed)
+        self.judge = SubnetJudge(self.supernet, data, seed=config.seed, metric=config.metric)
         self._save()
 
     # -- the supernet ---------------------------------------------------------------------------
@@ -272,10 +273,22 @@ class JudgeExecutor(Sequential):
 
     def run(self, job: Job, reporter: Reporter) -> tuple[Any, ...]:
         started = time.perf_counter()
-        accuracy = self._one_shot.judge.accuracy(job.genotype)
+        judge = self._one_shot.judge
+        result = _judged(judge, judge.network(job.genotype), started)
         self.count += 1
-        seconds = time.perf_counter() - started
-        return TrainResult(accuracy, (accuracy,), 0, seconds, "complete", None), None
+        return result, None
+
+
+def _judged(judge: SubnetJudge, network: Network, started: float) -> TrainResult:
+    """A subnet's judgement as a training's result: its validation score (of the metric),
+    top-1 accuracy and confusion matrix, with no epoch trained."""
+    confusion = judge.confusion(network)
+    score = judge.metric.score(confusion, judge.class_names)
+    return TrainResult(
+        score, (score,), 0, time.perf_counter() - started, "complete", None,
+        top1=float(np.trace(confusion)) / int(confusion.sum()),
+        confusion=tuple(tuple(int(n) for n in row) for row in confusion),
+    )  # fmt: skip
 
 
 class FinishExecutor(Sequential):
@@ -295,9 +308,7 @@ class FinishExecutor(Sequential):
         if job.start == "judged":
             started = time.perf_counter()
             model = judge.network(genotype)
-            accuracy = judge.score(model)
-            seconds = time.perf_counter() - started
-            result = TrainResult(accuracy, (accuracy,), 0, seconds, "complete", None)
+            result = _judged(judge, model, started)
             return result, {k: v.detach().cpu() for k, v in model.state_dict().items()}
         if job.start == "inherited":
             model = judge.network(genotype).cpu()

@@ -18,6 +18,7 @@ from edgenas.cost import Constraints, Costs
 from edgenas.study._frontier import stable_for
 from edgenas.study._objectives import Objective
 from edgenas.study._pareto import non_dominated
+from edgenas.train import Metric
 
 __all__ = [
     "REDRAWN_ATTR",
@@ -28,6 +29,7 @@ __all__ = [
     "rank_candidates",
     "records_from_study",
     "results_dict",
+    "scoring_from_spec",
 ]
 
 # Keys of the user attributes each trial carries (written by the runner).
@@ -35,7 +37,9 @@ ATTR_GENOTYPE = "genotype"
 ATTR_STATUS = "status"  # "infeasible", "complete", "pruned", "failed", "interrupted", "duplicate"
 ATTR_TRAINED = "trained"
 ATTR_COSTS = "costs"
-ATTR_ACCURACY = "accuracy"
+ATTR_ACCURACY = "accuracy"  # the validation score of the search's metric (top-1 by default)
+ATTR_TOP1 = "top1_accuracy"  # top-1 validation accuracy, whatever the metric
+ATTR_CONFUSION = "val_confusion"  # the validation confusion matrix (rows: true class)
 ATTR_HISTORY = "history"
 ATTR_EPOCHS = "epochs"
 ATTR_SECONDS = "train_seconds"
@@ -66,8 +70,13 @@ STUDY_ONE_SHOT = "one_shot"  # study user attribute: the supernet and the subnet
 
 @dataclass(frozen=True)
 class BestCheck:
-    """The best candidate of a search as checked at its end: its holdout accuracy, its latency
+    """The best candidate of a search as checked at its end: its holdout score, its latency
     measured again, and its ONNX export compared with PyTorch.
+
+    ``accuracy`` and ``holdout_accuracy`` are scores of the search's ``metric`` (top-1
+    accuracy unless ``--metric`` named another); ``validation_report`` and ``holdout_report``
+    hold every figure of each split (`edgenas.train.class_report`: the confusion matrix,
+    top-1 and balanced accuracy, macro F1, and per class precision, recall, F1 and support).
 
     The study keeps it as JSON (``STUDY_BEST``) and ``results.json`` as ``best_details``;
     `from_json` reads both, also those of older runs, where figures not yet recorded are None.
@@ -75,8 +84,8 @@ class BestCheck:
 
     trial: int
     genotype: str
-    accuracy: float | None  # validation accuracy in the search
-    holdout_accuracy: float | None
+    accuracy: float | None  # validation score (of the metric) in the search
+    holdout_accuracy: float | None  # the score of the metric on the holdout split
     holdout_images: int | None = None
     validation_images: int | None = None
     latency_ms: float | None = None  # as the search knew it (measured or predicted)
@@ -87,6 +96,9 @@ class BestCheck:
     training: dict[str, Any] | None = None  # training hyperparameters, when searched
     # the candidates whose latency was measured again, the chosen one last
     candidates_checked: tuple[dict[str, Any], ...] = ()
+    metric: str = "accuracy"  # what accuracy and holdout_accuracy score (--metric)
+    validation_report: dict[str, Any] | None = None  # class_report of the validation split
+    holdout_report: dict[str, Any] | None = None  # and of the holdout split
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -101,6 +113,9 @@ class BestCheck:
             "latency_ms_predicted": self.latency_ms_predicted,
             "onnx": self.onnx,
             "onnx_max_abs_diff": self.onnx_max_abs_diff,
+            "metric": self.metric,
+            "validation_report": self.validation_report,
+            "holdout_report": self.holdout_report,
         }
         if self.training:
             d["training"] = self.training
@@ -137,6 +152,9 @@ class BestCheck:
             candidates_checked=tuple(
                 dict(c) for c in d.get("candidates_checked") or () if isinstance(c, Mapping)
             ),
+            metric=str(d.get("metric") or "accuracy"),
+            validation_report=_mapping(d.get("validation_report")),
+            holdout_report=_mapping(d.get("holdout_report")),
         )
 
 
@@ -148,7 +166,7 @@ class TrialRecord:
     genotype: str | None
     state: str  # complete, infeasible, pruned, failed, running
     trained: bool
-    accuracy: float | None
+    accuracy: float | None  # the validation score of the search's metric (top-1 by default)
     costs: Costs | None
     epochs: int
     train_seconds: float
@@ -165,6 +183,9 @@ class TrialRecord:
     one_shot: bool = False  # judged by inherited weights (its accuracy is the supernet's)
     start: str | None = None  # a final model of a one-shot search: "judged", "inherited", "scratch"
     finetune_of: int | None = None  # and the one-shot trial it trained again
+    top1_accuracy: float | None = None  # top-1 validation accuracy, whatever the metric
+    # The validation confusion matrix (rows: true class, columns: predicted class).
+    val_confusion: tuple[tuple[int, ...], ...] | None = None
 
     @property
     def feasible(self) -> bool:
@@ -215,6 +236,10 @@ class TrialRecord:
         if self.start:
             d["start"] = self.start
             d["finetune_of"] = self.finetune_of
+        if self.top1_accuracy is not None:
+            d["top1_accuracy"] = self.top1_accuracy
+        if self.val_confusion is not None:
+            d["confusion_matrix"] = [list(row) for row in self.val_confusion]
         return d
 
 
@@ -256,7 +281,27 @@ def _record(t: FrozenTrial) -> TrialRecord | None:
         one_shot=bool(a.get(ATTR_ONE_SHOT, False)),
         start=a.get(ATTR_START),
         finetune_of=a.get(ATTR_FINETUNE_OF),
+        top1_accuracy=_number(a.get(ATTR_TOP1)),
+        val_confusion=_matrix(a.get(ATTR_CONFUSION)),
     )
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _matrix(value: Any) -> tuple[tuple[int, ...], ...] | None:
+    """A confusion matrix as a trial stored it; None when absent (older trials) or malformed."""
+    if not isinstance(value, list) or not all(isinstance(row, list) for row in value):
+        return None
+    try:
+        return tuple(tuple(int(n) for n in row) for row in value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _mapping(value: Any) -> dict[str, Any] | None:
+    return dict(value) if isinstance(value, Mapping) else None
 
 
 def records_from_study(study: optuna.Study) -> list[TrialRecord]:
@@ -308,12 +353,15 @@ def results_dict(
     measured: dict[int, float] | None = None,
     frontier: dict[str, Any] | None = None,
     one_shot: dict[str, Any] | None = None,
+    scoring: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The content of ``results.json``. ``measured``: latency measured for trials whose latency
     was predicted from a device profile (the Pareto front, at the end of the search).
     ``frontier``: what the runner knows of the front's measure beyond its history (the
     reference latency, the --stop-when-stable patience). ``one_shot``: the supernet and the
-    subnets it judged, in a one-shot search."""
+    subnets it judged, in a one-shot search. ``scoring``: what the trials' accuracy is
+    (`scoring_from_spec`: ``metric``, ``metric_label``, ``class_weights``,
+    ``majority_baseline``), put at the top level."""
     front = pareto_front(records)
     measured = measured or {}
     trials = []
@@ -337,6 +385,7 @@ def results_dict(
     return {
         "version": 1,
         "run": run,
+        **dict(scoring or {}),
         "constraints": constraints.to_dict(),
         "summary": {
             "trials": len(records),
@@ -360,6 +409,21 @@ def results_dict(
         "best_latency_ms_predicted": best.latency_ms_predicted if best else None,
         "best_details": best.to_json() if best else None,
         **({"one_shot": one_shot} if one_shot else {}),
+    }
+
+
+def scoring_from_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """What a run's accuracies mean, from its spec.json, as results.json's top level holds it:
+    ``metric`` (as ``--metric`` writes it), ``metric_label`` (in words), ``class_weights``
+    and ``majority_baseline`` (per split, ``validation`` and ``holdout``: what always answering
+    the most frequent class scores; see `edgenas.train.majority_baseline`). A run from before
+    the metric was recorded scored top-1 accuracy with unweighted classes."""
+    metric = Metric.parse(str(spec.get("metric") or "accuracy"))
+    return {
+        "metric": metric.name,
+        "metric_label": metric.label,
+        "class_weights": str(spec.get("class_weights") or "none"),
+        "majority_baseline": _mapping(spec.get("majority_baseline")),
     }
 
 

@@ -297,12 +297,17 @@ class _Search:
             "deadline": deadline,
             "constraints": config.constraints.describe(),
             "objective": self.objective.kind,
+            "metric": config.parsed_metric().name,
+            "class_weights": config.class_weights,
             "strategy": config.strategy,
             "space_size": len(setup.distributions),
             "fidelity_schedule": setup.schedule.kind,
             "front_measure": self.front.measure_name,
             "stop_when_stable": config.stop_when_stable,
             "search_training": setup.searches_training,
+            "augment": list(setup.data.augment),
+            "augment_default": setup.data.augment == setup.data.default_augment,
+            "resize": setup.data.resize,
             "one_shot": (
                 {
                     "supernet": str(config.supernet or setup.run.supernet),

@@ -13,6 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
+from edgenas._io import read_json
 from edgenas.arch import Genotype, baseline
 from edgenas.cost import CostModel, LatencyPredictor
 from edgenas.errors import ConfigError
@@ -26,7 +29,7 @@ from edgenas.study._strategies import make_sampler
 from edgenas.study._study import RunDir, check_spec, redact
 from edgenas.study._training_space import TrainingSpace
 from edgenas.study._warm import WarmStart, warm_start
-from edgenas.train import Fidelity, TrainConfig
+from edgenas.train import Fidelity, TrainConfig, majority_baseline
 
 if TYPE_CHECKING:
     from edgenas.data import ImageDataset
@@ -137,8 +140,9 @@ def prepare_search(config: SearchConfig, progress: SearchProgress) -> SearchSetu
     baselines = tuple((name, baseline(name)) for name in config.baselines)
     profile = load_device_profile(config)  # a bad profile is named before data loads
     train_config = TrainConfig(
-        batch_size=config.batch_size, threads=config.threads, device=config.train_device
-    )
+        batch_size=config.batch_size, threads=config.threads, device=config.train_device,
+        metric=config.metric, class_weights=config.class_weights,
+    )  # fmt: skip
     space: SearchSpace = (
         TrainingSpace(config.space, train_config)
         if config.search_training and not isinstance(config.space, TrainingSpace)
@@ -172,7 +176,11 @@ def prepare_search(config: SearchConfig, progress: SearchProgress) -> SearchSetu
         seed=config.seed,
         val_fraction=config.val_fraction,
         holdout_fraction=config.holdout_fraction,
+        augment=config.augment,
+        resize=config.resize,
     )
+    # recall:CLASS names a class of the data, known only now.
+    config.parsed_metric().check_classes(data.class_names)
     cost = _cost_model(config, profile, data, run)
     # A limit no architecture meets stops here, before the run directory records anything.
     check_reachable(space, config.constraints, cost, seed=config.seed)
@@ -182,6 +190,7 @@ def prepare_search(config: SearchConfig, progress: SearchProgress) -> SearchSetu
         cost_fields=("latency_ms", "size_mb") + (("energy_mj",) if objective.uses_energy else ()),
     )
     spec = _spec(config, objective, space, data, cost, profile)
+    _warn_data_settings_changed(run, spec)
     check_spec(run, spec)
     return SearchSetup(
         config=config,
@@ -231,6 +240,41 @@ def _cost_model(
     return cost
 
 
+def _warn_data_settings_changed(run: RunDir, spec: dict[str, Any]) -> None:
+    """Name a resumed run's change of augmentation or resizing: recorded, not compared, so the
+    run resumes, but its earlier trials trained on other inputs."""
+    old = read_json(run.spec)
+    if not isinstance(old, dict):
+        return
+    for key in ("augment", "resize"):
+        if key in old and old[key] != spec[key]:
+            log.warning(
+                "--%s: %s trained its earlier trials with %s, the new ones train with %s; "
+                "their accuracies are compared as they are",
+                key,
+                run.root,
+                _setting(old[key]),
+                _setting(spec[key]),
+            )
+
+
+def _setting(value: Any) -> str:
+    if isinstance(value, list):
+        return ",".join(map(str, value)) or "none"
+    return str(value)
+
+
+def _majority(config: SearchConfig, data: ImageDataset) -> dict[str, Any]:
+    """The majority-class baseline of the validation and holdout splits, by the metric."""
+    labels = np.asarray(data.labels)
+    metric = config.parsed_metric()
+    return {
+        split: majority_baseline(labels[index], data.class_names, metric)
+        for split, index in (("validation", data.splits.val), ("holdout", data.splits.holdout))
+        if len(index)
+    }
+
+
 def _spec(
     config: SearchConfig,
     objective: Objective,
@@ -247,12 +291,22 @@ def _spec(
         "space": space.describe(),
         "constraints": config.constraints.to_dict(),
         "objective": {"kind": objective.kind, "weights": objective.weights},
+        # What a trial's score is and how classes weigh in training (compared on resume; a
+        # run from before they were recorded scored top-1 accuracy, unweighted).
+        "metric": config.parsed_metric().name,
+        "class_weights": config.class_weights,
+        # What always answering the most frequent class scores (recorded, not compared).
+        "majority_baseline": _majority(config, data),
         "epochs": config.epochs,
         "data_fraction": config.data_fraction,
         # Recorded so that finalize reproduces the split and the recipe (not compared on
         # resume: runs from before they were recorded still resume).
         "val_fraction": config.val_fraction,
         "holdout_fraction": config.holdout_fraction,
+        # What the data allowed and how it was made square, in effect (recorded, not compared;
+        # a run without them augmented as its data's default and squashed).
+        "augment": list(data.augment),
+        "resize": data.resize,
         "batch_size": config.batch_size,
         "strategy": config.strategy,
         "seed": config.seed,

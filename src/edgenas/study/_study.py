@@ -50,7 +50,10 @@ LOCK_PATIENCE_S = 10.0
 # Settings that change what a trial's numbers mean: a resumed run must keep them.
 # (The data is compared by its fingerprint, so ./parts and parts are the same data.)
 SPEC_KEYS = ("data_fingerprint", "space", "constraints", "objective", "epochs", "data_fraction",
-             "energy", "latency_profile", "search_training")  # fmt: skip
+             "energy", "latency_profile", "search_training", "metric",
+             "class_weights")  # fmt: skip
+# What a spec written before a key existed meant by leaving it out.
+SPEC_DEFAULTS = {"metric": "accuracy", "class_weights": "none"}
 
 
 @dataclass(frozen=True)
@@ -343,14 +346,30 @@ def check_spec(run: RunDir, spec: dict[str, Any]) -> None:
         ConfigError: the run directory holds a search with other settings.
     """
     old = read_json(run.spec)
-    changed = [k for k in SPEC_KEYS if old.get(k) != spec.get(k)] if isinstance(old, dict) else []
+    changed = (
+        [k for k in SPEC_KEYS if _spec_value(old, k) != _spec_value(spec, k)]
+        if isinstance(old, dict)
+        else []
+    )
     if changed:
+        # The settings short enough to show say what they were: --metric accuracy, not macro-f1.
+        was = [
+            f"--{k.replace('_', '-')} {_spec_value(old, k)} there, {_spec_value(spec, k)} now"
+            for k in changed
+            if k in SPEC_DEFAULTS
+        ]
         raise ConfigError(
             f"{run.root} holds a search with other settings ({', '.join(changed)} "
-            "differ), so its trials cannot be compared with new ones. Re-run with the "
+            + (f"differ: {'; '.join(was)}" if was else "differ")
+            + "), so its trials cannot be compared with new ones. Re-run with the "
             "same settings to resume it, or choose another run directory with --out."
         )
     write_json(run.spec, spec, indent=2)
+
+
+def _spec_value(spec: Any, key: str) -> Any:
+    """A spec's setting, or what a spec from before the setting existed meant by none."""
+    return spec.get(key, SPEC_DEFAULTS.get(key)) if isinstance(spec, dict) else None
 
 
 def load_result(run_dir: Path) -> tuple[optuna.Study, list[R.TrialRecord], dict[str, Any]]:

@@ -43,6 +43,9 @@ class WorkerSetup:
     fingerprint: str
     epochs: int
     data_fraction: float
+    # What the search process's data has in effect: the workers train on the same inputs.
+    augment: tuple[str, ...] | None = None  # None: the data's default
+    resize: str = "pad"
 
 
 def load_setup_data(setup: WorkerSetup) -> tuple[Any, Any]:
@@ -58,6 +61,8 @@ def load_setup_data(setup: WorkerSetup) -> tuple[Any, Any]:
         seed=setup.seed,
         val_fraction=setup.val_fraction,
         holdout_fraction=setup.holdout_fraction,
+        augment=setup.augment,
+        resize=setup.resize,
     )
     if data.fingerprint() != setup.fingerprint:
         raise EdgenasError(f"the worker read other data ({data.fingerprint()})")

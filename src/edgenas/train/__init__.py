@@ -12,6 +12,15 @@ from __future__ import annotations
 
 from edgenas.train._augment import augment_batch
 from edgenas.train._fidelity import Fidelity
+from edgenas.train._metrics import (
+    CLASS_WEIGHTS,
+    METRIC_CHOICES,
+    Metric,
+    class_report,
+    confusion_matrix,
+    loss_class_weights,
+    majority_baseline,
+)
 from edgenas.train._trainer import (
     Distillation,
     SplitIndices,
@@ -22,14 +31,18 @@ from edgenas.train._trainer import (
     autocast_dtype,
     build_optimizer,
     evaluate,
+    evaluate_confusion,
     fit,
     recalibrate_batchnorm,
     resolve_device,
 )
 
 __all__ = [
+    "CLASS_WEIGHTS",
+    "METRIC_CHOICES",
     "Distillation",
     "Fidelity",
+    "Metric",
     "SplitIndices",
     "StepHooks",
     "TrainConfig",
@@ -38,8 +51,13 @@ __all__ = [
     "augment_batch",
     "autocast_dtype",
     "build_optimizer",
+    "class_report",
+    "confusion_matrix",
     "evaluate",
+    "evaluate_confusion",
     "fit",
+    "loss_class_weights",
+    "majority_baseline",
     "recalibrate_batchnorm",
     "resolve_device",
 ]

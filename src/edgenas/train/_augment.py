@@ -2,16 +2,21 @@
 
 Everything is drawn per sample but applied to the whole batch at once (masks and gathers, no
 per-image Python loop), so augmentation costs little next to the forward pass on CPU or GPU.
+Which operations apply is the data's to say (``edgenas.data.ImageDataset.augment`` names them).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 import torch
 
 __all__ = ["augment_batch"]
+
+# The operations by name, as the data names them (edgenas.data.AUGMENTATIONS).
+_GEOMETRIC = frozenset({"flip-h", "flip-v", "rot90"})
+_OPERATIONS = _GEOMETRIC | {"shift", "brightness", "contrast"}
 
 # Ranges at strength 1; `strength` scales them linearly.
 _SHIFT_FRACTION = 1.0 / 8.0  # largest shift, as a share of the image side
@@ -23,8 +28,7 @@ def augment_batch(
     x: torch.Tensor,
     generator: torch.Generator,
     *,
-    flips: bool,
-    rot90: bool,
+    ops: Collection[str],
     strength: float,
 ) -> torch.Tensor:
     """Randomly augment a batch of images; the input is never modified.
@@ -33,20 +37,27 @@ def augment_batch(
         x: float images ``(B, C, H, W)`` with values in [0, 1], on any device.
         generator: source of randomness. It may live on the CPU or on ``x``'s device; the
             random draws are made on the generator's device and moved to ``x``'s.
-        flips: random horizontal and vertical flips (each with probability 1/2).
-        rot90: random rotations by a multiple of 90°. Non-square images are only rotated by
-            180°, which keeps their shape.
-        strength: scales the random shift (up to 1/8 of the side at 1.0, reflect-padded),
-            the brightness jitter (factor in [0.8, 1.2] at 1.0) and the contrast jitter
-            (factor in [0.8, 1.2] at 1.0); 0 turns all three off.
+        ops: the operations to draw from, any of
+            ``flip-h``: mirror left-right, with probability 1/2;
+            ``flip-v``: upside down, with probability 1/2;
+            ``rot90``: a rotation by a random multiple of 90° (non-square images only by
+            180°, which keeps their shape);
+            ``shift``: a random shift, up to 1/8 of the side at strength 1, reflect-padded;
+            ``brightness``: a factor in [0.8, 1.2] at strength 1;
+            ``contrast``: a factor in [0.8, 1.2] around each image's mean at strength 1.
+        strength: scales the shift, brightness and contrast ranges; 0 turns those three off
+            (flips and turns stay).
 
     Returns:
         A tensor of the same shape, dtype and device, clamped to [0, 1]. With nothing enabled
         ``x`` itself is returned.
 
+    Raises:
+        ValueError: bad images or strength, or an operation that is not one of the above.
+
     Example:
         >>> g = torch.Generator().manual_seed(0)
-        >>> augment_batch(torch.rand(8, 3, 32, 32), g, flips=True, rot90=False,
+        >>> augment_batch(torch.rand(8, 3, 32, 32), g, ops=("flip-h", "shift"),
         ...               strength=1.0).shape
         torch.Size([8, 3, 32, 32])
     """
@@ -57,8 +68,14 @@ def augment_batch(
         )
     if not math.isfinite(strength) or strength < 0:
         raise ValueError(f"augment strength must be a finite number >= 0, got {strength!r}")
+    chosen = frozenset([ops] if isinstance(ops, str) else ops)
+    unknown = sorted(chosen - _OPERATIONS)
+    if unknown:
+        known = ", ".join(sorted(_OPERATIONS))
+        raise ValueError(f"unknown augmentation(s) {', '.join(unknown)}; known: {known}")
     batch = x.shape[0]
-    if batch == 0 or not (flips or rot90 or strength > 0):
+    jitter = chosen - _GEOMETRIC if strength > 0 else frozenset()
+    if batch == 0 or not (chosen & _GEOMETRIC or jitter):
         return x
 
     def uniform(size: int) -> torch.Tensor:
@@ -69,11 +86,23 @@ def augment_batch(
         return uniform(size) < 0.5
 
     out = x
-    if flips or rot90:
-        out = _dihedral(out, coin, flips=flips, rot90=rot90)
-    if strength > 0:
+    if chosen & _GEOMETRIC:
+        out = _dihedral(
+            out,
+            coin,
+            horizontal="flip-h" in chosen,
+            vertical="flip-v" in chosen,
+            rot90="rot90" in chosen,
+        )
+    if "shift" in jitter:
         out = _shift(out, generator, strength)
-        out = _jitter(out, uniform, strength)
+    if "brightness" in jitter or "contrast" in jitter:
+        out = _jitter(
+            out,
+            uniform,
+            contrast=strength if "contrast" in jitter else 0.0,
+            brightness=strength if "brightness" in jitter else 0.0,
+        )
     return out.clamp(0.0, 1.0)
 
 
@@ -81,14 +110,16 @@ def _dihedral(
     x: torch.Tensor,
     coin: Callable[[int], torch.Tensor],
     *,
-    flips: bool,
+    horizontal: bool,
+    vertical: bool,
     rot90: bool,
 ) -> torch.Tensor:
-    """Random flips and/or quarter turns, folded into at most three batched selections."""
+    """Random flips (mirror left-right, upside down) and/or quarter turns, folded into at
+    most three batched selections."""
     batch, _, height, width = x.shape
     no = torch.zeros(batch, dtype=torch.bool, device=x.device)
-    flip_w = coin(batch) if flips else no
-    flip_h = coin(batch) if flips else no
+    flip_w = coin(batch) if horizontal else no  # reverses the width axis: left-right
+    flip_h = coin(batch) if vertical else no  # reverses the height axis: upside down
     transpose = no
     if rot90:
         # A quarter turn by k is a flip followed by a transpose (as in torch.rot90):
@@ -144,12 +175,21 @@ def _reflect(index: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def _jitter(
-    x: torch.Tensor, uniform: Callable[[int], torch.Tensor], strength: float
+    x: torch.Tensor,
+    uniform: Callable[[int], torch.Tensor],
+    *,
+    contrast: float,
+    brightness: float,
 ) -> torch.Tensor:
-    """Random contrast (around each image's mean) then brightness, per image."""
+    """Random contrast (around each image's mean) then brightness, per image; each scaled by
+    its own strength (0: off)."""
     batch = x.shape[0]
-    contrast = (1.0 + (2.0 * uniform(batch) - 1.0) * _CONTRAST * strength).clamp_min(0.0)
-    brightness = (1.0 + (2.0 * uniform(batch) - 1.0) * _BRIGHTNESS * strength).clamp_min(0.0)
-    mean = x.mean(dim=(1, 2, 3), keepdim=True)
-    contrast = contrast[:, None, None, None]
-    return ((x - mean) * contrast + mean) * brightness[:, None, None, None]
+    out = x
+    if contrast > 0:
+        factor = (1.0 + (2.0 * uniform(batch) - 1.0) * _CONTRAST * contrast).clamp_min(0.0)
+        mean = x.mean(dim=(1, 2, 3), keepdim=True)
+        out = (out - mean) * factor[:, None, None, None] + mean
+    if brightness > 0:
+        factor = (1.0 + (2.0 * uniform(batch) - 1.0) * _BRIGHTNESS * brightness).clamp_min(0.0)
+        out = out * factor[:, None, None, None]
+    return out

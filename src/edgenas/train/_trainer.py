@@ -6,7 +6,7 @@ import contextlib
 import math
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -17,6 +17,7 @@ from torch import nn
 from edgenas.errors import ConfigError, DataError
 from edgenas.train._augment import augment_batch
 from edgenas.train._fidelity import Fidelity
+from edgenas.train._metrics import CLASS_WEIGHTS, Metric, loss_class_weights
 
 __all__ = [
     "Distillation",
@@ -28,6 +29,7 @@ __all__ = [
     "autocast_dtype",
     "build_optimizer",
     "evaluate",
+    "evaluate_confusion",
     "fit",
     "recalibrate_batchnorm",
     "resolve_device",
@@ -43,6 +45,8 @@ _CUDA_CHECK_EVERY = 32
 _MIN_CUDA_EVAL_BATCH = 256
 # Training images used to re-estimate BatchNorm statistics before each validation.
 _RECALIBRATE_IMAGES = 512
+# Images per host-to-GPU copy when a split is moved to the GPU.
+_COPY_CHUNK = 4096
 _DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
 _OPTIMIZERS = ("adamw", "sgd")
 _PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -76,13 +80,17 @@ class TrainData(Protocol):
     def channels(self) -> int: ...
 
     @property
-    def allow_rot90(self) -> bool: ...
-
-    @property
-    def allow_flips(self) -> bool: ...
+    def augment(self) -> tuple[str, ...]:
+        """The augmentations the data allows, by name (`augment_batch`'s ``ops``)."""
+        ...
 
     @property
     def labels(self) -> np.ndarray: ...
+
+    @property
+    def class_names(self) -> Sequence[str]:
+        """A name per class, indexed by label (``--metric recall:CLASS`` names one)."""
+        ...
 
     @property
     def splits(self) -> SplitIndices: ...
@@ -106,7 +114,8 @@ class TrainConfig:
     optimizer: str = "adamw"
     # Cross-entropy label smoothing; softens overconfident short-budget training.
     label_smoothing: float = 0.1
-    # Random flips/rotations (as the dataset allows), shifts and colour jitter during training.
+    # The augmentations the dataset allows (its ``augment``: flips, turns, shifts, brightness,
+    # contrast) during training; False turns them all off.
     augment: bool = True
     # Scales the shift, brightness and contrast ranges; 0 disables them (flips stay).
     augment_strength: float = 1.0
@@ -118,6 +127,12 @@ class TrainConfig:
     # it, else fp16 with loss scaling; fp32 on the CPU), "fp32", "bf16" or "fp16" (mixed
     # precision under torch.autocast). Validation always runs in fp32, as the exported model does.
     precision: str = "auto"
+    # The validation score reported after each epoch (see `Metric`): "accuracy" (top-1),
+    # "balanced-accuracy", "macro-f1" or "recall:CLASS".
+    metric: str = "accuracy"
+    # Weights of the classes in the loss: "none", or "balanced" (rarer classes weigh more, as
+    # scikit-learn's "balanced", over the training images used).
+    class_weights: str = "none"
 
     def __post_init__(self) -> None:
         if _not_int(self.batch_size) or self.batch_size < 2:
@@ -156,6 +171,14 @@ class TrainConfig:
             raise ConfigError(
                 f"TrainConfig.precision must be one of {', '.join(_PRECISIONS)}, "
                 f"got {self.precision!r}"
+            )
+        if not isinstance(self.metric, str):
+            raise ConfigError(f"TrainConfig.metric must be text, got {self.metric!r}")
+        Metric.parse(self.metric)
+        if self.class_weights not in CLASS_WEIGHTS:
+            raise ConfigError(
+                f"TrainConfig.class_weights must be one of {', '.join(CLASS_WEIGHTS)}, "
+                f"got {self.class_weights!r}"
             )
 
 
@@ -221,11 +244,16 @@ class Distillation:
 
 @dataclass(frozen=True)
 class TrainResult:
-    """The outcome of one `fit`: a record, never modified after it is made."""
+    """The outcome of one `fit`: a record, never modified after it is made.
 
-    # Validation accuracy (0..1) after the last completed epoch; None if none completed.
+    ``accuracy`` and ``history`` hold the validation score of ``config.metric``: top-1
+    accuracy by default, else balanced accuracy, macro F1 or a class's recall (the name stays
+    for compatibility). ``top1`` is always top-1 accuracy.
+    """
+
+    # Validation score (0..1, of config.metric) after the last completed epoch; None if none.
     accuracy: float | None
-    # Validation accuracy after each completed epoch.
+    # Validation score after each completed epoch.
     history: tuple[float, ...]
     # Epochs completed (one per entry of history).
     epochs: int
@@ -239,6 +267,11 @@ class TrainResult:
     steps: int = 0
     # Training images used (after the fidelity's data_fraction).
     train_images: int = 0
+    # Top-1 validation accuracy after the last completed epoch; None if none completed.
+    top1: float | None = None
+    # The last completed epoch's validation confusion matrix (rows: true class, columns:
+    # predicted class); None if none completed.
+    confusion: tuple[tuple[int, ...], ...] | None = None
 
 
 def resolve_device(name: str) -> torch.device:
@@ -282,6 +315,59 @@ def evaluate(
     stays where it is. Its train/eval mode and memory format are restored afterwards.
     ``batch_size`` defaults to what runs fastest on the device (64 on the CPU, 256 on CUDA).
     """
+    targets, batch_size, target = _evaluation(model, images_uint8, labels, batch_size, device)
+    was_training = model.training
+    try:
+        with _channels_last(_memory_format(target), model):
+            return _accuracy(model, images_uint8, targets, batch_size, target)
+    finally:
+        model.train(was_training)
+
+
+def evaluate_confusion(
+    model: nn.Module,
+    images_uint8: torch.Tensor,
+    labels: torch.Tensor | np.ndarray,
+    classes: int,
+    *,
+    batch_size: int | None = None,
+    device: torch.device | str | None = None,
+) -> np.ndarray:
+    """The confusion matrix ``(classes, classes)`` of ``model`` on uint8 images
+    ``(N, C, H, W)``: row = true class, column = predicted class. Any `Metric` and
+    `class_report` are computed from it.
+
+    Batching, the device and the model's mode and memory format are as in `evaluate`; the
+    counts stay on the device until the end.
+
+    Example:
+        >>> confusion = evaluate_confusion(model, images, labels, 2)  # doctest: +SKIP
+        >>> Metric.parse("balanced-accuracy").score(confusion, ["ok", "defect"])  # doctest: +SKIP
+    """
+    if _not_int(classes) or classes < 1:
+        raise ValueError(f"classes must be an integer >= 1, got {classes!r}")
+    targets, batch_size, target = _evaluation(model, images_uint8, labels, batch_size, device)
+    if int(targets.min()) < 0 or int(targets.max()) >= classes:
+        raise ValueError(
+            f"labels must lie in [0, {classes}), found {int(targets.min())}..{int(targets.max())}"
+        )
+    was_training = model.training
+    try:
+        with _channels_last(_memory_format(target), model):
+            return _confusion(model, images_uint8, targets, batch_size, target, classes)
+    finally:
+        model.train(was_training)
+
+
+def _evaluation(
+    model: nn.Module,
+    images_uint8: torch.Tensor,
+    labels: torch.Tensor | np.ndarray,
+    batch_size: int | None,
+    device: torch.device | str | None,
+) -> tuple[torch.Tensor, int, torch.device]:
+    """Check the arguments of `evaluate`; returns the labels, batch size and device to use
+    (the model moved there when a device is given)."""
     if images_uint8.dtype != torch.uint8 or images_uint8.ndim != 4:
         raise ValueError(
             f"evaluate expects uint8 images of shape (N, C, H, W), got dtype "
@@ -303,12 +389,7 @@ def evaluate(
         target = resolve_device(device) if isinstance(device, str) else torch.device(device)
         model.to(target)
     batch_size = batch_size or _eval_batch_size(target, TrainConfig.batch_size)
-    was_training = model.training
-    try:
-        with _channels_last(_memory_format(target), model):
-            return _accuracy(model, images_uint8, targets.long(), batch_size, target)
-    finally:
-        model.train(was_training)
+    return targets.long(), batch_size, target
 
 
 def fit(
@@ -349,8 +430,9 @@ def fit(
             initialisation is the caller's: given the same initial weights and seed, two fits
             on the CPU give the same history.
         config: optimisation settings, device and threads.
-        report: called after each epoch as ``report(epoch, val_accuracy)`` with epoch counted
-            from 1; returning False stops training at once (status "stopped").
+        report: called after each epoch as ``report(epoch, score)`` with epoch counted
+            from 1 and the validation score of ``config.metric`` (top-1 accuracy by default);
+            returning False stops training at once (status "stopped").
         distill: a teacher and how much its softened predictions weigh in the loss; the
             teacher sees the same (augmented) batch as the student.
         hooks: called after each backward pass and each optimizer step (see `StepHooks`).
@@ -409,6 +491,10 @@ def _fit(
     device = resolve_device(config.device)
 
     labels = _labels(data)
+    class_names = _class_names(data)
+    metric = Metric.parse(config.metric)
+    metric.check_classes(class_names)
+    confusion = np.zeros((data.num_classes, data.num_classes), dtype=np.int64)
     images = data.images(resolution)
     _check_images(images, data, resolution, len(labels))
     train_index = _split(data.splits.train, "train", len(labels))
@@ -440,7 +526,7 @@ def _fit(
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=config.lr, total_steps=total_steps
     )
-    loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    loss_fn = _loss(config, labels[train_index], data.num_classes, device)
     shuffle_generator = torch.Generator().manual_seed(shuffle_seed)
     augment_generator = torch.Generator(device=device).manual_seed(augment_seed)
     check_every = 1 if device.type == "cpu" else _CUDA_CHECK_EVERY
@@ -460,8 +546,7 @@ def _fit(
                 inputs = augment_batch(
                     inputs,
                     augment_generator,
-                    flips=data.allow_flips,
-                    rot90=data.allow_rot90,
+                    ops=data.augment,
                     strength=config.augment_strength,
                 )
             inputs = inputs.contiguous(memory_format=_memory_format(device))
@@ -494,7 +579,8 @@ def _fit(
         if status == "diverged":
             break
         _recalibrate_batchnorm(model, x_train, eval_batch)
-        accuracy = _accuracy(model, x_val, y_val, eval_batch, device)
+        confusion = _confusion(model, x_val, y_val, eval_batch, device, data.num_classes)
+        accuracy = metric.score(confusion, class_names)
         history.append(accuracy)
         if report is not None and not report(epoch, accuracy):
             status = "stopped"
@@ -511,6 +597,8 @@ def _fit(
         reason=reason,
         steps=steps,
         train_images=count,
+        top1=float(np.trace(confusion)) / int(confusion.sum()) if history else None,
+        confusion=tuple(tuple(int(n) for n in row) for row in confusion) if history else None,
     )
 
 
@@ -534,7 +622,10 @@ def recalibrate_batchnorm(
 
 
 def _recalibrate_batchnorm(
-    model: nn.Module, x_train: torch.Tensor, batch_size: int, max_images: int = _RECALIBRATE_IMAGES
+    model: nn.Module,
+    x_train: torch.Tensor | StreamedImages,
+    batch_size: int,
+    max_images: int = _RECALIBRATE_IMAGES,
 ) -> None:
     """Re-estimate BatchNorm statistics on training images with the current weights.
 
@@ -552,7 +643,7 @@ def _recalibrate_batchnorm(
 
 def _accuracy(
     model: nn.Module,
-    images: torch.Tensor,
+    images: torch.Tensor | StreamedImages,
     labels: torch.Tensor,
     batch_size: int,
     device: torch.device,
@@ -567,6 +658,52 @@ def _accuracy(
             logits = model(_as_input(batch, device))
             correct += (logits.argmax(dim=1) == target).sum()
     return int(correct.item()) / images.shape[0]
+
+
+def _confusion(
+    model: nn.Module,
+    images: torch.Tensor | StreamedImages,
+    labels: torch.Tensor,
+    batch_size: int,
+    device: torch.device,
+    classes: int,
+) -> np.ndarray:
+    """The confusion matrix (rows: true class); counted on the device and read back once.
+
+    ``index_add_`` rather than ``bincount``, which on CUDA reads the largest value back (a
+    sync per batch) to size its output.
+    """
+    model.eval()
+    counts = torch.zeros(classes * classes, dtype=torch.long, device=device)
+    with torch.inference_mode():
+        for start in range(0, images.shape[0], batch_size):
+            batch = images[start : start + batch_size].to(device, non_blocking=True)
+            target = labels[start : start + batch_size].to(device, non_blocking=True)
+            logits = model(_as_input(batch, device))
+            if logits.shape[1] != classes:
+                raise ValueError(
+                    f"the model gives {logits.shape[1]} outputs per image, the data has "
+                    f"{classes} classes"
+                )
+            cells = target * classes + logits.argmax(dim=1)
+            counts.index_add_(0, cells, torch.ones_like(cells))
+    return counts.view(classes, classes).cpu().numpy()
+
+
+def _loss(config: TrainConfig, labels: np.ndarray, classes: int, device: torch.device) -> nn.Module:
+    """Label-smoothed cross-entropy, its classes weighted as ``config.class_weights`` says
+    (over ``labels``, those of the training images used)."""
+    weights = loss_class_weights(labels, classes, config.class_weights)
+    weight = None if weights is None else torch.tensor(weights, dtype=torch.float32, device=device)
+    return nn.CrossEntropyLoss(weight=weight, label_smoothing=config.label_smoothing)
+
+
+def _class_names(data: TrainData) -> list[str]:
+    """The data's class names; a dataset made before they were asked for gets numbers."""
+    names = getattr(data, "class_names", None)
+    if names is None:
+        return [str(c) for c in range(data.num_classes)]
+    return [str(n) for n in names]
 
 
 def _as_input(images_uint8: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -710,14 +847,58 @@ def _stratified_subsample(
 
 def _to_device(
     images: torch.Tensor, labels: np.ndarray, index: np.ndarray, device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Gather a subset on the host and move it once; pinned memory lets the copy overlap."""
+) -> tuple[torch.Tensor | StreamedImages, torch.Tensor]:
+    """A split's images and labels for training or validation on ``device``.
+
+    On the CPU the images are read batch by batch from ``images``, never copied as a whole: a
+    large dataset memory-maps them from its decode cache, so no process then owns a copy of
+    the split, whatever the data's size; and numpy's gather is faster than torch's indexing
+    of uint8 tensors, so small data trains faster this way too (BENCHMARKS.md, factory
+    scale). On a GPU with room for the split it is copied there once, in chunks so the host
+    never holds a second copy of it; else it too is read batch by batch.
+    """
+    targets = torch.from_numpy(labels[index]).to(device)
     rows = torch.from_numpy(index)
-    subset = images[rows]
-    targets = torch.from_numpy(labels[index])
     if device.type == "cuda":
-        subset, targets = subset.pin_memory(), targets.pin_memory()
-    return subset.to(device, non_blocking=True), targets.to(device, non_blocking=True)
+        size = len(index) * (images[0].numel() if len(images) else 0)
+        free, _ = torch.cuda.mem_get_info(device)
+        if size <= free // 2:
+            subset = torch.empty((len(index), *images.shape[1:]), dtype=images.dtype, device=device)
+            array = images.numpy()
+            for start in range(0, len(index), _COPY_CHUNK):
+                part = torch.from_numpy(array[index[start : start + _COPY_CHUNK]]).pin_memory()
+                subset[start : start + len(part)].copy_(part, non_blocking=True)
+            return subset, targets
+    return StreamedImages(images, rows, device), targets
+
+
+class StreamedImages:
+    """Rows of an image tensor read batch by batch (gathered on the host, then moved).
+
+    Acts where `fit` uses a split's tensor: ``len``, ``shape``, ``device`` and indexing by a
+    slice or by positions (a tensor on any device) give uint8 images on ``device``.
+    """
+
+    def __init__(self, images: torch.Tensor, rows: torch.Tensor, device: torch.device) -> None:
+        self.images = images
+        self._array = images.numpy()  # shares the memory (a mapped file stays mapped)
+        self._rows = rows.numpy()
+        self.device = device
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    @property
+    def shape(self) -> torch.Size:
+        return torch.Size((len(self._rows), *self.images.shape[1:]))
+
+    def __getitem__(self, key: slice | torch.Tensor) -> torch.Tensor:
+        rows = self._rows[key] if isinstance(key, slice) else self._rows[key.cpu().numpy()]
+        # numpy's fancy indexing gathers uint8 rows far faster than torch's indexing.
+        batch = torch.from_numpy(self._array[rows])
+        if self.device.type == "cuda":
+            return batch.pin_memory().to(self.device, non_blocking=True)
+        return batch
 
 
 def _model_device(model: nn.Module) -> torch.device:
