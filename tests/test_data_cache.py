@@ -19,7 +19,7 @@ import torch
 from edgenas.arch import build_model
 from edgenas.data import ImageDataset, _dataset, load_dataset
 from edgenas.errors import DataError
-from edgenas.train import Fidelity, TrainConfig, fit
+from edgenas.train import Fidelity, TrainConfig, evaluate_confusion, fit
 from edgenas.train import _trainer as trainer
 
 GENOTYPE = "r16-stem8-conv_k3_c8_s2-head16"
@@ -221,3 +221,15 @@ def test_the_cache_file_is_a_plain_npy_array(tmp_path: Path) -> None:
     path = data.cache_file(12)
     assert path is not None and path.suffix == ".npy"
     assert np.array_equal(np.load(path), images.numpy())
+
+
+def test_a_split_is_scored_from_the_mapped_images_without_a_copy(tmp_path: Path) -> None:
+    data = load_dataset("synthetic", cache_dir=tmp_path / "cache")
+    images = data.images(16)
+    model = build_model(GENOTYPE, data.channels, data.num_classes, data.mean, data.std).eval()
+    rows = data.splits.holdout
+    labels = torch.as_tensor(data.labels)[rows]
+    by_rows = evaluate_confusion(model, images, labels, data.num_classes, rows=rows)
+    copied = evaluate_confusion(model, images[torch.as_tensor(rows)], labels, data.num_classes)
+    assert by_rows.sum() == len(rows)
+    assert np.array_equal(by_rows, copied)

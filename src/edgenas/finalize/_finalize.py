@@ -198,10 +198,11 @@ def finalize(
         images = data.images(genotype.resolution)
         say(f"trial {record.number}: validation and holdout {metric.label}, latency")
         val_report = class_report(
-            evaluate_confusion(model, images[val], labels[val], len(classes)), classes
+            evaluate_confusion(model, images, labels[val], len(classes), rows=val), classes
         )
         hold_report = class_report(
-            evaluate_confusion(model, images[holdout], labels[holdout], len(classes)), classes
+            evaluate_confusion(model, images, labels[holdout], len(classes), rows=holdout),
+            classes,
         )
         val_acc, hold_acc = float(val_report["accuracy"]), float(hold_report["accuracy"])
         candidate = FinalCandidate(

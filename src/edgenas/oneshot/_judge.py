@@ -52,7 +52,8 @@ class SubnetJudge:
     def _split_images(self, resolution: int) -> tuple[torch.Tensor, torch.Tensor]:
         if resolution not in self._images:
             images = self.data.images(resolution)
-            self._images[resolution] = (images[self._calibration], images[self._val])
+            # The calibration images are few; the validation split is read batch by batch.
+            self._images[resolution] = (images[self._calibration], images)
         return self._images[resolution]
 
     def network(self, genotype: Genotype) -> Network:
@@ -75,4 +76,4 @@ class SubnetJudge:
         """The validation confusion matrix of ``network`` as it is (rows: true class)."""
         _, val = self._split_images(network.genotype.resolution)
         self.judged += 1
-        return evaluate_confusion(network, val, self._labels, self.data.num_classes)
+        return evaluate_confusion(network, val, self._labels, self.data.num_classes, rows=self._val)

@@ -48,6 +48,7 @@ from edgenas.train import (
     build_optimizer,
     loss_class_weights,
     resolve_device,
+    split_on_device,
 )
 
 __all__ = [
@@ -260,17 +261,19 @@ class _Training:
             raise DataError(f"the training split has {len(train)} image(s); at least 2 are needed")
         resolution = sampler.resolution
         images = data.images(resolution)
-        labels = torch.from_numpy(np.asarray(data.labels, dtype=np.int64))
-        rows = torch.from_numpy(train)
-        self.x = images[rows].to(device)
-        self.y = labels[rows].to(device)
+        # Read batch by batch from the (mapped) images on the CPU: never a copy of the split.
+        self.x, self.y = split_on_device(
+            images, np.asarray(data.labels, dtype=np.int64), train, device
+        )
         self.resolution = resolution
         self.batch = min(config.batch_size, len(train))
         count = len(train)
         self.steps_per_epoch = count // self.batch + (1 if count % self.batch > 1 else 0)
         self.autocast = autocast_dtype(config.precision, device)
         # The largest subnet's loss is the one with labels; the others learn from it.
-        weights = loss_class_weights(labels[rows].numpy(), data.num_classes, config.class_weights)
+        weights = loss_class_weights(
+            np.asarray(data.labels, dtype=np.int64)[train], data.num_classes, config.class_weights
+        )
         weight = None if weights is None else torch.tensor(weights, dtype=torch.float32)
         self.loss_fn = nn.CrossEntropyLoss(
             weight=None if weight is None else weight.to(device),

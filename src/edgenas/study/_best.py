@@ -197,7 +197,7 @@ def _report(
     if len(rows) == 0:
         return None
     labels = torch.as_tensor(data.labels)[rows]
-    confusion = evaluate_confusion(model, images[rows], labels, data.num_classes)
+    confusion = evaluate_confusion(model, images, labels, data.num_classes, rows=rows)
     return {
         "metric": metric.name,
         "score": metric.score(confusion, data.class_names),

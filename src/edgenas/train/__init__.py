@@ -35,6 +35,7 @@ from edgenas.train._trainer import (
     fit,
     recalibrate_batchnorm,
     resolve_device,
+    split_on_device,
 )
 
 __all__ = [
@@ -60,4 +61,5 @@ __all__ = [
     "majority_baseline",
     "recalibrate_batchnorm",
     "resolve_device",
+    "split_on_device",
 ]

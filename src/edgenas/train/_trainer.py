@@ -23,6 +23,7 @@ __all__ = [
     "Distillation",
     "SplitIndices",
     "StepHooks",
+    "StreamedImages",
     "TrainConfig",
     "TrainData",
     "TrainResult",
@@ -33,6 +34,7 @@ __all__ = [
     "fit",
     "recalibrate_batchnorm",
     "resolve_device",
+    "split_on_device",
 ]
 
 # On CUDA, reading the loss back forces a host-device sync; checking it for NaN only every few
@@ -332,13 +334,16 @@ def evaluate_confusion(
     *,
     batch_size: int | None = None,
     device: torch.device | str | None = None,
+    rows: np.ndarray | torch.Tensor | None = None,
 ) -> np.ndarray:
     """The confusion matrix ``(classes, classes)`` of ``model`` on uint8 images
     ``(N, C, H, W)``: row = true class, column = predicted class. Any `Metric` and
     `class_report` are computed from it.
 
     Batching, the device and the model's mode and memory format are as in `evaluate`; the
-    counts stay on the device until the end.
+    counts stay on the device until the end. With ``rows``, only those images are scored
+    (``labels`` are theirs), read batch by batch: a split of a memory-mapped dataset is then
+    never copied whole.
 
     Example:
         >>> confusion = evaluate_confusion(model, images, labels, 2)  # doctest: +SKIP
@@ -346,7 +351,11 @@ def evaluate_confusion(
     """
     if _not_int(classes) or classes < 1:
         raise ValueError(f"classes must be an integer >= 1, got {classes!r}")
-    targets, batch_size, target = _evaluation(model, images_uint8, labels, batch_size, device)
+    source: torch.Tensor | StreamedImages = images_uint8
+    if rows is not None:
+        index = torch.as_tensor(np.asarray(rows), dtype=torch.long)
+        source = StreamedImages(images_uint8, index, torch.device("cpu"))
+    targets, batch_size, target = _evaluation(model, source, labels, batch_size, device)
     if int(targets.min()) < 0 or int(targets.max()) >= classes:
         raise ValueError(
             f"labels must lie in [0, {classes}), found {int(targets.min())}..{int(targets.max())}"
@@ -354,14 +363,14 @@ def evaluate_confusion(
     was_training = model.training
     try:
         with _channels_last(_memory_format(target), model):
-            return _confusion(model, images_uint8, targets, batch_size, target, classes)
+            return _confusion(model, source, targets, batch_size, target, classes)
     finally:
         model.train(was_training)
 
 
 def _evaluation(
     model: nn.Module,
-    images_uint8: torch.Tensor,
+    images_uint8: torch.Tensor | StreamedImages,
     labels: torch.Tensor | np.ndarray,
     batch_size: int | None,
     device: torch.device | str | None,
@@ -508,8 +517,8 @@ def _fit(
     if len(val_index) == 0:
         raise DataError("the validation split is empty; give it some images to score candidates")
 
-    x_train, y_train = _to_device(images, labels, train_index, device)
-    x_val, y_val = _to_device(images, labels, val_index, device)
+    x_train, y_train = split_on_device(images, labels, train_index, device)
+    x_val, y_val = split_on_device(images, labels, val_index, device)
     model.to(device)
     if distill is not None:
         distill.teacher.to(device).eval()
@@ -845,7 +854,7 @@ def _stratified_subsample(
     return np.sort(np.concatenate(kept)) if kept else index
 
 
-def _to_device(
+def split_on_device(
     images: torch.Tensor, labels: np.ndarray, index: np.ndarray, device: torch.device
 ) -> tuple[torch.Tensor | StreamedImages, torch.Tensor]:
     """A split's images and labels for training or validation on ``device``.
@@ -891,6 +900,14 @@ class StreamedImages:
     @property
     def shape(self) -> torch.Size:
         return torch.Size((len(self._rows), *self.images.shape[1:]))
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.images.dtype
+
+    @property
+    def ndim(self) -> int:
+        return self.images.ndim
 
     def __getitem__(self, key: slice | torch.Tensor) -> torch.Tensor:
         rows = self._rows[key] if isinstance(key, slice) else self._rows[key.cpu().numpy()]
