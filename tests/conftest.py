@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 # Every edgenas command a test starts inherits this, before torch reads it. The test processes
 # already share the cores between them; a command that also starts one OpenMP thread per core
@@ -14,6 +16,9 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import pytest
 import torch
+from typer.testing import CliRunner
+
+from edgenas.cli import app
 
 # Session fixtures that run a whole search. Under ``--dist loadgroup`` (``make test``) the tests
 # that use one form one work unit, run by one process, so the search runs once however the
@@ -61,3 +66,11 @@ def reported_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     final = run_cli("finalize", str(out), "--epochs", "1")
     assert final.returncode == 0, final.stderr
     return out
+
+
+@pytest.fixture
+def invoke() -> Iterator[Any]:
+    """The command line in this process (a search sets a SIGTERM handler: it is put back)."""
+    before = signal.getsignal(signal.SIGTERM)
+    yield lambda *args: CliRunner().invoke(app, list(args), env={"COLUMNS": "400"})
+    signal.signal(signal.SIGTERM, before)

@@ -5,8 +5,6 @@ image of another aspect ratio becomes the square input, from the option to the p
 from __future__ import annotations
 
 import json
-import signal
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +14,7 @@ import torch
 from _cli import run_cli
 from PIL import Image
 from torch import nn
-from typer.testing import CliRunner
 
-from edgenas.cli import app
 from edgenas.data import AUGMENTATIONS, RESIZE_POLICIES, load_dataset
 from edgenas.errors import ConfigError
 from edgenas.study import SearchConfig
@@ -233,14 +229,6 @@ def test_a_bad_resize_names_the_choices() -> None:
         load_dataset("synthetic", resize="stretch")
     with pytest.raises(ConfigError, match="--resize 'stretch'"):
         SearchConfig(data="synthetic", resize="stretch")
-
-
-@pytest.fixture
-def invoke() -> Iterator[Any]:
-    """The command line in this process (a search sets a SIGTERM handler: it is put back)."""
-    before = signal.getsignal(signal.SIGTERM)
-    yield lambda *args: CliRunner().invoke(app, list(args), env={"COLUMNS": "400"})
-    signal.signal(signal.SIGTERM, before)
 
 
 @pytest.mark.parametrize(

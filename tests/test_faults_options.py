@@ -10,17 +10,14 @@ tests check for one error line, no traceback, and a run directory not made or le
 
 from __future__ import annotations
 
-import signal
 import sys
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import typer.main
 from _cli import run_cli
-from typer.testing import CliRunner
 
 from edgenas.cli import app
 from edgenas.cli._runfile import COMMANDS, read_run_file
@@ -240,14 +237,6 @@ def _one_error_line(output: str, named: str) -> None:
     assert named in output, output
     errors = [line for line in output.splitlines() if line.startswith("error:")]
     assert len(errors) == 1, output
-
-
-@pytest.fixture
-def invoke() -> Iterator[Any]:
-    """The command line in this process (a search sets a SIGTERM handler: it is put back)."""
-    before = signal.getsignal(signal.SIGTERM)
-    yield lambda *args: CliRunner().invoke(app, list(args), env={"COLUMNS": "400"})
-    signal.signal(signal.SIGTERM, before)
 
 
 @pytest.mark.parametrize(

@@ -4,8 +4,6 @@ and a search that ranks, records and checks its best by another metric than accu
 from __future__ import annotations
 
 import json
-import signal
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,9 +13,7 @@ import pytest
 import torch
 from _cli import run_cli
 from torch import nn
-from typer.testing import CliRunner
 
-from edgenas.cli import app
 from edgenas.errors import ConfigError
 from edgenas.study import SearchConfig
 from edgenas.study._study import RunDir, check_spec
@@ -224,14 +220,6 @@ def test_fit_names_the_classes_of_a_recall_of_a_class_it_lacks(data: Imbalanced)
 
 # -- a search ----------------------------------------------------------------------------------
 QUICK = ["--resolution", "32", "--max-depth", "1", "--epochs", "1", "--strategy", "random"]
-
-
-@pytest.fixture
-def invoke() -> Iterator[Any]:
-    """The command line in this process (a search sets a SIGTERM handler: it is put back)."""
-    before = signal.getsignal(signal.SIGTERM)
-    yield lambda *args: CliRunner().invoke(app, list(args), env={"COLUMNS": "400"})
-    signal.signal(signal.SIGTERM, before)
 
 
 def test_a_search_by_recall_of_a_class_records_what_it_scored(tmp_path: Path, invoke: Any) -> None:
