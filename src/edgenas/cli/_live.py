@@ -262,7 +262,12 @@ class LiveView:
             return None
         measure = self.info.get("front_measure", "hypervolume")
         value = history[-1]
-        shown = _pct(value) if measure == "best accuracy" else f"{value:.4f}"
+        # "best accuracy", "best balanced accuracy", "best recall of X": a share, as a percent.
+        shown = (
+            _pct(value)
+            if measure.startswith("best ") and measure != "best score"
+            else (f"{value:.4f}")
+        )
         line = f"{measure} {shown}"
         patience = self.info.get("stop_when_stable")
         if patience:

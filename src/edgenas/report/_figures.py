@@ -546,7 +546,7 @@ def front_history(run: RunData) -> tuple[str, list[tuple[int, float]]]:
     ``hypervolume.history`` is the same. A run searched before edgenas recorded it has none.
     """
     name = "hypervolume" if run.objective == "pareto" else (
-        "best score" if run.objective == "weighted" else "best accuracy"
+        "best score" if run.objective == "weighted" else f"best {run.metric.label}"
     )  # fmt: skip
     stored = [(r.number, r.hypervolume) for r in run.records if r.hypervolume is not None]
     if stored:

@@ -29,6 +29,7 @@ class FrontTracker:
         max_latency_ms: the latency limit, the hypervolume's reference when set.
         stop_when_stable: the trainings without improvement that end the search (recorded
             in results.json).
+        metric_label: what the single-objective measure is the best of (`Metric.label`).
     """
 
     def __init__(
@@ -37,8 +38,10 @@ class FrontTracker:
         objective: Objective,
         max_latency_ms: float | None,
         stop_when_stable: int | None,
+        metric_label: str = "accuracy",
     ) -> None:
         self._study = study
+        self._metric_label = metric_label
         self._objective = objective
         self._limit = max_latency_ms
         self._stop_when_stable = stop_when_stable
@@ -51,7 +54,9 @@ class FrontTracker:
     def measure_name(self) -> str:
         if self._objective.multi:
             return "hypervolume"
-        return "best score" if self._objective.kind == "weighted" else "best accuracy"
+        if self._objective.kind == "weighted":
+            return "best score"
+        return f"best {self._metric_label}"
 
     def resume(self, records: list[R.TrialRecord]) -> None:
         """Start from the trials already in the study."""
