@@ -77,7 +77,13 @@ def show_command(
             f"{', '.join(map(str, sorted(gone)))} (the next edgenas search on {run} trains "
             f"{'it' if len(gone) == 1 else 'them'} again)"
         )
-    console.print(front_table(records, predicted=bool(spec.get("latency_profile"))))
+    console.print(
+        front_table(records, predicted=bool(spec.get("latency_profile")), score=metric.short)
+    )
+    if best is None and running:
+        # The best is chosen, checked on the holdout and exported when the search ends.
+        console.print("no best chosen yet: the search is still running")
+        return
     print_best(console, best, run)
     if best is not None:
         _print_classes(best.validation_report, best.holdout_report)
@@ -105,7 +111,7 @@ def _print_scoring(metric: Metric, baselines: dict[str, MajorityBaseline]) -> No
     """The metric the run ranks by, and what always answering the majority class scores."""
     console.print(
         f"metric: [bold]{metric.label}[/] (the validation score the search ranks by; "
-        "val acc and holdout below are in it)",
+        f"val {metric.short} and the best's holdout figure below are in it)",
         highlight=False,
     )
     for split, baseline in baselines.items():
