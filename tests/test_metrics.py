@@ -14,6 +14,7 @@ import torch
 from _cli import run_cli
 from torch import nn
 
+from edgenas.data import Splits
 from edgenas.errors import ConfigError
 from edgenas.study import SearchConfig
 from edgenas.study._study import RunDir, check_spec
@@ -117,13 +118,6 @@ SIDE = 8
 
 
 @dataclass(frozen=True)
-class Splits:
-    train: np.ndarray
-    val: np.ndarray
-    holdout: np.ndarray
-
-
-@dataclass(frozen=True)
 class Imbalanced:
     """Nine "ok" images to one "defect", told apart by a faint, noisy brightness difference:
     a short training favours the common class, so balanced accuracy is not top-1 accuracy."""
@@ -150,7 +144,9 @@ def imbalanced(count: int = 600, seed: int = 0) -> Imbalanced:
     noise = rng.uniform(-0.25, 0.25, size=(count, 1, SIDE, SIDE))
     pixels = torch.from_numpy(np.round(np.clip(level + noise, 0, 1) * 255).astype(np.uint8))
     order = rng.permutation(count)
-    splits = Splits(train=order[:400], val=order[400:500], holdout=order[500:])
+    splits = Splits(
+        train=np.sort(order[:400]), val=np.sort(order[400:500]), holdout=np.sort(order[500:])
+    )
     return Imbalanced(labels=labels, splits=splits, pixels=pixels)
 
 
