@@ -302,7 +302,8 @@ def memory(work: Path) -> list[dict[str, Any]]:
                         space=edgenas.edge_space(resolutions="{resolution}", max_depth=1))
                     """
                 )
-                record = {"data": data, "resolution": resolution, "workers": workers, **peaks}
+                # peaks["workers"] lists the worker processes' peaks (none for --workers 1).
+                record = {"data": data, "resolution": resolution, **peaks}
                 runs.append(record)
                 print(f"memory {data} {resolution}px workers={workers}: {record}", flush=True)
     return runs
@@ -365,7 +366,7 @@ def section(results: dict[str, Any], command: str) -> str:
         "## Factory-scale data: 127,000 images, memory-mapped cache",
         "",
         f"Machine: {results['machine']}, {results['cores']} cores, "
-        f"{results['memory_gib']:.0f} GiB; {results['date']}. Command: `{command}`.",
+        f"{results['memory_gib']:.0f} GiB; {results['date']}. Commands: `{command}`.",
         "",
         f"A generated set of {sum(info['counts']):,} JPEG images, {SIDE}×{SIDE} RGB, "
         f"{CLASSES} classes (largest {info['counts'][0]:,} images, smallest "
@@ -412,11 +413,18 @@ def section(results: dict[str, Any], command: str) -> str:
             count = info["subset_images"] if run["data"] == "subset" else sum(info["counts"])
             lines.append(
                 f"| {count:,} images | {run['resolution']} px | "
-                f"{'search only' if run['workers'] == 1 else 'search + 2 workers'} | "
+                f"{'search + 2 workers' if run['workers'] else 'search only'} | "
                 f"{_mb(search['rss'])} | {_mb(search['pss'])} | {_mb(search['private'])} | "
                 f"{workers or '–'} | {_mb(run['total_pss'])} |"
             )
-        lines += ["", *growth(results)]
+        total = sum(info["counts"])
+        lines += [
+            "",
+            *growth(results),
+            f"- Before, each process decoded the whole set into its own memory: "
+            f"{total * 3 * 224 * 224 / 2**30:.1f} GiB per process at 224 px, on a machine of "
+            f"{results['memory_gib']:.0f} GiB.",
+        ]
     if "epoch" in results:
         timings = results["epoch"]["timings"]
         base = statistics.median(timings["before, in memory"])
@@ -448,7 +456,7 @@ def growth(results: dict[str, Any]) -> list[str]:
         runs = {
             r["data"]: r
             for r in results["memory"]
-            if r["resolution"] == 224 and r["workers"] == workers
+            if r["resolution"] == 224 and len(r["workers"]) == (0 if workers == 1 else workers)
         }
         if set(runs) != {"subset", "all"}:
             continue
@@ -497,10 +505,15 @@ def main() -> None:
         results["memory"] = memory(args.work)
     if "epoch" in parts:
         results["epoch"] = epoch(args.work, args.before, args.repeats)
+    command = ("python benchmarks/factory_scale.py " + " ".join(sys.argv[1:])).strip()
+    if parts & {"decode", "memory", "epoch"}:
+        # The parts may run separately: every command that measured something is listed.
+        done = [c for c in results.get("commands", []) if c != command]
+        results["commands"] = [*done, command]
     saved.write_text(json.dumps(results, indent=1))
-    command = "python benchmarks/factory_scale.py " + " ".join(sys.argv[1:])
-    write_section(MARK, section(results, command.strip()))
-    print(section(results, command.strip()))
+    text = section(results, "`; `".join(results.get("commands", [command])))
+    write_section(MARK, text)
+    print(text)
 
 
 if __name__ == "__main__":
