@@ -146,7 +146,10 @@ def main() -> None:
             runs.append(run(name, seed, args))
             print(json.dumps(runs[-1]["holdout"], indent=None)[:300], flush=True)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
+    shown = {k: str(v) for k, v in vars(args).items()}
+    # Where the runs went, relative to the repository when inside it: no machine's paths.
+    shown["work"] = os.path.relpath(args.work, ROOT) if args.work.is_relative_to(ROOT) else "."
+    RESULTS.write_text(json.dumps({"args": shown,
                                    "runs": runs}, indent=1))  # fmt: skip
     command = "python benchmarks/elpv4_metric.py " + " ".join(sys.argv[1:])
     text = section(runs, args, command.strip())
