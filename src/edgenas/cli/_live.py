@@ -262,12 +262,7 @@ class LiveView:
             return None
         measure = self.info.get("front_measure", "hypervolume")
         value = history[-1]
-        # "best accuracy", "best balanced accuracy", "best recall of X": a share, as a percent.
-        shown = (
-            _pct(value)
-            if measure.startswith("best ") and measure != "best score"
-            else (f"{value:.4f}")
-        )
+        shown = _pct(value) if self.info.get("front_measure_is_share") else f"{value:.4f}"
         line = f"{measure} {shown}"
         patience = self.info.get("stop_when_stable")
         if patience:

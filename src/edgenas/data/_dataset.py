@@ -45,8 +45,9 @@ class ImageDataset:
     """A labelled image dataset with a fixed train / validation / holdout split.
 
     Pixels are decoded once per resolution into a uint8 tensor (made square as ``resize``
-    says, with bilinear antialiased resizing), kept in memory and, when ``cache_dir`` is set, saved there
-    so a resumed run does not decode again. Build one with `load_dataset`.
+    says, with bilinear antialiased resizing): with a ``cache_dir``, a file there that every
+    process maps and a resumed run reuses (see `images`); without one, in memory. Build one
+    with `load_dataset`.
 
     Attributes:
         name: "elpv", "elpv4", "synthetic", the folder's name or the CSV manifest's stem.

@@ -51,6 +51,12 @@ class FrontTracker:
         self._slowest_ms = 0.0
 
     @property
+    def measure_is_share(self) -> bool:
+        """Whether the measure is a best score in [0, 1] (shown as a percent), not a
+        hypervolume or a weighted score."""
+        return not self._objective.multi and self._objective.kind != "weighted"
+
+    @property
     def measure_name(self) -> str:
         if self._objective.multi:
             return "hypervolume"

@@ -304,6 +304,7 @@ class _Search:
             "space_size": len(setup.distributions),
             "fidelity_schedule": setup.schedule.kind,
             "front_measure": self.front.measure_name,
+            "front_measure_is_share": self.front.measure_is_share,
             "stop_when_stable": config.stop_when_stable,
             "search_training": setup.searches_training,
             "augment": list(setup.data.augment),

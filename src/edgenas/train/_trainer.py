@@ -417,8 +417,9 @@ def fit(
 
     Recipe: AdamW (or SGD with Nesterov momentum, ``config.optimizer``), a one-cycle learning-rate schedule over all steps, label-smoothed
     cross-entropy, batched augmentation. The training subset (``fidelity.data_fraction`` of the
-    training split, drawn per class) and the validation split are moved to the device once;
-    batches are shuffled per epoch. A final batch of a single image is dropped, since
+    training split, drawn per class) and the validation split are read batch by batch from
+    ``data.images`` (a memory-mapped dataset is never copied whole); on a GPU with room they
+    are moved there once (`split_on_device`). Batches are shuffled per epoch. A final batch of a single image is dropped, since
     BatchNorm cannot train on it. Before each validation, BatchNorm statistics are re-estimated
     on up to 512 training images with the current weights (``torch.optim.swa_utils.update_bn``).
 
