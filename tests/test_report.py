@@ -146,6 +146,10 @@ def test_figures_for_the_dashboard(reported_run: Path) -> None:
     assert drawn == pareto_marker_count(run) == _expected_markers(run.results or {})
     names = [t.name for t in figures["pareto"].data]
     assert "Pareto front" in names and any(n.startswith("rejected before training") for n in names)
+    # with candidates rejected before training, the axes still name the run's metric
+    layout = figures["pareto"].layout
+    assert layout.yaxis.title.text == "validation accuracy (%)"
+    assert layout.title.text.startswith("Validation accuracy against latency")
     history = figures["front-over-time"].data[0]
     assert list(history.x) == [h["trial"] for h in run.results["hypervolume"]["history"]]  # type: ignore[index]
 

@@ -379,11 +379,11 @@ def pareto_figure(run: RunData) -> go.Figure:
         by_limit: dict[str, list[TrialRecord]] = {}
         for r in rejected:
             by_limit.setdefault(_broken(run, r), []).append(r)
-        for label, rs in by_limit.items():
+        for broken, rs in by_limit.items():
             fig.add_trace(
                 go.Scatter(
                     x=[r.costs.latency_ms for r in rs if r.costs],
-                    y=[f"rejected: {label}"] * len(rs),
+                    y=[f"rejected: {broken}"] * len(rs),
                     customdata=[
                         [
                             r.number,
@@ -400,7 +400,7 @@ def pareto_figure(run: RunData) -> go.Figure:
                         "<br>%{customdata[4]}<extra>%{fullData.name}</extra>"
                     ),
                     mode="markers",
-                    name=f"rejected before training: {label}",
+                    name=f"rejected before training: {broken}",
                     marker={
                         "size": 10,
                         "color": LIMIT,
