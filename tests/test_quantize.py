@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 from collections import Counter
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -203,3 +204,57 @@ def test_quantization_aware_finetune_rejects_bad_epochs(trained: Trained) -> Non
             seed=0,
             config=CONFIG,
         )
+
+
+def test_finalize_scores_a_split_chunk_by_chunk(
+    trained: Trained, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """finalize's ONNX scoring never holds more than a chunk of a split, and scores what the
+    whole split scores (accuracy and the confusion matrix, on rows in any order)."""
+    from edgenas.compress import _quantize
+    from edgenas.cost import Constraints
+    from edgenas.finalize import _steps
+    from edgenas.finalize._steps import Measurer
+    from edgenas.train import Metric, confusion_matrix
+
+    data = trained.data
+    rows = np.concatenate([data.splits.holdout, data.splits.val])[::-1].copy()  # unsorted
+    pixels = data.images(RESOLUTION)
+    whole = onnx_logits(trained.fp32, _as_float(pixels[torch.as_tensor(rows)])).argmax(axis=1)
+    labels = torch.as_tensor(data.labels)
+    expected = confusion_matrix(labels.numpy()[rows], whole, data.num_classes)
+
+    seen: list[int] = []  # images per ONNX call
+    gathered: list[int] = []  # rows per gather from the pixels
+
+    def counted(model: bytes, images: np.ndarray, **kwargs: Any) -> np.ndarray:
+        seen.append(len(images))
+        return _quantize.onnx_logits(model, images, **kwargs)
+
+    class Recorded(np.ndarray):
+        def __getitem__(self, key: Any) -> Any:
+            out = super().__getitem__(key)
+            if isinstance(key, np.ndarray):
+                gathered.append(len(out))
+            return np.asarray(out)
+
+    def mapped(resolution: int) -> Any:  # what the measurer reads pixels from, recorded
+        return SimpleNamespace(numpy=lambda: data.images(resolution).numpy().view(Recorded))
+
+    monkeypatch.setattr(_steps, "_ONNX_CHUNK", 7)
+    monkeypatch.setattr("edgenas.compress.onnx_logits", counted)
+    measurer = Measurer(
+        images=mapped, labels=labels, val=torch.as_tensor(data.splits.val),
+        holdout=torch.as_tensor(data.splits.holdout), threads=1, constraints=Constraints(),
+        predict_latency=None, predict_memory=None, wilson=lambda k, n: (0.0, 1.0),
+        metric=Metric.parse("balanced-accuracy"), class_names=data.class_names,
+    )  # fmt: skip
+    index = torch.as_tensor(rows)
+    assert np.array_equal(measurer.confusion(trained.fp32, RESOLUTION, index), expected)
+    assert len(seen) == -(-len(rows) // 7) and max(seen) == 7 and sum(seen) == len(rows)
+    assert gathered == seen  # each chunk gathered on its own: the split is never copied whole
+    accuracy = measurer.accuracy(trained.fp32, RESOLUTION, index)
+    assert accuracy == pytest.approx(np.trace(expected) / len(rows))
+    assert accuracy == pytest.approx(onnx_accuracy(trained.fp32, pixels[index], labels[index]))
+    with pytest.raises(ConfigError, match="empty split"):
+        measurer.accuracy(trained.fp32, RESOLUTION, torch.zeros(0, dtype=torch.int64))

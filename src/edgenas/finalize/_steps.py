@@ -284,23 +284,35 @@ class Measurer:
     _baseline: dict[Any, float] = field(default_factory=dict)
     _reference: tuple[float, float | None] | None = None  # first step's latency and memory
 
-    def accuracy(self, model: bytes, resolution: int, index: torch.Tensor) -> float:
-        from edgenas.compress import onnx_accuracy
+    def predictions(self, model: bytes, resolution: int, index: torch.Tensor) -> np.ndarray:
+        """The ONNX model's predicted class for each of the images ``index``.
 
-        images = self.images(resolution)
-        return onnx_accuracy(model, images[index], self.labels[index], threads=self.threads)
+        The rows are gathered from the (memory-mapped) pixels a chunk at a time, so scoring a
+        split of any size holds one chunk of it, never a copy of the split.
+        """
+        from edgenas.compress import onnx_logits
+
+        pixels = self.images(resolution).numpy()  # a view of the cache, not a copy
+        rows = np.asarray(index, dtype=np.int64)
+        if rows.size == 0:
+            raise ConfigError("an ONNX model cannot be scored on an empty split")
+        predicted = []
+        for start in range(0, len(rows), _ONNX_CHUNK):  # float copies of a chunk at a time
+            # the same IEEE division as the trainer's x.float().div(255)
+            chunk = pixels[rows[start : start + _ONNX_CHUNK]].astype(np.float32) / np.float32(255)
+            predicted.append(onnx_logits(model, chunk, threads=self.threads).argmax(axis=1))
+        return np.concatenate(predicted)
+
+    def accuracy(self, model: bytes, resolution: int, index: torch.Tensor) -> float:
+        """The ONNX model's top-1 accuracy (0..1) on the images ``index``."""
+        truth = self.labels.numpy()[np.asarray(index, dtype=np.int64)]
+        return float((self.predictions(model, resolution, index) == truth).mean())
 
     def confusion(self, model: bytes, resolution: int, index: torch.Tensor) -> np.ndarray:
         """The ONNX model's confusion matrix on the images ``index`` (rows: true class)."""
-        from edgenas.compress import onnx_logits
-
-        images = self.images(resolution)[index]
-        predicted = []
-        for start in range(0, len(images), _ONNX_CHUNK):  # float copies of a chunk at a time
-            chunk = images[start : start + _ONNX_CHUNK].float().div(255.0).numpy()
-            predicted.append(onnx_logits(model, chunk, threads=self.threads).argmax(axis=1))
-        classes = len(self.class_names)
-        return confusion_matrix(self.labels[index].numpy(), np.concatenate(predicted), classes)
+        truth = self.labels.numpy()[np.asarray(index, dtype=np.int64)]
+        predicted = self.predictions(model, resolution, index)
+        return confusion_matrix(truth, predicted, len(self.class_names))
 
     def score(self, model: bytes, resolution: int, index: torch.Tensor) -> float:
         """The run's metric of the ONNX model on the images ``index``."""
