@@ -7,7 +7,8 @@ defects still scores well on accuracy. Each setting runs the same search (strate
 epochs, resolution, latency limit, seed); the chosen best's validation and holdout figures are
 read from ``results.json`` (``best_details``: ``validation_report``, ``holdout_report``). The
 holdout is never used to choose: it only reports. Every run is listed, and kept in
-``benchmarks/results/elpv4_metric.json``.
+``benchmarks/results/elpv4_metric.json``. A run folder under ``--work`` that finished before is
+read back rather than trained again, so more seeds can be added to earlier ones.
 
     python benchmarks/elpv4_metric.py [--trials 10] [--epochs 4] [--resolution 64]
         [--max-latency 1ms] [--seeds 0] [--work runs/elpv4-metric]
@@ -140,10 +141,21 @@ def main() -> None:
     parser.add_argument("--seeds", type=lambda s: [int(x) for x in s.split(",")], default=[0])
     parser.add_argument("--work", type=Path, default=ROOT / "runs" / "elpv4-metric")
     args = parser.parse_args()
+    # A run folder that finished before is read back, not trained again (the search resumes
+    # with nothing to do); its minutes are the ones recorded when it ran.
+    before = {}
+    if RESULTS.exists():
+        earlier = json.loads(RESULTS.read_text())
+        same = ("trials", "epochs", "resolution", "max_latency", "strategy")
+        if all(earlier["args"].get(k) == str(getattr(args, k)) for k in same):
+            before = {(r["setting"], r["seed"]): r for r in earlier["runs"]}
     runs = []
     for seed in args.seeds:
         for name in SETTINGS:
             runs.append(run(name, seed, args))
+            again = before.get((name, seed))
+            if again is not None and again["genotype"] == runs[-1]["genotype"]:
+                runs[-1]["minutes"] = again["minutes"]
             print(json.dumps(runs[-1]["holdout"], indent=None)[:300], flush=True)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     shown = {k: str(v) for k, v in vars(args).items()}
