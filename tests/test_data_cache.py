@@ -233,3 +233,52 @@ def test_a_split_is_scored_from_the_mapped_images_without_a_copy(tmp_path: Path)
     copied = evaluate_confusion(model, images[torch.as_tensor(rows)], labels, data.num_classes)
     assert by_rows.sum() == len(rows)
     assert np.array_equal(by_rows, copied)
+
+
+def test_a_second_load_does_not_open_unchanged_files_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The image checks are kept in the cache: a worker or a resumed search opens only the
+    files that changed, and a file broken since is still found and skipped."""
+    from PIL import Image
+
+    from edgenas.data import _sources
+
+    root = tmp_path / "parts"
+    rng = np.random.default_rng(0)
+    for label in ("good", "scratch"):
+        (root / label).mkdir(parents=True)
+        for i in range(6):
+            pixels = rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(root / label / f"{i}.png")
+    opened: list[str] = []
+    real_open = Image.open
+
+    def counted(path: Path, *args: object, **kwargs: object) -> Image.Image:
+        opened.append(Path(path).name)
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(_sources.Image, "open", counted)
+    cache = tmp_path / "cache"
+    first = load_dataset(root, cache_dir=cache)
+    assert len(opened) == 12 and len(list(cache.glob("probes-*.json"))) == 1
+    opened.clear()
+    again = load_dataset(root, cache_dir=cache)
+    assert opened == [] and again.fingerprint() == first.fingerprint()
+    assert again.channels == first.channels == 3
+    # one file replaced by another image, one cut short: only those two are opened again
+    Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(root / "good" / "0.png")
+    broken = root / "scratch" / "5.png"
+    broken.write_bytes(broken.read_bytes()[:100])
+    with caplog.at_level(logging.WARNING, logger="edgenas.data"):
+        third = load_dataset(root, cache_dir=cache)
+    assert sorted(opened) == ["0.png", "5.png"]
+    assert len(third) == 11 and "scratch/5.png" in caplog.text
+    # an unreadable file is checked again each time (it may have been mended); others are not
+    opened.clear()
+    load_dataset(root, cache_dir=cache)
+    assert opened == ["5.png"]
+    # without a cache every file is checked, every time
+    opened.clear()
+    load_dataset(root)
+    assert len(opened) == 12

@@ -330,7 +330,9 @@ def load_dataset(
             functional vs defective), ``elpv4`` (the same cells, four defect-probability
             classes) or ``synthetic`` (960 generated 48×48 images in four classes, for tests),
             or a folder that `save_arrays` wrote from arrays or a torch ``Dataset``.
-        cache_dir: where decoded images are cached per resolution; None keeps them in memory only.
+        cache_dir: where decoded images are cached per resolution, and what checking each
+            image file found (a file unchanged since is not opened again at the next load);
+            None keeps the images in memory only and checks every file each time.
         seed: seeds the split; the same seed gives the same split.
         val_fraction: share of each class in the validation split.
         holdout_fraction: share of each class in the holdout split, never seen by the search.
@@ -366,7 +368,7 @@ def load_dataset(
     found = (
         open_array_folder(Path(source))
         if isinstance(source, (str, Path)) and is_array_folder(Path(source))
-        else open_source(source)
+        else open_source(source, probes=None if cache_dir is None else Path(cache_dir))
     )
     splits = stratified_split(
         found.labels,
