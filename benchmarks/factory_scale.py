@@ -6,6 +6,8 @@ in fresh processes:
 
 - ``decode``: the time to decode every image into the cache at 32 (the normalisation
   statistics), 96 and 224 px, images per second, and the cache's size on disk;
+- ``load``: the time to find and check every file in a fresh process, with no image checks
+  kept in the cache and with them kept (what a worker or a resumed search loads);
 - ``memory``: a real search (``edgenas.search``, two trainings, one epoch each) on the whole
   set and on a 20,000-image subset, at 96 and 224 px, in one process and with 2 local
   workers. A sampler reads ``/proc/PID/smaps_rollup`` of the search process and its workers
@@ -19,7 +21,7 @@ in fresh processes:
   copied before training), and the current code with the pixels in memory and mapped from
   the cache.
 
-    python benchmarks/factory_scale.py [--parts generate,decode,memory,epoch]
+    python benchmarks/factory_scale.py [--parts generate,decode,load,memory,epoch]
         [--images 127000] [--subset 20000] [--work runs/factory] [--before REV] [--repeats 3]
 
 The data set and the caches take about 30 GB under ``--work``.
@@ -49,6 +51,7 @@ from PIL import Image, ImageDraw, ImageFilter
 
 MARK = "factory_scale"
 ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results" / "factory_scale.json"
 CLASSES = 23
 SIDE = 256
 LARGEST, SMALLEST = 0.60, 0.005
@@ -284,6 +287,31 @@ def decode(work: Path) -> dict[str, Any]:
     return results
 
 
+def load(work: Path, repeats: int) -> dict[str, Any]:
+    """Seconds to find and check every file in a fresh process: with no image checks kept in
+    the cache (the first load of a run), and with them kept (a worker, a resumed search);
+    interleaved, ``repeats`` of each."""
+    code = f"""
+        import json, time
+        from pathlib import Path
+        from edgenas.data import load_dataset
+        started = time.perf_counter()
+        data = load_dataset({str(work / "all.csv")!r}, cache_dir=Path({str(work / "cache")!r}))
+        print(json.dumps({{"load_s": time.perf_counter() - started, "images": len(data)}}))
+        """
+    runs: dict[str, list[float]] = {"first": [], "kept": []}
+    for _ in range(repeats):
+        for kind in runs:
+            if kind == "first":
+                for table in (work / "cache").glob("probes-*.json"):
+                    table.unlink()
+            out, _ = run_python(code)
+            record = json.loads(out.strip().splitlines()[-1])
+            runs[kind].append(record["load_s"])
+            print(f"load ({kind}): {record}", flush=True)
+    return {"runs": runs, "images": record["images"]}
+
+
 def memory(work: Path) -> list[dict[str, Any]]:
     runs = []
     for resolution in (96, 224):
@@ -393,6 +421,24 @@ def section(results: dict[str, Any], command: str) -> str:
             f"Finding and checking the {sum(info['counts']):,} files took {load:.0f} s.",
             "",
         ]
+    if "load" in results:
+        runs = results["load"]["runs"]
+        first, kept = statistics.median(runs["first"]), statistics.median(runs["kept"])
+        lines += [
+            "### Loading the data again (a worker, a resumed search)",
+            "",
+            "Finding and checking every file in a fresh process, with no image checks kept in "
+            "the cache and with them kept (files unchanged since are not opened again); "
+            f"{len(runs['first'])} runs of each, interleaved.",
+            "",
+            "| checks kept | median load | runs | ratio |",
+            "| --- | ---: | --- | ---: |",
+            f"| no (first load) | {first:.1f} s | "
+            f"{', '.join(f'{x:.1f}' for x in runs['first'])} | 1.00 |",
+            f"| yes | {kept:.1f} s | {', '.join(f'{x:.1f}' for x in runs['kept'])} | "
+            f"{kept / first:.2f} |",
+            "",
+        ]
     if "memory" in results:
         lines += [
             "### Memory of a search (two trainings of one epoch, 2% of the training split)",
@@ -480,7 +526,7 @@ def growth(results: dict[str, Any]) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--parts", default="generate,decode,memory,epoch")
+    parser.add_argument("--parts", default="generate,decode,load,memory,epoch")
     parser.add_argument("--images", type=int, default=127_000)
     parser.add_argument("--subset", type=int, default=20_000)
     parser.add_argument("--work", type=Path, default=ROOT / "runs" / "factory")
@@ -501,16 +547,20 @@ def main() -> None:
     )
     if "decode" in parts:
         results["decode"] = decode(args.work)
+    if "load" in parts:
+        results["load"] = load(args.work, args.repeats)
     if "memory" in parts:
         results["memory"] = memory(args.work)
     if "epoch" in parts:
         results["epoch"] = epoch(args.work, args.before, args.repeats)
     command = ("python benchmarks/factory_scale.py " + " ".join(sys.argv[1:])).strip()
-    if parts & {"decode", "memory", "epoch"}:
+    if parts & {"decode", "load", "memory", "epoch"}:
         # The parts may run separately: every command that measured something is listed.
         done = [c for c in results.get("commands", []) if c != command]
         results["commands"] = [*done, command]
     saved.write_text(json.dumps(results, indent=1))
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=1))  # the record kept with the repository
     text = section(results, "`; `".join(results.get("commands", [command])))
     write_section(MARK, text)
     print(text)
