@@ -651,6 +651,21 @@ def _recalibrate_batchnorm(
     torch.optim.swa_utils.update_bn(batches, model)
 
 
+def _scored_batches(
+    model: nn.Module,
+    images: torch.Tensor | StreamedImages,
+    labels: torch.Tensor,
+    batch_size: int,
+    device: torch.device,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """(logits, true classes) of each batch, on the device; iterate under inference mode."""
+    model.eval()
+    for start in range(0, images.shape[0], batch_size):
+        batch = images[start : start + batch_size].to(device, non_blocking=True)
+        target = labels[start : start + batch_size].to(device, non_blocking=True)
+        yield model(_as_input(batch, device)), target
+
+
 def _accuracy(
     model: nn.Module,
     images: torch.Tensor | StreamedImages,
@@ -659,13 +674,9 @@ def _accuracy(
     device: torch.device,
 ) -> float:
     """Top-1 accuracy; the count stays on the device until the end to avoid a sync per batch."""
-    model.eval()
     correct = torch.zeros((), dtype=torch.long, device=device)
     with torch.inference_mode():
-        for start in range(0, images.shape[0], batch_size):
-            batch = images[start : start + batch_size].to(device, non_blocking=True)
-            target = labels[start : start + batch_size].to(device, non_blocking=True)
-            logits = model(_as_input(batch, device))
+        for logits, target in _scored_batches(model, images, labels, batch_size, device):
             correct += (logits.argmax(dim=1) == target).sum()
     return int(correct.item()) / images.shape[0]
 
@@ -683,13 +694,9 @@ def _confusion(
     ``index_add_`` rather than ``bincount``, which on CUDA reads the largest value back (a
     sync per batch) to size its output.
     """
-    model.eval()
     counts = torch.zeros(classes * classes, dtype=torch.long, device=device)
     with torch.inference_mode():
-        for start in range(0, images.shape[0], batch_size):
-            batch = images[start : start + batch_size].to(device, non_blocking=True)
-            target = labels[start : start + batch_size].to(device, non_blocking=True)
-            logits = model(_as_input(batch, device))
+        for logits, target in _scored_batches(model, images, labels, batch_size, device):
             if logits.shape[1] != classes:
                 raise ValueError(
                     f"the model gives {logits.shape[1]} outputs per image, the data has "
