@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from edgenas.finalize._intervals import holdout_gap
-from edgenas.finalize._scores import MajorityBaseline
+from edgenas.finalize._scores import MajorityBaseline, MetricScores
 from edgenas.finalize._steps import CompressOptions, Step
 from edgenas.study import FINAL_DIR, RunDir
 from edgenas.train import Metric
@@ -17,8 +17,9 @@ __all__ = ["FINAL_DIR", "FinalCandidate", "FinalResult"]
 
 
 @dataclass(frozen=True)
-class FinalCandidate:
-    """One retrained candidate and its figures."""
+class FinalCandidate(MetricScores):
+    """One retrained candidate and its figures, and its scores in the run's metric
+    (`MetricScores`: what the exported one is chosen by)."""
 
     trial: int
     genotype: str
@@ -33,13 +34,6 @@ class FinalCandidate:
     train_seconds: float
     latency_ms: float | None
     onnx_max_abs_diff: float | None = None  # only for the exported one
-    # The run's metric on each split (what the exported one is chosen by), and the per-class
-    # figures behind it (`edgenas.train.class_report`).
-    metric: str = "accuracy"
-    val_score: float | None = None
-    holdout_score: float | None = None
-    val_report: dict[str, Any] | None = None
-    holdout_report: dict[str, Any] | None = None
 
     @property
     def score(self) -> float:
@@ -70,11 +64,7 @@ class FinalCandidate:
             "train_seconds": round(self.train_seconds, 3),
             "latency_ms": self.latency_ms,
             "onnx_max_abs_diff": self.onnx_max_abs_diff,
-            "metric": self.metric,
-            "val_score": self.val_score,
-            "holdout_score": self.holdout_score,
-            "val_report": self.val_report,
-            "holdout_report": self.holdout_report,
+            **self.scores_json(),
         }
 
 

@@ -21,12 +21,44 @@ from edgenas.errors import ConfigError, EdgenasError
 from edgenas.finalize._data import load_run_data
 from edgenas.train import Metric, majority_baseline
 
-__all__ = ["SPLITS", "MajorityBaseline", "majority_baselines", "per_class_rows", "run_metric"]
+__all__ = [
+    "SPLITS",
+    "MajorityBaseline",
+    "MetricScores",
+    "majority_baselines",
+    "per_class_rows",
+    "run_metric",
+]
 
 log = logging.getLogger("edgenas.finalize")
 
 #: The splits a baseline is given for, in the order they are shown.
 SPLITS = ("validation", "holdout")
+
+
+@dataclass(frozen=True, kw_only=True)
+class MetricScores:
+    """The run's metric on the validation and holdout splits, and the per-class figures behind
+    it (`edgenas.train.class_report`), of a retrained candidate or a compression step. Scores
+    left None are the accuracies (the metric is accuracy, or the model was scored before the
+    metric was recorded). Keyword-only, so a dataclass built on it keeps its own fields first.
+    """
+
+    metric: str = "accuracy"
+    val_score: float | None = None
+    holdout_score: float | None = None
+    val_report: dict[str, Any] | None = None
+    holdout_report: dict[str, Any] | None = None
+
+    def scores_json(self) -> dict[str, Any]:
+        """The fields as ``final.json`` records them."""
+        return {
+            "metric": self.metric,
+            "val_score": self.val_score,
+            "holdout_score": self.holdout_score,
+            "val_report": self.val_report,
+            "holdout_report": self.holdout_report,
+        }
 
 
 def run_metric(spec: Mapping[str, Any]) -> Metric:

@@ -30,6 +30,7 @@ from edgenas._io import write_bytes
 from edgenas.arch import Network
 from edgenas.cost import Constraints, Costs, parse_latency, parse_size
 from edgenas.errors import ConfigError
+from edgenas.finalize._scores import MetricScores
 from edgenas.train import Metric, class_report, confusion_matrix
 
 __all__ = [
@@ -145,8 +146,9 @@ def parse_target(text: str, current: float, name: str) -> float:
 
 
 @dataclass(frozen=True)
-class Step:
-    """One step's model, as measured here, and what the step did."""
+class Step(MetricScores):
+    """One step's model, as measured here, and what the step did, and its scores in the run's
+    metric (`MetricScores`: what the steps decide by)."""
 
     name: str
     onnx: str  # path relative to final/
@@ -165,13 +167,6 @@ class Step:
     predicted: dict[str, Any] | None = None
     constraints: dict[str, dict[str, Any]] = field(default_factory=dict)
     onnx_check: dict[str, Any] = field(default_factory=dict)
-    # The run's metric on each split (what the steps decide by), and the per-class figures
-    # behind it (`edgenas.train.class_report`); for accuracy, the scores are the accuracies.
-    metric: str = "accuracy"
-    val_score: float | None = None
-    holdout_score: float | None = None
-    val_report: dict[str, Any] | None = None
-    holdout_report: dict[str, Any] | None = None
 
     @property
     def score(self) -> float:
@@ -206,11 +201,7 @@ class Step:
             "predicted": self.predicted,
             "constraints": self.constraints,
             "onnx_check": self.onnx_check,
-            "metric": self.metric,
-            "val_score": self.val_score,
-            "holdout_score": self.holdout_score,
-            "val_report": self.val_report,
-            "holdout_report": self.holdout_report,
+            **self.scores_json(),
         }
 
 
