@@ -74,6 +74,19 @@ def run(name: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def _mean_ci(values: list[float], *, signed: bool = False) -> str:
+    """Mean [95% interval of the mean, Student's t] in percent (points when ``signed``)."""
+    from scipy import stats
+
+    mean = statistics.fmean(values)
+    if len(values) < 2:
+        return f"{100 * mean:+.1f}" if signed else _pct(mean)
+    half = stats.t.ppf(0.975, len(values) - 1) * statistics.stdev(values) / math.sqrt(len(values))
+    if signed:
+        return f"{100 * mean:+.1f} points [{100 * (mean - half):+.1f}, {100 * (mean + half):+.1f}]"
+    return f"{_pct(mean)} [{100 * (mean - half):.1f}, {100 * (mean + half):.1f}]"
+
+
 def _pct(value: float | None) -> str:
     return "–" if value is None or math.isnan(value) else f"{100 * value:.1f}%"
 
@@ -119,14 +132,40 @@ def section(runs: list[dict[str, Any]], args: argparse.Namespace, command: str) 
             f"{_recalls(hold)} | {_pct(val['balanced_accuracy'])} | {_pct(val['accuracy'])} |"
         )
     if len(args.seeds) > 1:
-        lines += ["", "| chosen by | median holdout balanced acc. | median holdout acc. |",
-                  "| --- | ---: | ---: |"]  # fmt: skip
-        for name in SETTINGS:
-            mine = [r for r in runs if r["setting"] == name]
+        lines += [
+            "",
+            f"Over the {len(args.seeds)} seeds: the mean with its 95% interval (Student's t), "
+            "the median, and the change against choosing by accuracy, paired by seed "
+            "(seeds better / equal / worse).",
+            "",
+            "| chosen by | holdout balanced acc., mean [95% CI] | median | holdout acc., mean "
+            "[95% CI] | balanced acc. against accuracy, mean [95% CI] | better / equal / worse |",
+            "| --- | --- | ---: | --- | --- | --- |",
+        ]
+        by_seed = {
+            name: {r["seed"]: r["holdout"] for r in runs if r["setting"] == name}
+            for name in SETTINGS
+        }
+        plain = by_seed["accuracy"]
+        for name, mine in by_seed.items():
+            balanced = [h["balanced_accuracy"] for h in mine.values()]
+            accuracy = [h["accuracy"] for h in mine.values()]
+            change = "–"
+            counts = "–"
+            if name != "accuracy":
+                diffs = [
+                    mine[seed]["balanced_accuracy"] - plain[seed]["balanced_accuracy"]
+                    for seed in mine
+                    if seed in plain
+                ]
+                change = _mean_ci(diffs, signed=True)
+                counts = (
+                    f"{sum(d > 1e-9 for d in diffs)} / {sum(abs(d) <= 1e-9 for d in diffs)} / "
+                    f"{sum(d < -1e-9 for d in diffs)}"
+                )
             lines.append(
-                f"| {name} | "
-                f"{_pct(statistics.median(r['holdout']['balanced_accuracy'] for r in mine))} | "
-                f"{_pct(statistics.median(r['holdout']['accuracy'] for r in mine))} |"
+                f"| {name} | {_mean_ci(balanced)} | {_pct(statistics.median(balanced))} | "
+                f"{_mean_ci(accuracy)} | {change} | {counts} |"
             )
     return "\n".join(lines)
 
