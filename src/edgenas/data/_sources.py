@@ -175,7 +175,8 @@ def open_source(source: str | Path, *, probes: Path | None = None) -> Source:
 
     ``probes``: a folder (the run's cache) where what the check found is kept per file, with
     the file's size and modification time: a file unchanged since is not opened again, so a
-    second process (a worker, a resumed search) loads 127,000 files in a second or two.
+    second process (a worker, a resumed search) checks a large data set with a stat per file
+    (BENCHMARKS.md, factory scale: 127,000 files in seconds rather than half a minute).
     """
     if isinstance(source, str) and source in BUILTIN_NAMES:
         if Path(source).exists():
@@ -301,7 +302,7 @@ def _from_csv(manifest: Path, probes: Path | None) -> Source:
                 f"line {line} of {origin} has an empty {'path' if not name else 'label'}: {row}; "
                 f"fill it in or delete the line"
             )
-        # Strings, not Paths, for the 127,000 rows of a large manifest: a third of the time.
+        # Strings rather than Paths: cheaper, for the many rows of a large manifest.
         path = os.path.normpath(os.path.join(manifest.parent, os.path.expanduser(name)))
         if path in seen:
             first_line, first_label = seen[path]
