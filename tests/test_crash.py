@@ -119,3 +119,38 @@ def test_a_running_trial_is_abandoned_only_when_its_process_is_gone() -> None:
     assert not abandoned({ATTR_DRIVER: elsewhere, ATTR_HEARTBEAT: now - 10}, now=now)
     assert abandoned({ATTR_DRIVER: elsewhere, ATTR_HEARTBEAT: now - 3600}, now=now)
     assert abandoned({ATTR_DRIVER: elsewhere}, now=now)
+
+
+def test_processes_opening_a_new_study_at_once_all_open_it(tmp_path: Path) -> None:
+    """A search starting while another process opens its study.db (``edgenas show``, a second
+    search, a worker) must not take the race to create the tables for a damaged database."""
+    import sys
+    import textwrap
+
+    run = tmp_path / "run"
+    run.mkdir()
+    processes = 6
+    code = textwrap.dedent(
+        f"""
+        import time
+        from pathlib import Path
+        from edgenas.study import open_study
+        ready = Path({str(tmp_path)!r}) / "ready"
+        ready.mkdir(exist_ok=True)
+        (ready / str(time.monotonic_ns())).touch()
+        while len(list(ready.iterdir())) < {processes}:  # every process imported: go at once
+            time.sleep(0.001)
+        try:
+            open_study(Path({str(run)!r}), directions=["maximize"])
+            print("opened")
+        except Exception as exc:
+            print("error:", exc)
+        """
+    )
+    started = [
+        subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+        for _ in range(processes)
+    ]
+    outputs = [p.communicate(timeout=120)[0].strip() for p in started]
+    assert outputs == ["opened"] * processes, outputs
+    assert len(open_study(run).get_trials()) == 0  # one sound study, nothing else in it

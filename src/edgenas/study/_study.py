@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import sqlite3
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -193,7 +194,7 @@ def open_study(
     if storage is None:
         check_study_file(run)
     try:
-        rdb = optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+        rdb = _rdb_storage(url, kwargs)
         if directions is None:
             return optuna.load_study(study_name=name, storage=rdb)
         return optuna.create_study(
@@ -232,6 +233,28 @@ def open_study(
     except sqlalchemy.exc.DatabaseError as exc:
         first = str(exc.orig or exc).strip().splitlines()[0] if str(exc) else type(exc).__name__
         raise ConfigError(f"the study database {shown} is damaged ({first}){_RECOVER}") from None
+
+
+# How often a storage is opened again after losing the race to set its tables up.
+_SETUP_ATTEMPTS = 4
+
+
+def _rdb_storage(url: str, engine_kwargs: dict[str, Any]) -> optuna.storages.RDBStorage:
+    """Optuna's storage at ``url``. Two processes that open a new database at once (a search
+    starting while ``edgenas show`` looks at it, or several searches or Ray workers on one
+    fresh server database) both create its tables and stamp their version; the loser gets a
+    unique-constraint error, not a damaged database. The tables are there by then, so it
+    opens the storage again."""
+    import sqlalchemy.exc
+
+    for attempt in range(1, _SETUP_ATTEMPTS):
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+        except sqlalchemy.exc.IntegrityError as exc:
+            log.debug("another process set up %s at the same time (%s); opening it again",
+                      redact(url), exc.orig)  # fmt: skip
+            time.sleep(0.1 * attempt)
+    return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)  # its error is final
 
 
 def url_error(exc: Exception, url: str, shown: str) -> ConfigError:
