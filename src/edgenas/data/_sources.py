@@ -20,7 +20,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, cast
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -425,7 +425,7 @@ def _from_files(
             opened = pool.map(_probe, [candidates[i].path for i in todo])
             for i, probe in zip(todo, opened, strict=True):
                 found[i] = probe
-    probes_found: list[_Probe | str] = [p for p in found if p is not None]
+    probes_found = cast("list[_Probe | str]", found)  # every file has its answer now
     if table is not None and any(isinstance(found[i], _Probe) for i in todo):
         _write_probes(table, candidates, probes_found)
     bad = [

@@ -46,7 +46,6 @@ from edgenas.study._setup import prepare_search
 from edgenas.study._strategies import Check, make_sampler
 from edgenas.study._study import check_study_matches, open_study
 from edgenas.study._warm import queue_baselines, queue_warm_start
-from edgenas.train import Metric
 
 __all__ = ["run_search"]
 
@@ -107,7 +106,7 @@ class _Search:
         check_study_matches(setup.run, self.study)
         self.front = FrontTracker(
             self.study, self.objective, config.constraints.max_latency_ms,
-            config.stop_when_stable, Metric.parse(config.metric).label,
+            config.stop_when_stable, config.parsed_metric().label,
         )  # fmt: skip
         self.results = ResultsFile(setup, self.study, self.front)
         self._written = -math.inf  # when results.json was last written (monotonic seconds)
