@@ -242,19 +242,31 @@ _SETUP_ATTEMPTS = 4
 def _rdb_storage(url: str, engine_kwargs: dict[str, Any]) -> optuna.storages.RDBStorage:
     """Optuna's storage at ``url``. Two processes that open a new database at once (a search
     starting while ``edgenas show`` looks at it, or several searches or Ray workers on one
-    fresh server database) both create its tables and stamp their version; the loser gets a
-    unique-constraint error, not a damaged database. The tables are there by then, so it
-    opens the storage again."""
-    import sqlalchemy.exc
-
+    fresh server database) both create its tables and stamp their version; the loser gets
+    "table ... already exists" or a unique-constraint error, not a damaged database. The
+    tables are there by then, so it opens the storage again."""
     for attempt in range(1, _SETUP_ATTEMPTS):
         try:
             return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
-        except sqlalchemy.exc.IntegrityError as exc:
+        except Exception as exc:
+            if not _lost_setup_race(exc):
+                raise
             log.debug("another process set up %s at the same time (%s); opening it again",
-                      redact(url), exc.orig)  # fmt: skip
+                      redact(url), exc)  # fmt: skip
             time.sleep(0.1 * attempt)
     return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)  # its error is final
+
+
+def _lost_setup_race(exc: Exception) -> bool:
+    """Whether ``exc`` is what creating a database's tables raises when another process
+    created them first: a duplicate row (the schema version) or a table that exists."""
+    import sqlalchemy.exc
+
+    if isinstance(exc, sqlalchemy.exc.IntegrityError):
+        return True
+    return isinstance(
+        exc, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.ProgrammingError)
+    ) and "already exists" in str(exc.orig or exc)
 
 
 def url_error(exc: Exception, url: str, shown: str) -> ConfigError:
